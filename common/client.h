@@ -1,0 +1,34 @@
+/* client: a blocking DEALER client for calls to a service's ROUTER, with a
+ * deadline and retries. One per thread. */
+#ifndef SHOP_CLIENT_H
+#define SHOP_CLIENT_H
+
+#include <protobuf-c/protobuf-c.h>
+#include <stdint.h>
+#include "status.h"
+
+typedef struct client client_t;
+
+/* Connects a DEALER to `endpoint` ("tcp://127.0.0.1:7101") in `zctx` (NULL:
+ * a private context). Returns NULL on failure. */
+client_t *client_new(void *zctx, const char *endpoint);
+void client_destroy(client_t **p);
+
+/* Calls `method` ("shop.catalog.v1.CatalogService/ReserveStock") with
+ * `request`, waiting at most `timeout_ms` in all. If no reply comes within
+ * an attempt's share of the time the same request (same request id and
+ * idempotency key) is sent again, up to `attempts` times in all. On return
+ * *response (if the reply had a body) is unpacked with `response_type`;
+ * the caller frees it with protobuf_c_message_free_unpacked(…, NULL).
+ * `message` (may be NULL) receives the status message, malloc'd. Returns
+ * the reply's status, DEADLINE_EXCEEDED if none came, or INTERNAL for a
+ * malformed reply. idempotency_key may be NULL. */
+status_t client_call(client_t *c, const char *method, const ProtobufCMessage *request,
+                     const ProtobufCMessageDescriptor *response_type, ProtobufCMessage **response,
+                     const char *idempotency_key, int timeout_ms, int attempts, char **message);
+
+/* Sends raw bytes as the single request frame and waits for one reply frame
+ * (for tests of malformed input). Returns the reply's length, or -1. */
+int client_raw(client_t *c, const void *frame, size_t len, void *reply, size_t cap, int timeout_ms);
+
+#endif

@@ -1,0 +1,64 @@
+/* db: one PostgreSQL connection with lazily prepared statements, transaction
+ * helpers and reconnection after the server restarts. One per thread. */
+#ifndef SHOP_DB_H
+#define SHOP_DB_H
+
+#include <libpq-fe.h>
+#include <stdbool.h>
+
+typedef struct db db_t;
+
+/* A statement of a store: its SQL lives in the store's .c file as a static
+ * const db_stmt_t. It is prepared on first use on each connection (and again
+ * after a reconnect) under `name`, which must be unique in the process. */
+typedef struct {
+    const char *name;
+    const char *sql;
+    int nparams;
+} db_stmt_t;
+
+/* Connects with `conninfo` (a libpq URL or key=value string) and sets
+ * search_path to `schema` and application_name to `app`. The connection
+ * bounds statement and idle-in-transaction time (statement_timeout_ms,
+ * 0 = unbounded) so a stuck transaction cannot stall the event relay.
+ * Returns NULL if the first connection fails (the error is logged). */
+db_t *db_new(const char *conninfo, const char *schema, const char *app, int statement_timeout_ms);
+
+/* Closes the connection. Accepts NULL; sets *p to NULL. */
+void db_destroy(db_t **p);
+
+/* The libpq connection, for what this API does not cover. Owned by db. */
+PGconn *db_conn(db_t *db);
+
+/* True if the connection is usable; if not, tries one reconnect (with the
+ * same settings, forgetting prepared statements) and returns its outcome. */
+bool db_ensure(db_t *db) __attribute__((warn_unused_result));
+
+/* Runs a prepared statement with text parameters (NULL = SQL NULL). Returns
+ * the result (caller PQclear()s it) when it succeeded (COMMAND_OK or
+ * TUPLES_OK); NULL on failure, after which db_sqlstate()/db_error() say why
+ * and the transaction, if any, is aborted. */
+PGresult *db_exec(db_t *db, const db_stmt_t *stmt, const char *const *params)
+    __attribute__((warn_unused_result));
+
+/* Same, with binary/text formats and lengths (for bytea parameters). */
+PGresult *db_exec_bin(db_t *db, const db_stmt_t *stmt, const char *const *params,
+                      const int *lengths, const int *formats) __attribute__((warn_unused_result));
+
+/* Runs a fixed SQL command with no parameters (BEGIN, COMMIT, SET …).
+ * Returns 0 or -1. */
+int db_command(db_t *db, const char *sql) __attribute__((warn_unused_result));
+
+int db_begin(db_t *db) __attribute__((warn_unused_result));
+int db_commit(db_t *db) __attribute__((warn_unused_result));
+/* Rolls back if a transaction is open; never fails loudly. */
+void db_rollback(db_t *db);
+
+/* SQLSTATE of the last failure ("23505" …), or "" if none / connection lost. */
+const char *db_sqlstate(const db_t *db);
+/* Human message of the last failure. */
+const char *db_error(const db_t *db);
+/* True if the last failure was the connection itself (server gone). */
+bool db_lost(const db_t *db);
+
+#endif

@@ -1,0 +1,36 @@
+/* metrics: the runtime's counters and histograms, lock-free to update from
+ * any thread, rendered in Prometheus text format for /metrics. */
+#ifndef SHOP_METRICS_H
+#define SHOP_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "status.h"
+
+typedef struct metrics metrics_t;
+
+/* Families: shop_requests_total{method,code}, shop_request_seconds{method}
+ * (histogram), shop_events_published_total, shop_outbox_head_sequence,
+ * shop_relay_lag_seconds, shop_events_applied_total{stream},
+ * shop_consumer_cursor{stream}, shop_consumer_lag_events{stream},
+ * shop_consumer_errors_total{stream}. `methods` are full method names, copied. */
+metrics_t *metrics_new(const char *service, const char *const *methods, size_t n_methods,
+                       const char *const *streams, size_t n_streams);
+void metrics_destroy(metrics_t **p);
+
+/* One finished call. method_index out of range counts as "unknown". */
+void metrics_request(metrics_t *m, size_t method_index, status_t code, int64_t latency_us);
+
+/* The relay published `count` events; `head` is the stream's head sequence
+ * and `lag_ms` the age of the newest published event at publish time. */
+void metrics_published(metrics_t *m, uint64_t count, uint64_t head, int64_t lag_ms);
+
+/* A consumer applied `count` events of stream `stream_index`; its cursor is
+ * now `cursor` and the producer's known head `head`. */
+void metrics_applied(metrics_t *m, size_t stream_index, uint64_t count, uint64_t cursor, uint64_t head);
+void metrics_consumer_error(metrics_t *m, size_t stream_index);
+
+/* Prometheus text exposition; caller frees. NULL on allocation failure. */
+char *metrics_render(const metrics_t *m);
+
+#endif

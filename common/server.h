@@ -1,0 +1,105 @@
+/* server: the service runtime. A service declares its methods, migrations,
+ * settings and consumed streams in a server_def_t and calls server_main();
+ * the runtime does configuration, logging, migrations, the libevent loop
+ * (ROUTER, PUB, admin HTTP, signals, maintenance timer), worker threads
+ * with their own PostgreSQL connections, the outbox relay and consumers. */
+#ifndef SHOP_SERVER_H
+#define SHOP_SERVER_H
+
+#include <protobuf-c/protobuf-c.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "cfg.h"
+#include "db.h"
+#include "migrate.h"
+#include "status.h"
+#include "subscriber.h"
+
+/* The context of one call, owned by the runtime, valid during the handler. */
+typedef struct call call_t;
+
+/* A method's implementation. Runs on a worker thread inside a transaction
+ * the runtime opened on call_db(call): the runtime commits it if the handler
+ * returns STATUS_OK (or called call_keep_writes) and rolls it back otherwise.
+ * `request` is the unpacked request (read-only, freed by the runtime);
+ * `response` is an initialised message of the method's output type that the
+ * handler fills; anything it allocates into it must be allocated with
+ * call_alloc/call_strdup (freed by the runtime after packing). */
+typedef status_t (*server_handler_fn)(call_t *call, const ProtobufCMessage *request,
+                                      ProtobufCMessage *response);
+
+/* Binds a handler to the method of the service descriptor whose input type
+ * is `request`. server_main refuses to start if a method has no handler. */
+typedef struct {
+    const ProtobufCMessageDescriptor *request;
+    server_handler_fn handler;
+} server_method_t;
+
+typedef struct {
+    /* Names the service, its schema, its event stream and its log lines. */
+    const char *name;
+    const ProtobufCServiceDescriptor *service;
+    const server_method_t *methods;
+    size_t n_methods;
+    const migrate_file_t *migrations;
+    size_t n_migrations;
+    /* The service's own settings (may be NULL): loaded and validated with the
+     * runtime's before anything starts; handlers reach them with
+     * call_settings(). */
+    const cfg_var_t *settings;
+    void *settings_out;
+    /* Runs on the maintenance thread every SHOP_MAINTENANCE_MS with its own
+     * connection, inside a transaction committed on 0 and rolled back on -1,
+     * with call_emit-like access through maintain_emit (may be NULL). */
+    int (*maintain)(db_t *db, void *settings);
+    /* Event streams this service applies (may be empty). */
+    const sub_stream_t *consumes;
+    size_t n_consumes;
+} server_def_t;
+
+/* Runs the service until SIGTERM/SIGINT, then drains in-flight calls and
+ * returns 0. Returns 1 (after logging what to fix) if start-up fails.
+ * `--print-config` prints the settings table as Markdown and returns 0. */
+int server_main(const server_def_t *def, int argc, char **argv);
+
+/* --- for handlers ------------------------------------------------------ */
+
+/* The worker's connection, in the call's transaction. */
+db_t *call_db(call_t *call);
+void *call_settings(const call_t *call);
+const char *call_request_id(const call_t *call);
+const char *call_method(const call_t *call);
+/* "" when the caller sent none. */
+const char *call_idempotency_key(const call_t *call);
+int64_t call_deadline_ms(const call_t *call);
+
+/* Memory that lives until the reply is sent (for response fields). Never
+ * NULL: allocation failure aborts, as protobuf-c's own allocator would. */
+void *call_alloc(call_t *call, size_t size);
+char *call_strdup(call_t *call, const char *s);
+
+/* Sets the reply's status message (printf-style) and returns `code`, so a
+ * handler writes `return call_fail(call, STATUS_NOT_FOUND, "no SKU %s", sku);` */
+status_t call_fail(call_t *call, status_t code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Maps the db's last failure to a status, logs it with the call's context
+ * and returns the code: connection lost -> UNAVAILABLE, unique violation ->
+ * ALREADY_EXISTS, check violation -> FAILED_PRECONDITION, serialization or
+ * deadlock -> ABORTED, statement timeout -> DEADLINE_EXCEEDED, else INTERNAL. */
+status_t call_db_fail(call_t *call, const char *what);
+
+/* Commit the transaction even though the handler returns an error status
+ * (e.g. to record a rejection event). */
+void call_keep_writes(call_t *call);
+
+/* Adds `event` to the outbox in the call's transaction: type is its full
+ * proto name, correlation id and traceparent come from the call. Returns 0
+ * or -1 (then return call_db_fail). */
+int call_emit(call_t *call, const ProtobufCMessage *event) __attribute__((warn_unused_result));
+
+/* The same outside a call (maintenance, consumers): in `db`'s transaction. */
+int server_emit(db_t *db, const ProtobufCMessage *event, const char *correlation_id)
+    __attribute__((warn_unused_result));
+
+#endif

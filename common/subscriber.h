@@ -1,0 +1,39 @@
+/* subscriber: applies another service's events exactly once, in order. The
+ * cursor (last applied sequence) is stored in the same transaction as the
+ * effect; duplicates are skipped; gaps, start-up and a heartbeat ahead of the
+ * cursor are caught up through the producer's Replay call. */
+#ifndef SHOP_SUBSCRIBER_H
+#define SHOP_SUBSCRIBER_H
+
+#include <stddef.h>
+#include "shop/common/v1/common.pb-c.h"
+#include "db.h"
+#include "metrics.h"
+
+/* Applies one event inside `db`'s open transaction. Returns 0 when applied
+ * (or deliberately ignored); -1 to roll back and retry later (logged and
+ * counted as a consumer error; the stream stops there, never skips). */
+typedef int (*sub_apply_fn)(db_t *db, const Shop__Common__V1__Envelope *event, void *settings);
+
+/* One consumed stream, declared by the consuming service. Its endpoints come
+ * from SHOP_<STREAM>_RPC and SHOP_<STREAM>_PUB (stream name upper-cased). */
+typedef struct {
+    const char *stream;        /* producer service name: "catalog" */
+    const char *topic_prefix;  /* e.g. "shop.catalog.v1." ("" = all events) */
+    sub_apply_fn apply;
+} sub_stream_t;
+
+typedef struct sub sub_t;
+
+/* Starts the consumer thread of one stream. The thread owns its SUB (to
+ * pub_endpoint) and DEALER (to rpc_endpoint, for Replay) sockets and its own
+ * connection; it holds an advisory lock so one instance applies at a time.
+ * `index` is the stream's index in metrics. Returns NULL on failure. */
+sub_t *sub_new(void *zctx, const sub_stream_t *stream, const char *pub_endpoint,
+               const char *rpc_endpoint, const char *conninfo, const char *schema,
+               void *settings, metrics_t *m, size_t index);
+
+/* Stops (finishing the batch in hand) and joins. Accepts NULL. */
+void sub_destroy(sub_t **p);
+
+#endif
