@@ -1,6 +1,6 @@
 # Writes OUT: a C file defining `const migrate_file_t SYMBOL[]` and
 # `const size_t SYMBOL_count` from FILES, numbered NNN_name.sql files.
-set(body "/* Generated from migrations/*.sql; do not edit. */\n#include \"migrate.h\"\n\n")
+set(body "/* Generated from the numbered migration files; do not edit. */\n#include \"migrate.h\"\n\n")
 set(entries "")
 set(i 0)
 foreach(f ${FILES})

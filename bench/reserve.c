@@ -1,0 +1,644 @@
+/* bench-reserve: ReserveStock throughput and latency through the catalog's RPC endpoint. */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "client.h"
+#include "shop/catalog/v1/catalog.pb-c.h"
+#include "status.h"
+#include "util.h"
+
+#define S_METHOD_CREATE "shop.catalog.v1.CatalogService/CreateProduct"
+#define S_METHOD_ADJUST "shop.catalog.v1.CatalogService/AdjustStock"
+#define S_METHOD_RESERVE "shop.catalog.v1.CatalogService/ReserveStock"
+#define S_METHOD_RELEASE "shop.catalog.v1.CatalogService/ReleaseReservation"
+#define S_MAX_LEVELS 16
+#define S_SKUS_PER_PRODUCT 100
+/* A synchronous caller cannot exceed this many calls per second on loopback;
+ * latencies past this are counted but not recorded (reported as "dropped"). */
+#define S_MAX_RATE_PER_THREAD 40000
+
+typedef struct {
+    const char *endpoint;
+    const char *prefix;
+    int levels[S_MAX_LEVELS];
+    int nlevels;
+    double duration_s;
+    int nskus;
+    int timeout_ms;
+    bool release;
+    bool json;
+    bool tsv;
+    int load_threads;
+    int64_t load_on_hand;
+    bool load;
+    bool no_run;
+} s_opts_t;
+
+/* Holds the workers until all are connected, then starts them together (or
+ * tells them to give up when a thread could not be started). */
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int state; /* 0 wait, 1 go, -1 abort */
+    int64_t start_us;
+} s_gate_t;
+
+typedef struct {
+    const s_opts_t *opts;
+    void *zctx;
+    s_gate_t *gate;
+    int index;
+    uint64_t nonce;
+    /* results */
+    uint32_t *lat_us;    /* pre-sized; one entry per timed reserve */
+    size_t nlat;
+    size_t cap;
+    uint64_t ok;
+    uint64_t errors;
+    uint64_t dropped;
+    uint64_t release_errors;
+    int64_t release_us_total;
+    uint64_t releases;
+    int64_t end_us;
+    int first_error_code;
+    char first_error[160];
+    int setup_failed;
+} s_worker_t;
+
+typedef struct {
+    int concurrency;
+    uint64_t reserves;
+    uint64_t errors;
+    uint64_t dropped;
+    uint64_t release_errors;
+    double elapsed_s;
+    double per_s;
+    double p50_ms;
+    double p99_ms;
+    double max_ms;
+    double release_avg_ms;
+    int first_error_code;
+    char first_error[160];
+} s_result_t;
+
+static uint64_t s_rand(uint64_t *state)
+{
+    /* xorshift64*: cheap, per-thread, good enough to pick SKUs. */
+    uint64_t x = *state;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *state = x;
+    return x * 2685821657736338717ULL;
+}
+
+static void s_sku_code(const s_opts_t *o, int i, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s%06d", o->prefix, i);
+}
+
+static void s_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: bench-reserve [options]\n"
+            "  --endpoint URL      catalog RPC endpoint (default $SHOP_CATALOG_RPC or tcp://127.0.0.1:7101)\n"
+            "  --levels 1,8,32     concurrency levels, one row each (default 1,8,32)\n"
+            "  --duration S        seconds per level (default 10)\n"
+            "  --skus N            SKUs in the prepared set (default 10000)\n"
+            "  --prefix P          SKU code prefix (default BENCH-); codes are P000001..\n"
+            "  --timeout-ms MS     per-call deadline (default 5000)\n"
+            "  --release           release each reservation after it (untimed, counted apart)\n"
+            "  --load              first create the SKUs (CreateProduct, %d SKUs a product)\n"
+            "                      and receive stock (AdjustStock) through the service\n"
+            "  --load-only         --load, then exit\n"
+            "  --on-hand N         stock received per SKU by --load (default 100000000)\n"
+            "  --json | --tsv      machine-readable output instead of the table\n",
+            S_SKUS_PER_PRODUCT);
+}
+
+static int s_parse_levels(const char *arg, s_opts_t *o)
+{
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", arg);
+    o->nlevels = 0;
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        char *end = NULL;
+        long v = strtol(tok, &end, 10);
+        if (*end != '\0' || v < 1 || v > 1024 || o->nlevels == S_MAX_LEVELS)
+            return -1;
+        o->levels[o->nlevels++] = (int)v;
+    }
+    return o->nlevels > 0 ? 0 : -1;
+}
+
+static int s_parse(int argc, char **argv, s_opts_t *o)
+{
+    const char *env = getenv("SHOP_CATALOG_RPC");
+    o->endpoint = env && *env ? env : "tcp://127.0.0.1:7101";
+    o->prefix = "BENCH-";
+    o->levels[0] = 1, o->levels[1] = 8, o->levels[2] = 32, o->nlevels = 3;
+    o->duration_s = 10;
+    o->nskus = 10000;
+    o->timeout_ms = 5000;
+    o->load_threads = 8;
+    o->load_on_hand = 100000000;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        char *end = NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            s_usage(stdout);
+            exit(0);
+        } else if (!strcmp(a, "--release")) {
+            o->release = true;
+        } else if (!strcmp(a, "--json")) {
+            o->json = true;
+        } else if (!strcmp(a, "--tsv")) {
+            o->tsv = true;
+        } else if (!strcmp(a, "--load")) {
+            o->load = true;
+        } else if (!strcmp(a, "--load-only")) {
+            o->load = o->no_run = true;
+        } else if (!v) {
+            fprintf(stderr, "bench-reserve: %s needs a value (or is unknown)\n", a);
+            return -1;
+        } else if (!strcmp(a, "--endpoint")) {
+            o->endpoint = v, i++;
+        } else if (!strcmp(a, "--prefix")) {
+            o->prefix = v, i++;
+        } else if (!strcmp(a, "--levels")) {
+            if (s_parse_levels(v, o) != 0) {
+                fprintf(stderr, "bench-reserve: --levels wants a list like 1,8,32 (1..1024, at most %d)\n",
+                        S_MAX_LEVELS);
+                return -1;
+            }
+            i++;
+        } else if (!strcmp(a, "--duration")) {
+            o->duration_s = strtod(v, &end), i++;
+            if (*end || o->duration_s <= 0 || o->duration_s > 3600) {
+                fprintf(stderr, "bench-reserve: --duration wants seconds in (0, 3600]\n");
+                return -1;
+            }
+        } else if (!strcmp(a, "--skus")) {
+            long n = strtol(v, &end, 10);
+            i++;
+            if (*end || n < 2 || n > 999999) {
+                fprintf(stderr, "bench-reserve: --skus wants 2..999999\n");
+                return -1;
+            }
+            o->nskus = (int)n;
+        } else if (!strcmp(a, "--timeout-ms")) {
+            long n = strtol(v, &end, 10);
+            i++;
+            if (*end || n < 1 || n > 600000) {
+                fprintf(stderr, "bench-reserve: --timeout-ms wants 1..600000\n");
+                return -1;
+            }
+            o->timeout_ms = (int)n;
+        } else if (!strcmp(a, "--on-hand")) {
+            long long n = strtoll(v, &end, 10);
+            i++;
+            if (*end || n < 1 || n > INT32_MAX) {
+                fprintf(stderr, "bench-reserve: --on-hand wants 1..%d\n", INT32_MAX);
+                return -1;
+            }
+            o->load_on_hand = n;
+        } else {
+            fprintf(stderr, "bench-reserve: unknown option %s\n", a);
+            s_usage(stderr);
+            return -1;
+        }
+    }
+    if (o->json && o->tsv) {
+        fprintf(stderr, "bench-reserve: choose one of --json and --tsv\n");
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- loading the prepared SKU set through the service ---- */
+
+typedef struct {
+    const s_opts_t *opts;
+    void *zctx;
+    int index;
+    int nthreads;
+    int failed;
+} s_loader_t;
+
+/* Products [index, index + nthreads, …) of S_SKUS_PER_PRODUCT SKUs each. */
+static void *s_load_thread(void *arg)
+{
+    s_loader_t *l = arg;
+    const s_opts_t *o = l->opts;
+    client_t *c = client_new(l->zctx, o->endpoint);
+    int nproducts = (o->nskus + S_SKUS_PER_PRODUCT - 1) / S_SKUS_PER_PRODUCT;
+    if (!c) {
+        fprintf(stderr, "bench-reserve: cannot connect to %s\n", o->endpoint);
+        l->failed = 1;
+        return NULL;
+    }
+    for (int p = l->index; p < nproducts && !l->failed; p += l->nthreads) {
+        int first = p * S_SKUS_PER_PRODUCT + 1;
+        int last = first + S_SKUS_PER_PRODUCT - 1;
+        if (last > o->nskus)
+            last = o->nskus;
+        int n = last - first + 1;
+        Shop__Catalog__V1__Sku skus[S_SKUS_PER_PRODUCT];
+        Shop__Catalog__V1__Sku *skup[S_SKUS_PER_PRODUCT];
+        Shop__Common__V1__Money price[S_SKUS_PER_PRODUCT];
+        Shop__Common__V1__Money cost[S_SKUS_PER_PRODUCT];
+        char codes[S_SKUS_PER_PRODUCT][48];
+        char title[64];
+        char key[96];
+        snprintf(title, sizeof title, "%sproduct %d", o->prefix, p + 1);
+        for (int k = 0; k < n; k++) {
+            shop__catalog__v1__sku__init(&skus[k]);
+            shop__common__v1__money__init(&price[k]);
+            shop__common__v1__money__init(&cost[k]);
+            s_sku_code(o, first + k, codes[k], sizeof codes[k]);
+            price[k].minor_units = 1000, price[k].currency = "CNY";
+            cost[k].minor_units = 600, cost[k].currency = "CNY";
+            skus[k].code = codes[k];
+            skus[k].list_price = &price[k];
+            skus[k].cost_price = &cost[k];
+            skup[k] = &skus[k];
+        }
+        Shop__Catalog__V1__Product prod;
+        shop__catalog__v1__product__init(&prod);
+        prod.title = title;
+        prod.description = "benchmark product";
+        prod.category = "bench";
+        prod.brand = "bench";
+        prod.status = SHOP__CATALOG__V1__PRODUCT_STATUS__PRODUCT_STATUS_ACTIVE;
+        prod.n_skus = (size_t)n;
+        prod.skus = skup;
+        Shop__Catalog__V1__CreateProductRequest req;
+        shop__catalog__v1__create_product_request__init(&req);
+        req.product = &prod;
+        ProtobufCMessage *resp = NULL;
+        char *msg = NULL;
+        snprintf(key, sizeof key, "bench-load-product-%s%d", o->prefix, p + 1);
+        status_t st = client_call(c, S_METHOD_CREATE, &req.base, &shop__catalog__v1__create_product_response__descriptor,
+                                  &resp, key, 30000, 3, &msg);
+        if (resp)
+            protobuf_c_message_free_unpacked(resp, NULL);
+        if (st != STATUS_OK && st != STATUS_ALREADY_EXISTS) {
+            fprintf(stderr, "bench-reserve: CreateProduct %s: %s %s\n", title, status_name(st), msg ? msg : "");
+            l->failed = 1;
+        }
+        free(msg);
+        for (int k = 0; k < n && !l->failed; k++) {
+            Shop__Catalog__V1__AdjustStockRequest adj;
+            shop__catalog__v1__adjust_stock_request__init(&adj);
+            adj.sku = codes[k];
+            adj.delta = (int32_t)o->load_on_hand;
+            adj.reason = "receipt";
+            adj.note = "bench-reserve --load";
+            /* The key makes a re-run of --load receive the stock only once. */
+            snprintf(key, sizeof key, "bench-load-stock-%.60s", codes[k]);
+            resp = NULL;
+            msg = NULL;
+            st = client_call(c, S_METHOD_ADJUST, &adj.base, &shop__catalog__v1__adjust_stock_response__descriptor,
+                             &resp, key, 30000, 3, &msg);
+            if (resp)
+                protobuf_c_message_free_unpacked(resp, NULL);
+            if (st != STATUS_OK) {
+                fprintf(stderr, "bench-reserve: AdjustStock %s: %s %s\n", codes[k], status_name(st), msg ? msg : "");
+                l->failed = 1;
+            }
+            free(msg);
+        }
+    }
+    client_destroy(&c);
+    return NULL;
+}
+
+static int s_load(const s_opts_t *o, void *zctx)
+{
+    s_loader_t l[64];
+    pthread_t t[64];
+    int n = o->load_threads > 64 ? 64 : o->load_threads;
+    int started = 0, rc = 0;
+    int64_t t0 = util_mono_us();
+    for (; started < n; started++) {
+        l[started] = (s_loader_t){.opts = o, .zctx = zctx, .index = started, .nthreads = n};
+        if (pthread_create(&t[started], NULL, s_load_thread, &l[started]) != 0) {
+            rc = -1;
+            break;
+        }
+    }
+    for (int i = 0; i < started; i++) {
+        pthread_join(t[i], NULL);
+        if (l[i].failed)
+            rc = -1;
+    }
+    if (rc == 0)
+        fprintf(stderr, "bench-reserve: loaded %d SKUs (%" PRId64 " on hand each) in %.1f s\n", o->nskus,
+                o->load_on_hand, (double)(util_mono_us() - t0) / 1e6);
+    return rc;
+}
+
+/* ---- the measured loop ---- */
+
+static void s_note_error(s_worker_t *w, status_t st, const char *msg)
+{
+    if (w->first_error[0] == '\0') {
+        w->first_error_code = (int)st;
+        snprintf(w->first_error, sizeof w->first_error, "%s: %s", status_name(st), msg ? msg : "");
+    }
+}
+
+static void *s_worker(void *arg)
+{
+    s_worker_t *w = arg;
+    const s_opts_t *o = w->opts;
+    uint64_t rng = (w->nonce ^ (0x9E3779B97F4A7C15ULL * (uint64_t)(w->index + 1))) | 1;
+    uint64_t seq = 0;
+    char order_id[96];
+    char code_a[48], code_b[48];
+    client_t *c = client_new(w->zctx, o->endpoint);
+    if (!c)
+        w->setup_failed = 1;
+    pthread_mutex_lock(&w->gate->mu);
+    while (w->gate->state == 0)
+        pthread_cond_wait(&w->gate->cv, &w->gate->mu);
+    bool go = w->gate->state == 1;
+    int64_t start = w->gate->start_us;
+    pthread_mutex_unlock(&w->gate->mu);
+    if (!c || !go) {
+        client_destroy(&c);
+        return NULL;
+    }
+    int64_t deadline = start + (int64_t)(o->duration_s * 1e6);
+
+    Shop__Catalog__V1__ReservationLine lines[2];
+    Shop__Catalog__V1__ReservationLine *linep[2] = {&lines[0], &lines[1]};
+    Shop__Catalog__V1__ReserveStockRequest req;
+    Shop__Catalog__V1__ReleaseReservationRequest rel;
+    for (;;) {
+        int64_t now = util_mono_us();
+        if (now >= deadline)
+            break;
+        int a = (int)(s_rand(&rng) % (uint64_t)o->nskus);
+        /* A distinct second SKU: an offset in [1, nskus-1]. */
+        int b = (a + 1 + (int)(s_rand(&rng) % (uint64_t)(o->nskus - 1))) % o->nskus;
+        s_sku_code(o, a + 1, code_a, sizeof code_a);
+        s_sku_code(o, b + 1, code_b, sizeof code_b);
+        snprintf(order_id, sizeof order_id, "bench-%016" PRIx64 "-%d-%" PRIu64, w->nonce, w->index, seq++);
+
+        shop__catalog__v1__reserve_stock_request__init(&req);
+        for (int k = 0; k < 2; k++) {
+            shop__catalog__v1__reservation_line__init(&lines[k]);
+            lines[k].quantity = 1;
+        }
+        lines[0].sku = code_a;
+        lines[1].sku = code_b;
+        req.order_id = order_id;
+        req.n_lines = 2;
+        req.lines = linep;
+
+        ProtobufCMessage *resp = NULL;
+        char *msg = NULL;
+        int64_t t0 = util_mono_us();
+        status_t st = client_call(c, S_METHOD_RESERVE, &req.base, &shop__catalog__v1__reserve_stock_response__descriptor,
+                                  &resp, order_id, o->timeout_ms, 1, &msg);
+        int64_t t1 = util_mono_us();
+        if (resp)
+            protobuf_c_message_free_unpacked(resp, NULL);
+        if (st == STATUS_OK) {
+            w->ok++;
+            if (w->nlat < w->cap)
+                w->lat_us[w->nlat++] = (uint32_t)(t1 - t0 > UINT32_MAX ? UINT32_MAX : t1 - t0);
+            else
+                w->dropped++;
+        } else {
+            w->errors++;
+            s_note_error(w, st, msg);
+        }
+        free(msg);
+        if (st == STATUS_OK && o->release) {
+            shop__catalog__v1__release_reservation_request__init(&rel);
+            rel.order_id = order_id;
+            rel.reason = "bench";
+            resp = NULL;
+            msg = NULL;
+            st = client_call(c, S_METHOD_RELEASE, &rel.base,
+                             &shop__catalog__v1__release_reservation_response__descriptor, &resp, NULL,
+                             o->timeout_ms, 1, &msg);
+            w->release_us_total += util_mono_us() - t1;
+            w->releases++;
+            if (resp)
+                protobuf_c_message_free_unpacked(resp, NULL);
+            if (st != STATUS_OK) {
+                w->release_errors++;
+                s_note_error(w, st, msg);
+            }
+            free(msg);
+        }
+    }
+    w->end_us = util_mono_us();
+    client_destroy(&c);
+    return NULL;
+}
+
+static int s_cmp_u32(const void *x, const void *y)
+{
+    uint32_t a = *(const uint32_t *)x, b = *(const uint32_t *)y;
+    return (a > b) - (a < b);
+}
+
+/* Nearest-rank percentile of a sorted array. */
+static double s_pct_ms(const uint32_t *v, size_t n, double p)
+{
+    if (n == 0)
+        return 0;
+    size_t rank = (size_t)(p / 100.0 * (double)n + 0.999999);
+    if (rank < 1)
+        rank = 1;
+    if (rank > n)
+        rank = n;
+    return (double)v[rank - 1] / 1000.0;
+}
+
+static int s_run_level(const s_opts_t *o, void *zctx, int conc, s_result_t *r)
+{
+    int rc = -1;
+    int started = 0;
+    uint32_t *all = NULL;
+    s_gate_t gate = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    pthread_t *threads = calloc((size_t)conc, sizeof *threads);
+    s_worker_t *w = calloc((size_t)conc, sizeof *w);
+    size_t cap = (size_t)(o->duration_s * S_MAX_RATE_PER_THREAD) + 16;
+    uint64_t nonce = ((uint64_t)util_now_ms() << 20) ^ (uint64_t)getpid() ^ ((uint64_t)conc << 56);
+
+    memset(r, 0, sizeof *r);
+    r->concurrency = conc;
+    if (!threads || !w)
+        goto fail;
+    for (int i = 0; i < conc; i++) {
+        w[i] = (s_worker_t){.opts = o, .zctx = zctx, .gate = &gate, .index = i, .nonce = nonce, .cap = cap};
+        w[i].lat_us = malloc(cap * sizeof *w[i].lat_us);
+        if (!w[i].lat_us)
+            goto fail;
+    }
+    for (; started < conc; started++)
+        if (pthread_create(&threads[started], NULL, s_worker, &w[started]) != 0)
+            break;
+    /* Give the DEALERs a moment to connect before the clock starts. */
+    if (started == conc)
+        usleep(100 * 1000);
+    pthread_mutex_lock(&gate.mu);
+    gate.state = started == conc ? 1 : -1;
+    gate.start_us = util_mono_us();
+    pthread_cond_broadcast(&gate.cv);
+    pthread_mutex_unlock(&gate.mu);
+    int64_t start = gate.start_us, end = gate.start_us;
+    bool setup_failed = false;
+    for (int i = 0; i < started; i++) {
+        pthread_join(threads[i], NULL);
+        setup_failed = setup_failed || w[i].setup_failed;
+        if (w[i].end_us > end)
+            end = w[i].end_us;
+    }
+    if (started < conc) {
+        fprintf(stderr, "bench-reserve: cannot start %d threads\n", conc);
+        goto fail;
+    }
+    if (setup_failed) {
+        fprintf(stderr, "bench-reserve: a client could not connect to %s\n", o->endpoint);
+        goto fail;
+    }
+    size_t total = 0;
+    uint64_t releases = 0;
+    int64_t release_us = 0;
+    for (int i = 0; i < conc; i++) {
+        total += w[i].nlat;
+        r->reserves += w[i].ok;
+        r->errors += w[i].errors;
+        r->dropped += w[i].dropped;
+        r->release_errors += w[i].release_errors;
+        releases += w[i].releases;
+        release_us += w[i].release_us_total;
+        if (r->first_error[0] == '\0' && w[i].first_error[0] != '\0') {
+            r->first_error_code = w[i].first_error_code;
+            snprintf(r->first_error, sizeof r->first_error, "%s", w[i].first_error);
+        }
+    }
+    all = malloc((total ? total : 1) * sizeof *all);
+    if (!all)
+        goto fail;
+    size_t k = 0;
+    for (int i = 0; i < conc; i++) {
+        memcpy(all + k, w[i].lat_us, w[i].nlat * sizeof *all);
+        k += w[i].nlat;
+    }
+    qsort(all, total, sizeof *all, s_cmp_u32);
+    r->elapsed_s = (double)(end - start) / 1e6;
+    r->per_s = r->elapsed_s > 0 ? (double)r->reserves / r->elapsed_s : 0;
+    r->p50_ms = s_pct_ms(all, total, 50);
+    r->p99_ms = s_pct_ms(all, total, 99);
+    r->max_ms = total ? (double)all[total - 1] / 1000.0 : 0;
+    r->release_avg_ms = releases ? (double)release_us / (double)releases / 1000.0 : 0;
+    rc = 0;
+fail:
+    free(all);
+    if (w)
+        for (int i = 0; i < conc; i++)
+            free(w[i].lat_us);
+    free(w);
+    free(threads);
+    return rc;
+}
+
+static void s_print(const s_opts_t *o, const s_result_t *r, int n)
+{
+    if (o->json) {
+        printf("{\"endpoint\":\"%s\",\"duration_s\":%.3f,\"skus\":%d,\"release\":%s,\"levels\":[", o->endpoint,
+               o->duration_s, o->nskus, o->release ? "true" : "false");
+        for (int i = 0; i < n; i++) {
+            printf("%s{\"concurrency\":%d,\"reserves\":%" PRIu64 ",\"elapsed_s\":%.3f,\"reserves_per_s\":%.1f,"
+                   "\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f,\"errors\":%" PRIu64 ",\"release_errors\":%" PRIu64
+                   ",\"release_avg_ms\":%.3f,\"unrecorded\":%" PRIu64 ",\"first_error\":",
+                   i ? "," : "", r[i].concurrency, r[i].reserves, r[i].elapsed_s, r[i].per_s, r[i].p50_ms,
+                   r[i].p99_ms, r[i].max_ms, r[i].errors, r[i].release_errors, r[i].release_avg_ms, r[i].dropped);
+            if (r[i].first_error[0] == '\0') {
+                printf("null}");
+            } else {
+                putchar('"');
+                for (const char *p = r[i].first_error; *p; p++) {
+                    if (*p == '"' || *p == '\\')
+                        printf("\\%c", *p);
+                    else if ((unsigned char)*p < 0x20)
+                        printf("\\u%04x", (unsigned char)*p);
+                    else
+                        putchar(*p);
+                }
+                printf("\"}");
+            }
+        }
+        printf("]}\n");
+        return;
+    }
+    if (o->tsv) {
+        for (int i = 0; i < n; i++)
+            printf("%d\t%.1f\t%.3f\t%.3f\t%.3f\t%" PRIu64 "\t%" PRIu64 "\n", r[i].concurrency, r[i].per_s,
+                   r[i].p50_ms, r[i].p99_ms, r[i].max_ms, r[i].errors + r[i].release_errors, r[i].reserves);
+        return;
+    }
+    printf("%11s | %10s | %8s | %8s | %8s | %7s\n", "concurrency", "reserves/s", "p50 ms", "p99 ms", "max ms",
+           "errors");
+    for (int i = 0; i < n; i++)
+        printf("%11d | %10.1f | %8.3f | %8.3f | %8.3f | %7" PRIu64 "\n", r[i].concurrency, r[i].per_s, r[i].p50_ms,
+               r[i].p99_ms, r[i].max_ms, r[i].errors + r[i].release_errors);
+    for (int i = 0; i < n; i++)
+        if (r[i].first_error[0])
+            printf("concurrency %d: first error %s\n", r[i].concurrency, r[i].first_error);
+}
+
+int main(int argc, char **argv)
+{
+    int rc = 1;
+    s_opts_t o;
+    s_result_t res[S_MAX_LEVELS];
+    void *zctx = NULL;
+    int done = 0;
+
+    memset(&o, 0, sizeof o);
+    if (s_parse(argc, argv, &o) != 0)
+        goto fail;
+    zctx = zmq_ctx_new();
+    if (!zctx) {
+        fprintf(stderr, "bench-reserve: zmq_ctx_new: %s\n", zmq_strerror(errno));
+        goto fail;
+    }
+    if (o.load && s_load(&o, zctx) != 0)
+        goto fail;
+    if (o.no_run) {
+        rc = 0;
+        goto fail;
+    }
+    for (; done < o.nlevels; done++) {
+        if (s_run_level(&o, zctx, o.levels[done], &res[done]) != 0)
+            goto fail;
+        if (!o.json && !o.tsv)
+            fprintf(stderr, "bench-reserve: concurrency %d: %" PRIu64 " reserves in %.1f s\n", o.levels[done],
+                    res[done].reserves, res[done].elapsed_s);
+    }
+    s_print(&o, res, done);
+    rc = 0;
+    for (int i = 0; i < done; i++)
+        if (res[i].reserves == 0)
+            rc = 2; /* nothing succeeded: the numbers mean nothing */
+fail:
+    if (zctx)
+        zmq_ctx_term(zctx);
+    return rc;
+}

@@ -1,0 +1,454 @@
+/* outbox: adding events, the relay that stamps and publishes them, Replay. */
+#include "outbox.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <zmq.h>
+
+#include "slog.h"
+
+#define RELAY_BATCH      "1000"
+#define RELAY_IDLE_MIN_MS 2
+#define RELAY_IDLE_MAX_MS 50
+#define RELAY_LOCK_RETRY_MS 1000
+#define REPLAY_MAX_LIMIT 1000
+#define REPLAY_DEFAULT_LIMIT 500
+
+static const db_stmt_t s_add = {
+    "outbox_add",
+    "INSERT INTO outbox (type, payload, correlation_id, causation_id, traceparent) "
+    "VALUES ($1, $2, $3, $4, $5)",
+    5};
+
+/* A session lock, so one relay per stream; released when the session ends. */
+static const db_stmt_t s_relay_lock = {
+    "outbox_relay_lock", "SELECT pg_try_advisory_lock(hashtext($1))", 1};
+
+static const db_stmt_t s_head = {
+    "outbox_head", "SELECT coalesce(max(position), 0) FROM outbox", 0};
+
+/* Every transaction with an xid below the snapshot's xmin has ended, so no
+ * row with a lower (xid, id) can appear later: stamping those rows in (xid,
+ * id) order after the current maximum gives gap-free positions in an order
+ * no later commit can contradict. The statement's own xid is assigned after
+ * its snapshot is taken, so the relay never holds its own xmin back; it
+ * commits (autocommit) before the next poll. */
+static const db_stmt_t s_stamp = {
+    "outbox_stamp",
+    "WITH base AS (SELECT coalesce(max(position), 0) AS p FROM outbox), "
+    "todo AS (SELECT id, row_number() OVER (ORDER BY xid, id) AS rn FROM outbox "
+    "         WHERE position IS NULL AND xid < pg_snapshot_xmin(pg_current_snapshot()) "
+    "         ORDER BY xid, id LIMIT $1) "
+    "UPDATE outbox o SET position = base.p + todo.rn FROM base, todo WHERE o.id = todo.id "
+    "RETURNING o.position, o.message_id::text, o.type, o.payload, o.correlation_id, "
+    "o.causation_id, o.traceparent, "
+    "(extract(epoch FROM o.occurred_at) * 1000)::bigint",
+    1};
+
+static const db_stmt_t s_replay = {
+    "outbox_replay",
+    "SELECT position, message_id::text, type, payload, correlation_id, causation_id, "
+    "traceparent, (extract(epoch FROM occurred_at) * 1000)::bigint "
+    "FROM outbox WHERE position > $1 ORDER BY position LIMIT $2",
+    2};
+
+struct relay {
+    pthread_t thread;
+    void *push;
+    db_t *db;
+    char *schema;
+    char *source;
+    metrics_t *metrics;
+    atomic_bool stop;
+    _Atomic uint64_t head;
+};
+
+int outbox_add(db_t *db, const char *type, const uint8_t *payload, size_t len,
+               const char *correlation_id, const char *causation_id, const char *traceparent)
+{
+    int rc = -1;
+    PGresult *res = NULL;
+    const char *params[5] = {type, (const char *)payload, correlation_id, causation_id, traceparent};
+    int lengths[5] = {0, (int)len, 0, 0, 0};
+    int formats[5] = {0, 1, 0, 0, 0};
+    static const uint8_t empty = 0;
+
+    if (!db || !type || (!payload && len > 0) || len > INT32_MAX)
+        goto fail;
+    if (!payload)
+        params[1] = (const char *)&empty;
+    res = db_exec_bin(db, &s_add, params, lengths, formats);
+    if (!res)
+        goto fail;
+    rc = 0;
+fail:
+    if (res)
+        PQclear(res);
+    return rc;
+}
+
+static int64_t s_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void s_sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {
+    }
+}
+
+/* Text column to a malloc'd string; "" for NULL (proto3 strings). */
+static char *s_col(const PGresult *res, int row, int col)
+{
+    return strdup(PQgetisnull(res, row, col) ? "" : PQgetvalue(res, row, col));
+}
+
+/* Builds one envelope from a row of s_stamp/s_replay's shape. Returns 0/-1;
+ * on -1 the envelope may be partly filled (free with s_envelope_clear). */
+static int s_envelope_from_row(const PGresult *res, int row, const char *source,
+                               Shop__Common__V1__Envelope *env)
+{
+    size_t blen = 0;
+    unsigned char *bytes = NULL;
+
+    shop__common__v1__envelope__init(env);
+    env->sequence = strtoull(PQgetvalue(res, row, 0), NULL, 10);
+    env->message_id = s_col(res, row, 1);
+    env->type = s_col(res, row, 2);
+    env->source = strdup(source);
+    env->correlation_id = s_col(res, row, 4);
+    env->causation_id = s_col(res, row, 5);
+    env->traceparent = s_col(res, row, 6);
+    env->occurred_at_ms = strtoll(PQgetvalue(res, row, 7), NULL, 10);
+    bytes = PQunescapeBytea((const unsigned char *)PQgetvalue(res, row, 3), &blen);
+    if (bytes) {
+        env->payload.data = malloc(blen ? blen : 1);
+        if (env->payload.data) {
+            memcpy(env->payload.data, bytes, blen);
+            env->payload.len = blen;
+        }
+        PQfreemem(bytes);
+    }
+    if (!env->message_id || !env->type || !env->source || !env->correlation_id ||
+        !env->causation_id || !env->traceparent || !env->payload.data)
+        return -1;
+    return 0;
+}
+
+static void s_envelope_clear(Shop__Common__V1__Envelope *env)
+{
+    /* The envelope's default strings are protobuf-c's static "" only after
+     * init; every field we set is malloc'd, so free only those we own. */
+    free(env->message_id);
+    free(env->type);
+    free(env->source);
+    free(env->correlation_id);
+    free(env->causation_id);
+    free(env->traceparent);
+    free(env->payload.data);
+    memset(env, 0, sizeof *env);
+}
+
+/* Sends one envelope as [type][packed Envelope]. Returns 0/-1. */
+static int s_send(void *push, const Shop__Common__V1__Envelope *env)
+{
+    int rc = -1;
+    size_t len = shop__common__v1__envelope__get_packed_size(env);
+    uint8_t *buf = malloc(len ? len : 1);
+
+    if (!buf)
+        goto fail;
+    shop__common__v1__envelope__pack(env, buf);
+    if (zmq_send(push, env->type, strlen(env->type), ZMQ_SNDMORE) == -1)
+        goto fail;
+    if (zmq_send(push, buf, len, 0) == -1)
+        goto fail;
+    rc = 0;
+fail:
+    free(buf);
+    return rc;
+}
+
+typedef struct {
+    uint64_t position;
+    int row;
+} s_order_t;
+
+static int s_order_cmp(const void *a, const void *b)
+{
+    const s_order_t *x = a, *y = b;
+    return (x->position > y->position) - (x->position < y->position);
+}
+
+/* Publishes the rows one stamp returned, in position order. Returns the
+ * number sent. */
+static uint64_t s_publish(relay_t *r, const PGresult *res)
+{
+    int n = PQntuples(res);
+    uint64_t sent = 0;
+    int64_t newest_ms = 0;
+    bool sending = true;
+    s_order_t *order = calloc((size_t)n, sizeof *order);
+
+    if (!order) {
+        slog_error("relay: out of memory publishing %d events", n);
+        return 0;
+    }
+    for (int i = 0; i < n; i++) {
+        order[i].position = strtoull(PQgetvalue(res, i, 0), NULL, 10);
+        order[i].row = i;
+    }
+    qsort(order, (size_t)n, sizeof *order, s_order_cmp);
+    for (int i = 0; i < n; i++) {
+        Shop__Common__V1__Envelope env;
+        if (s_envelope_from_row(res, order[i].row, r->source, &env) == 0) {
+            /* PUB is only the fast path: a lost send is recovered by Replay.
+             * After one send times out, skip the rest of the batch rather
+             * than wait for each. */
+            if (sending && !atomic_load(&r->stop) && s_send(r->push, &env) == 0)
+                sent++;
+            else
+                sending = false;
+            newest_ms = env.occurred_at_ms;
+        } else {
+            slog_error("relay: out of memory building event %" PRIu64, order[i].position);
+        }
+        s_envelope_clear(&env);
+        atomic_store(&r->head, order[i].position);
+    }
+    if (n > 0)
+        metrics_published(r->metrics, sent, atomic_load(&r->head), s_now_ms() - newest_ms);
+    free(order);
+    return sent;
+}
+
+/* Sleeps up to `ms`, waking early when asked to stop. */
+static void s_nap(relay_t *r, int ms)
+{
+    while (ms > 0 && !atomic_load(&r->stop)) {
+        int step = ms < 50 ? ms : 50;
+        s_sleep_ms(step);
+        ms -= step;
+    }
+}
+
+/* Tries to become the stream's relay; on success loads the head. */
+static bool s_take_lock(relay_t *r, bool *waiting_logged)
+{
+    bool got = false;
+    char key[256];
+    const char *params[1] = {key};
+    PGresult *res = NULL;
+
+    snprintf(key, sizeof key, "%s.relay", r->schema);
+    res = db_exec(r->db, &s_relay_lock, params);
+    if (!res)
+        goto fail;
+    if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
+        if (!*waiting_logged)
+            slog_info("relay: another instance relays stream %s; waiting", r->source);
+        *waiting_logged = true;
+        goto fail;
+    }
+    PQclear(res);
+    res = db_exec(r->db, &s_head, NULL);
+    if (!res)
+        goto fail;
+    atomic_store(&r->head, strtoull(PQgetvalue(res, 0, 0), NULL, 10));
+    slog_info("relay: relaying stream %s from position %" PRIu64, r->source,
+              (uint64_t)atomic_load(&r->head));
+    *waiting_logged = false;
+    got = true;
+fail:
+    if (res)
+        PQclear(res);
+    return got;
+}
+
+static void *s_relay_run(void *arg)
+{
+    relay_t *r = arg;
+    bool locked = false;
+    bool waiting_logged = false;
+    int idle_ms = RELAY_IDLE_MIN_MS;
+    const char *params[1] = {RELAY_BATCH};
+
+    while (!atomic_load(&r->stop)) {
+        if (!db_ensure(r->db)) {
+            locked = false;
+            s_nap(r, RELAY_LOCK_RETRY_MS);
+            continue;
+        }
+        if (!locked) {
+            locked = s_take_lock(r, &waiting_logged);
+            if (!locked) {
+                if (db_lost(r->db))
+                    continue;
+                s_nap(r, RELAY_LOCK_RETRY_MS);
+                continue;
+            }
+        }
+        PGresult *res = db_exec(r->db, &s_stamp, params);
+        if (!res) {
+            /* A lost connection also lost the session lock: take it again. */
+            if (db_lost(r->db))
+                locked = false;
+            else
+                slog_warn("relay: stamping failed: %s", db_error(r->db));
+            s_nap(r, 100);
+            continue;
+        }
+        int n = PQntuples(res);
+        if (n > 0) {
+            s_publish(r, res);
+            idle_ms = RELAY_IDLE_MIN_MS;
+        }
+        PQclear(res);
+        if (n == 0) {
+            s_nap(r, idle_ms);
+            idle_ms = idle_ms * 2 > RELAY_IDLE_MAX_MS ? RELAY_IDLE_MAX_MS : idle_ms * 2;
+        }
+    }
+    return NULL;
+}
+
+relay_t *relay_new(void *zctx, const char *inproc_endpoint, const char *conninfo,
+                   const char *schema, const char *source, metrics_t *m)
+{
+    relay_t *r = calloc(1, sizeof *r);
+    char app[128];
+    int linger = 0;
+    /* A loop thread that stopped pulling must not keep the relay from
+     * stopping: PUB is the fast path only, and Replay recovers a drop. */
+    int sndtimeo = 200;
+
+    if (!r)
+        goto fail;
+    atomic_init(&r->stop, false);
+    atomic_init(&r->head, 0);
+    r->metrics = m;
+    r->schema = strdup(schema);
+    r->source = strdup(source);
+    if (!r->schema || !r->source)
+        goto fail;
+    snprintf(app, sizeof app, "%s-relay", source);
+    r->db = db_new(conninfo, schema, app, 0);
+    if (!r->db)
+        goto fail;
+    r->push = zmq_socket(zctx, ZMQ_PUSH);
+    if (!r->push)
+        goto fail;
+    zmq_setsockopt(r->push, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(r->push, ZMQ_SNDTIMEO, &sndtimeo, sizeof sndtimeo);
+    if (zmq_connect(r->push, inproc_endpoint) == -1) {
+        slog_error("relay: cannot connect to %s: %s", inproc_endpoint, zmq_strerror(errno));
+        goto fail;
+    }
+    if (pthread_create(&r->thread, NULL, s_relay_run, r) != 0)
+        goto fail;
+    return r;
+fail:
+    slog_error("relay: cannot start the relay of stream %s", source ? source : "?");
+    if (r) {
+        if (r->push)
+            zmq_close(r->push);
+        db_destroy(&r->db);
+        free(r->schema);
+        free(r->source);
+        free(r);
+    }
+    return NULL;
+}
+
+uint64_t relay_head(relay_t *relay)
+{
+    return relay ? atomic_load(&relay->head) : 0;
+}
+
+void relay_destroy(relay_t **p)
+{
+    relay_t *r = p ? *p : NULL;
+
+    if (!r)
+        return;
+    atomic_store(&r->stop, true);
+    pthread_join(r->thread, NULL);
+    zmq_close(r->push);
+    db_destroy(&r->db);
+    free(r->schema);
+    free(r->source);
+    free(r);
+    *p = NULL;
+}
+
+int outbox_replay(db_t *db, const char *source, uint64_t after, uint32_t limit,
+                  Shop__Common__V1__ReplayResponse *out)
+{
+    int rc = -1;
+    PGresult *res = NULL;
+    char after_s[24], limit_s[16];
+    const char *params[2] = {after_s, limit_s};
+    int n;
+
+    if (limit == 0)
+        limit = REPLAY_DEFAULT_LIMIT;
+    if (limit > REPLAY_MAX_LIMIT)
+        limit = REPLAY_MAX_LIMIT;
+    /* position is a bigint: anything above its range means "nothing after". */
+    if (after > (uint64_t)INT64_MAX)
+        after = (uint64_t)INT64_MAX;
+    snprintf(after_s, sizeof after_s, "%" PRIu64, after);
+    snprintf(limit_s, sizeof limit_s, "%" PRIu32, limit);
+    res = db_exec(db, &s_replay, params);
+    if (!res)
+        goto fail;
+    n = PQntuples(res);
+    out->events = n ? calloc((size_t)n, sizeof *out->events) : NULL;
+    if (n && !out->events)
+        goto fail;
+    for (int i = 0; i < n; i++) {
+        Shop__Common__V1__Envelope *env = malloc(sizeof *env);
+        if (!env)
+            goto fail;
+        out->events[out->n_events++] = env;
+        if (s_envelope_from_row(res, i, source, env) == -1)
+            goto fail;
+    }
+    PQclear(res);
+    res = db_exec(db, &s_head, NULL);
+    if (!res)
+        goto fail;
+    out->head_sequence = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+    rc = 0;
+fail:
+    if (res)
+        PQclear(res);
+    if (rc == -1)
+        outbox_replay_clear(out);
+    return rc;
+}
+
+void outbox_replay_clear(Shop__Common__V1__ReplayResponse *out)
+{
+    if (!out)
+        return;
+    for (size_t i = 0; i < out->n_events; i++) {
+        s_envelope_clear(out->events[i]);
+        free(out->events[i]);
+    }
+    free(out->events);
+    out->events = NULL;
+    out->n_events = 0;
+    out->head_sequence = 0;
+}

@@ -1,0 +1,431 @@
+/* subscriber: one consumer thread per stream, applying events exactly once. */
+#include "subscriber.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <zmq.h>
+
+#include "client.h"
+#include "slog.h"
+
+#define SUB_BATCH         200
+#define SUB_POLL_MS       50
+#define SUB_QUIET_MS      200   /* heartbeat ahead + nothing new this long -> Replay */
+#define SUB_REPLAY_LIMIT  500
+#define SUB_REPLAY_MS     3000
+#define SUB_BACKOFF_MIN_MS 100
+#define SUB_BACKOFF_MAX_MS 5000
+#define SUB_MAX_FRAME     (4 * 1024 * 1024)
+#define HEARTBEAT_TOPIC   "shop.common.v1.Heartbeat"
+#define REPLAY_METHOD     "shop.common.v1.EventService/Replay"
+
+static const db_stmt_t s_lock = {
+    "sub_lock", "SELECT pg_try_advisory_lock(hashtext($1))", 1};
+static const db_stmt_t s_cursor_init = {
+    "sub_cursor_init",
+    "INSERT INTO consumer_cursor (stream) VALUES ($1) ON CONFLICT (stream) DO NOTHING", 1};
+static const db_stmt_t s_cursor_lock = {
+    "sub_cursor_lock", "SELECT position FROM consumer_cursor WHERE stream = $1 FOR UPDATE", 1};
+static const db_stmt_t s_cursor_set = {
+    "sub_cursor_set",
+    "UPDATE consumer_cursor SET position = $2, updated_at = now() WHERE stream = $1", 2};
+
+struct sub {
+    pthread_t thread;
+    sub_stream_t stream;
+    char *stream_name;
+    char *topic_prefix;
+    char *rpc_endpoint;
+    void *zctx;
+    void *sock;
+    client_t *client;
+    db_t *db;
+    char *schema;
+    void *settings;
+    metrics_t *metrics;
+    size_t index;
+    atomic_bool stop;
+    bool locked;
+    bool lock_logged;
+    uint64_t cursor;
+    uint64_t head;
+    int backoff_ms;
+};
+
+/* Outcome of applying a batch. */
+typedef enum { S_APPLIED, S_GAP, S_FAILED } s_outcome_t;
+
+static int64_t s_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void s_nap(sub_t *s, int ms)
+{
+    while (ms > 0 && !atomic_load(&s->stop)) {
+        int step = ms < 50 ? ms : 50;
+        struct timespec ts = {0, (long)step * 1000000L};
+        nanosleep(&ts, NULL);
+        ms -= step;
+    }
+}
+
+/* Takes the per-stream lock and loads the cursor. Returns true when held. */
+static bool s_take_lock(sub_t *s)
+{
+    bool got = false;
+    char key[256];
+    const char *params[1] = {key};
+    PGresult *res = NULL;
+
+    snprintf(key, sizeof key, "%s.consume.%s", s->schema, s->stream_name);
+    res = db_exec(s->db, &s_lock, params);
+    if (!res)
+        goto fail;
+    if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
+        if (!s->lock_logged)
+            slog_info("consumer %s: another instance applies this stream; waiting", s->stream_name);
+        s->lock_logged = true;
+        goto fail;
+    }
+    PQclear(res);
+    params[0] = s->stream_name;
+    res = db_exec(s->db, &s_cursor_init, params);
+    if (!res)
+        goto fail;
+    PQclear(res);
+    res = db_exec(s->db, &s_cursor_lock, params); /* autocommit: just a read */
+    if (!res || PQntuples(res) != 1)
+        goto fail;
+    s->cursor = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+    slog_info("consumer %s: applying from sequence %" PRIu64, s->stream_name, s->cursor);
+    s->lock_logged = false;
+    got = true;
+fail:
+    if (res)
+        PQclear(res);
+    return got;
+}
+
+/* Applies events in order inside one transaction. Stops at the first gap.
+ * The cursor in memory moves only after COMMIT. */
+static s_outcome_t s_apply(sub_t *s, Shop__Common__V1__Envelope *const *events, size_t n)
+{
+    s_outcome_t out = S_FAILED;
+    PGresult *res = NULL;
+    const char *params[2] = {s->stream_name, NULL};
+    char pos_s[24];
+    uint64_t cursor, applied = 0, duplicates = 0;
+    bool gap = false;
+
+    if (db_begin(s->db) == -1)
+        goto fail;
+    res = db_exec(s->db, &s_cursor_lock, params);
+    if (!res || PQntuples(res) != 1)
+        goto fail;
+    cursor = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+    PQclear(res);
+    res = NULL;
+    for (size_t i = 0; i < n; i++) {
+        const Shop__Common__V1__Envelope *e = events[i];
+        if (e->sequence <= cursor) {
+            duplicates++;
+            continue;
+        }
+        if (e->sequence > cursor + 1) {
+            gap = true;
+            break;
+        }
+        if (s->stream.apply(s->db, e, s->settings) == -1) {
+            slog_error("consumer %s: applying event %" PRIu64 " (%s) failed; will retry",
+                       s->stream_name, e->sequence, e->type);
+            goto fail;
+        }
+        cursor = e->sequence;
+        applied++;
+    }
+    if (applied > 0) {
+        snprintf(pos_s, sizeof pos_s, "%" PRIu64, cursor);
+        params[1] = pos_s;
+        res = db_exec(s->db, &s_cursor_set, params);
+        if (!res)
+            goto fail;
+        PQclear(res);
+        res = NULL;
+    }
+    if (db_commit(s->db) == -1)
+        goto fail;
+    s->cursor = cursor;
+    if (s->head < cursor)
+        s->head = cursor;
+    if (applied > 0)
+        metrics_applied(s->metrics, s->index, applied, s->cursor, s->head);
+    if (duplicates > 0)
+        slog_debug("consumer %s: skipped %" PRIu64 " duplicates", s->stream_name, duplicates);
+    s->backoff_ms = 0;
+    out = gap ? S_GAP : S_APPLIED;
+fail:
+    if (res)
+        PQclear(res);
+    if (out == S_FAILED) {
+        if (db_lost(s->db))
+            s->locked = false; /* the session lock went with the connection */
+        db_rollback(s->db);
+        metrics_consumer_error(s->metrics, s->index);
+        s->backoff_ms = s->backoff_ms ? s->backoff_ms * 2 : SUB_BACKOFF_MIN_MS;
+        if (s->backoff_ms > SUB_BACKOFF_MAX_MS)
+            s->backoff_ms = SUB_BACKOFF_MAX_MS;
+    }
+    return out;
+}
+
+/* Replays from the cursor up to the producer's head. Returns 0 when caught
+ * up, -1 when it must be tried again later. */
+static int s_catch_up(sub_t *s)
+{
+    while (!atomic_load(&s->stop)) {
+        Shop__Common__V1__ReplayRequest req = SHOP__COMMON__V1__REPLAY_REQUEST__INIT;
+        ProtobufCMessage *reply = NULL;
+        char *msg = NULL;
+        Shop__Common__V1__ReplayResponse *resp;
+        s_outcome_t o;
+        size_t n;
+
+        req.after_sequence = s->cursor;
+        req.limit = SUB_REPLAY_LIMIT;
+        status_t st = client_call(s->client, REPLAY_METHOD, &req.base,
+                                  &shop__common__v1__replay_response__descriptor, &reply, NULL,
+                                  SUB_REPLAY_MS, 3, &msg);
+        if (st != STATUS_OK || !reply) {
+            slog_warn("consumer %s: Replay after %" PRIu64 " failed: %s %s", s->stream_name,
+                      s->cursor, status_name(st), msg ? msg : "");
+            free(msg);
+            if (reply)
+                protobuf_c_message_free_unpacked(reply, NULL);
+            return -1;
+        }
+        free(msg);
+        resp = (Shop__Common__V1__ReplayResponse *)reply;
+        if (resp->head_sequence > s->head)
+            s->head = resp->head_sequence;
+        n = resp->n_events;
+        o = n ? s_apply(s, resp->events, n) : S_APPLIED;
+        protobuf_c_message_free_unpacked(reply, NULL);
+        if (o == S_FAILED)
+            return -1;
+        /* Replay starts right after the cursor, so a gap means the producer
+         * lost history: log it loudly and stop rather than skip. */
+        if (o == S_GAP) {
+            slog_error("consumer %s: Replay after %" PRIu64 " does not continue the stream",
+                       s->stream_name, s->cursor);
+            return -1;
+        }
+        if (n == 0 || s->cursor >= s->head)
+            return 0;
+    }
+    return 0;
+}
+
+/* Reads one two-frame message. Returns 1 with an envelope in *env, 2 for a
+ * heartbeat handled in place, 0 when nothing is queued, 3 to ignore. */
+static int s_recv(sub_t *s, Shop__Common__V1__Envelope **env)
+{
+    char topic[256];
+    zmq_msg_t body;
+    int more = 0;
+    size_t more_len = sizeof more;
+    int tlen = zmq_recv(s->sock, topic, sizeof topic - 1, ZMQ_DONTWAIT);
+    int rc = 3;
+
+    if (tlen == -1)
+        return 0;
+    if (tlen > (int)sizeof topic - 1)
+        tlen = (int)sizeof topic - 1;
+    topic[tlen] = '\0';
+    zmq_getsockopt(s->sock, ZMQ_RCVMORE, &more, &more_len);
+    if (!more)
+        return 3;
+    zmq_msg_init(&body);
+    if (zmq_msg_recv(&body, s->sock, 0) == -1) {
+        zmq_msg_close(&body);
+        return 3;
+    }
+    /* Drain any unexpected extra frames. */
+    for (bool more_frames = zmq_msg_more(&body); more_frames;) {
+        zmq_msg_t extra;
+        zmq_msg_init(&extra);
+        more_frames = zmq_msg_recv(&extra, s->sock, 0) != -1 && zmq_msg_more(&extra);
+        zmq_msg_close(&extra);
+        rc = -1;
+    }
+    if (rc == -1 || zmq_msg_size(&body) > SUB_MAX_FRAME) {
+        rc = 3;
+        goto done;
+    }
+    if (strcmp(topic, HEARTBEAT_TOPIC) == 0) {
+        Shop__Common__V1__Heartbeat *hb = shop__common__v1__heartbeat__unpack(
+            NULL, zmq_msg_size(&body), zmq_msg_data(&body));
+        if (hb) {
+            if (strcmp(hb->source, s->stream_name) == 0 && hb->head_sequence > s->head)
+                s->head = hb->head_sequence;
+            shop__common__v1__heartbeat__free_unpacked(hb, NULL);
+        }
+        rc = 2;
+        goto done;
+    }
+    *env = shop__common__v1__envelope__unpack(NULL, zmq_msg_size(&body), zmq_msg_data(&body));
+    if (!*env) {
+        slog_warn("consumer %s: malformed event on topic %s", s->stream_name, topic);
+        goto done;
+    }
+    if (strcmp((*env)->source, s->stream_name) != 0) {
+        shop__common__v1__envelope__free_unpacked(*env, NULL);
+        *env = NULL;
+        goto done;
+    }
+    rc = 1;
+done:
+    zmq_msg_close(&body);
+    return rc;
+}
+
+static void *s_run(void *arg)
+{
+    sub_t *s = arg;
+    Shop__Common__V1__Envelope *batch[SUB_BATCH];
+    bool need_catch_up = true;
+    int64_t last_event_ms = s_mono_ms();
+
+    while (!atomic_load(&s->stop)) {
+        size_t n = 0;
+        zmq_pollitem_t item = {s->sock, 0, ZMQ_POLLIN, 0};
+
+        if (!s->locked) {
+            if (!db_ensure(s->db) || !(s->locked = s_take_lock(s))) {
+                s_nap(s, 1000);
+                continue;
+            }
+            need_catch_up = true;
+        }
+        if (s->backoff_ms > 0)
+            s_nap(s, s->backoff_ms);
+        if (need_catch_up && !atomic_load(&s->stop)) {
+            need_catch_up = s_catch_up(s) == -1;
+            if (need_catch_up && s->backoff_ms == 0)
+                s->backoff_ms = SUB_BACKOFF_MIN_MS;
+            last_event_ms = s_mono_ms();
+            continue;
+        }
+        if (zmq_poll(&item, 1, SUB_POLL_MS) == -1 && errno != EINTR)
+            s_nap(s, SUB_POLL_MS);
+        while (n < SUB_BATCH) {
+            Shop__Common__V1__Envelope *e = NULL;
+            int r = s_recv(s, &e);
+            if (r == 0)
+                break;
+            if (r == 1)
+                batch[n++] = e;
+        }
+        if (n > 0) {
+            last_event_ms = s_mono_ms();
+            if (s_apply(s, batch, n) != S_APPLIED)
+                need_catch_up = true; /* a gap, or a failure: Replay refetches */
+            for (size_t i = 0; i < n; i++)
+                shop__common__v1__envelope__free_unpacked(batch[i], NULL);
+        } else if (s->head > s->cursor && s_mono_ms() - last_event_ms >= SUB_QUIET_MS) {
+            need_catch_up = true;
+        }
+    }
+    return NULL;
+}
+
+sub_t *sub_new(void *zctx, const sub_stream_t *stream, const char *pub_endpoint,
+               const char *rpc_endpoint, const char *conninfo, const char *schema,
+               void *settings, metrics_t *m, size_t index)
+{
+    sub_t *s = calloc(1, sizeof *s);
+    char app[160];
+    int linger = 0, hwm = 100000;
+    int64_t maxmsg = SUB_MAX_FRAME;
+
+    if (!s || !stream || !stream->apply)
+        goto fail;
+    atomic_init(&s->stop, false);
+    s->stream = *stream;
+    s->stream_name = strdup(stream->stream);
+    s->topic_prefix = strdup(stream->topic_prefix ? stream->topic_prefix : "");
+    s->rpc_endpoint = strdup(rpc_endpoint);
+    s->schema = strdup(schema);
+    if (!s->stream_name || !s->topic_prefix || !s->rpc_endpoint || !s->schema)
+        goto fail;
+    s->zctx = zctx;
+    s->settings = settings;
+    s->metrics = m;
+    s->index = index;
+    snprintf(app, sizeof app, "%s-consume-%s", schema, stream->stream);
+    s->db = db_new(conninfo, schema, app, 0);
+    if (!s->db)
+        goto fail;
+    s->client = client_new(zctx, rpc_endpoint);
+    if (!s->client)
+        goto fail;
+    s->sock = zmq_socket(zctx, ZMQ_SUB);
+    if (!s->sock)
+        goto fail;
+    zmq_setsockopt(s->sock, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(s->sock, ZMQ_RCVHWM, &hwm, sizeof hwm);
+    zmq_setsockopt(s->sock, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    zmq_setsockopt(s->sock, ZMQ_SUBSCRIBE, s->topic_prefix, strlen(s->topic_prefix));
+    zmq_setsockopt(s->sock, ZMQ_SUBSCRIBE, HEARTBEAT_TOPIC, strlen(HEARTBEAT_TOPIC));
+    if (zmq_connect(s->sock, pub_endpoint) == -1) {
+        slog_error("consumer %s: cannot connect to %s: %s", stream->stream, pub_endpoint,
+                   zmq_strerror(errno));
+        goto fail;
+    }
+    if (pthread_create(&s->thread, NULL, s_run, s) != 0)
+        goto fail;
+    return s;
+fail:
+    slog_error("consumer: cannot start the consumer of stream %s",
+               stream && stream->stream ? stream->stream : "?");
+    if (s) {
+        if (s->sock)
+            zmq_close(s->sock);
+        client_destroy(&s->client);
+        db_destroy(&s->db);
+        free(s->stream_name);
+        free(s->topic_prefix);
+        free(s->rpc_endpoint);
+        free(s->schema);
+        free(s);
+    }
+    return NULL;
+}
+
+void sub_destroy(sub_t **p)
+{
+    sub_t *s = p ? *p : NULL;
+
+    if (!s)
+        return;
+    atomic_store(&s->stop, true);
+    pthread_join(s->thread, NULL);
+    zmq_close(s->sock);
+    client_destroy(&s->client);
+    db_destroy(&s->db);
+    free(s->stream_name);
+    free(s->topic_prefix);
+    free(s->rpc_endpoint);
+    free(s->schema);
+    free(s);
+    *p = NULL;
+}
