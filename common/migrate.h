@@ -12,6 +12,11 @@ typedef struct {
     const char *sql;      /* contents */
 } migrate_file_t;
 
+/* The runtime's own migrations (common/migrations), applied before a
+ * service's own under component "runtime". */
+extern const migrate_file_t runtime_migrations[];
+extern const size_t runtime_migrations_count;
+
 /* Creates `schema` if missing (the role must own it or be allowed to), then
  * applies, in one transaction under an advisory lock (so concurrent
  * instances do not race), every file of `files` whose version is not yet

@@ -1,0 +1,194 @@
+/* db: a PostgreSQL connection with lazily prepared statements. */
+#include "db.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "slog.h"
+
+#define MAX_PREPARED 256
+
+struct db {
+    PGconn *conn;
+    /* statements prepared on this connection (forgotten on reconnect) */
+    const db_stmt_t *prepared[MAX_PREPARED];
+    size_t n_prepared;
+    char sqlstate[6];
+    char error[256];
+    bool lost;
+};
+
+/* Schema names are plain identifiers: [a-z_][a-z0-9_]*. */
+static bool s_valid_schema(const char *s)
+{
+    if (!*s || !((*s >= 'a' && *s <= 'z') || *s == '_'))
+        return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '_'))
+            return false;
+    return strlen(s) < 64;
+}
+
+db_t *db_new(const char *conninfo, const char *schema, const char *app, int statement_timeout_ms)
+{
+    char options[256];
+    int idle = statement_timeout_ms * 2 > 10000 ? statement_timeout_ms * 2 : 10000;
+    db_t *db = NULL;
+
+    if (!s_valid_schema(schema)) {
+        slog_error("db: schema \"%s\" is not a plain identifier", schema);
+        return NULL;
+    }
+    db = calloc(1, sizeof *db);
+    if (!db)
+        return NULL;
+    snprintf(options, sizeof options,
+             "-c search_path=%s -c statement_timeout=%d -c idle_in_transaction_session_timeout=%d",
+             schema, statement_timeout_ms, statement_timeout_ms > 0 ? idle : 0);
+    const char *keys[] = {"dbname", "options", "application_name", NULL};
+    const char *vals[] = {conninfo, options, app, NULL};
+    db->conn = PQconnectdbParams(keys, vals, 1);
+    if (!db->conn || PQstatus(db->conn) != CONNECTION_OK) {
+        slog_error("db: cannot connect: %s",
+                   db->conn ? PQerrorMessage(db->conn) : "out of memory");
+        db_destroy(&db);
+        return NULL;
+    }
+    return db;
+}
+
+void db_destroy(db_t **p)
+{
+    if (!p || !*p)
+        return;
+    if ((*p)->conn)
+        PQfinish((*p)->conn);
+    free(*p);
+    *p = NULL;
+}
+
+PGconn *db_conn(db_t *db) { return db->conn; }
+
+bool db_ensure(db_t *db)
+{
+    if (PQstatus(db->conn) == CONNECTION_OK)
+        return true;
+    db->n_prepared = 0;
+    PQreset(db->conn);
+    if (PQstatus(db->conn) != CONNECTION_OK) {
+        db->lost = true;
+        db->sqlstate[0] = '\0';
+        snprintf(db->error, sizeof db->error, "%s", PQerrorMessage(db->conn));
+        return false;
+    }
+    slog_info("db: reconnected");
+    return true;
+}
+
+/* Records the failure of `res` (may be NULL) and clears it. */
+static void s_fail(db_t *db, PGresult *res)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    const char *msg = res ? PQresultErrorMessage(res) : NULL;
+
+    snprintf(db->sqlstate, sizeof db->sqlstate, "%s", state ? state : "");
+    snprintf(db->error, sizeof db->error, "%s",
+             msg && *msg ? msg : PQerrorMessage(db->conn));
+    size_t n = strlen(db->error);
+    while (n > 0 && db->error[n - 1] == '\n')
+        db->error[--n] = '\0';
+    db->lost = PQstatus(db->conn) == CONNECTION_BAD;
+    if (db->lost)
+        db->n_prepared = 0;
+    if (res)
+        PQclear(res);
+}
+
+static bool s_ok(PGresult *res)
+{
+    ExecStatusType st = PQresultStatus(res);
+    return st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+}
+
+static int s_prepare(db_t *db, const db_stmt_t *stmt)
+{
+    for (size_t i = 0; i < db->n_prepared; i++)
+        if (db->prepared[i] == stmt)
+            return 0;
+    PGresult *res = PQprepare(db->conn, stmt->name, stmt->sql, stmt->nparams, NULL);
+    if (!res || !s_ok(res)) {
+        s_fail(db, res);
+        if (!db->lost)
+            slog_error("db: cannot prepare %s: %s", stmt->name, db->error);
+        return -1;
+    }
+    PQclear(res);
+    if (db->n_prepared < MAX_PREPARED)
+        db->prepared[db->n_prepared++] = stmt;
+    return 0;
+}
+
+PGresult *db_exec_bin(db_t *db, const db_stmt_t *stmt, const char *const *params,
+                      const int *lengths, const int *formats)
+{
+    if (s_prepare(db, stmt) != 0)
+        return NULL;
+    PGresult *res = PQexecPrepared(db->conn, stmt->name, stmt->nparams, params, lengths, formats, 0);
+    if (!res || !s_ok(res)) {
+        s_fail(db, res);
+        return NULL;
+    }
+    return res;
+}
+
+PGresult *db_exec(db_t *db, const db_stmt_t *stmt, const char *const *params)
+{
+    return db_exec_bin(db, stmt, params, NULL, NULL);
+}
+
+int db_command(db_t *db, const char *sql)
+{
+    PGresult *res = PQexec(db->conn, sql);
+
+    if (!res || !s_ok(res)) {
+        s_fail(db, res);
+        return -1;
+    }
+    PQclear(res);
+    return 0;
+}
+
+int db_begin(db_t *db) { return db_command(db, "BEGIN"); }
+int db_commit(db_t *db)
+{
+    PGresult *res = PQexec(db->conn, "COMMIT");
+
+    if (!res || !s_ok(res)) {
+        s_fail(db, res);
+        return -1;
+    }
+    /* COMMIT of a transaction that failed earlier answers "ROLLBACK". */
+    if (strcmp(PQcmdStatus(res), "ROLLBACK") == 0) {
+        PQclear(res);
+        snprintf(db->sqlstate, sizeof db->sqlstate, "25P02");
+        snprintf(db->error, sizeof db->error, "transaction was aborted and rolled back");
+        db->lost = false;
+        return -1;
+    }
+    PQclear(res);
+    return 0;
+}
+
+void db_rollback(db_t *db)
+{
+    if (PQtransactionStatus(db->conn) == PQTRANS_IDLE || PQstatus(db->conn) != CONNECTION_OK)
+        return;
+    PGresult *res = PQexec(db->conn, "ROLLBACK");
+    if (res)
+        PQclear(res);
+}
+
+const char *db_sqlstate(const db_t *db) { return db->sqlstate; }
+const char *db_error(const db_t *db) { return db->error; }
+bool db_lost(const db_t *db) { return db->lost; }

@@ -1,0 +1,36 @@
+/* status: names of the call status codes. */
+#include "status.h"
+
+#include "shop/common/v1/common.pb-c.h"
+
+#define SAME(x) _Static_assert((int)STATUS_##x == (int)SHOP__COMMON__V1__CODE__CODE_##x, #x)
+SAME(OK);
+SAME(CANCELLED);
+SAME(UNKNOWN);
+SAME(INVALID_ARGUMENT);
+SAME(DEADLINE_EXCEEDED);
+SAME(NOT_FOUND);
+SAME(ALREADY_EXISTS);
+SAME(PERMISSION_DENIED);
+SAME(RESOURCE_EXHAUSTED);
+SAME(FAILED_PRECONDITION);
+SAME(ABORTED);
+SAME(OUT_OF_RANGE);
+SAME(UNIMPLEMENTED);
+SAME(INTERNAL);
+SAME(UNAVAILABLE);
+SAME(DATA_LOSS);
+SAME(UNAUTHENTICATED);
+
+static const char *const s_names[STATUS_COUNT] = {
+    "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+    "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED",
+    "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED",
+};
+
+const char *status_name(status_t code)
+{
+    if ((int)code < 0 || (int)code >= STATUS_COUNT)
+        return "UNKNOWN";
+    return s_names[code];
+}

@@ -1,0 +1,42 @@
+/* shop-sink: test-only service recording every catalog event it applies. */
+#include <stdio.h>
+
+#include "server.h"
+
+extern const migrate_file_t sink_migrations[];
+extern const size_t sink_migrations_count;
+
+static const db_stmt_t s_insert = {
+    "sink_insert", "INSERT INTO applied (sequence, type, message_id) VALUES ($1, $2, $3)", 3};
+
+static int s_apply(db_t *db, const Shop__Common__V1__Envelope *event, void *settings)
+{
+    char seq[24];
+    const char *params[3] = {seq, event->type, event->message_id};
+    PGresult *res;
+
+    (void)settings;
+    snprintf(seq, sizeof seq, "%llu", (unsigned long long)event->sequence);
+    res = db_exec(db, &s_insert, params);
+    if (!res)
+        return -1;
+    PQclear(res);
+    return 0;
+}
+
+/* Prefix "" so that it also receives events the tests inject. */
+static const sub_stream_t s_consumes[] = {{"catalog", "", s_apply}};
+
+int main(int argc, char **argv)
+{
+    server_def_t def = {
+        .name = "sink",
+        .service = NULL,
+        .migrations = sink_migrations,
+        .n_migrations = 0,
+        .consumes = s_consumes,
+        .n_consumes = 1,
+    };
+    def.n_migrations = sink_migrations_count;
+    return server_main(&def, argc, argv);
+}
