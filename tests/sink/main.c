@@ -1,5 +1,6 @@
 /* shop-sink: test-only service recording every catalog event it applies. */
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "server.h"
 
@@ -24,11 +25,12 @@ static int s_apply(db_t *db, const Shop__Common__V1__Envelope *event, void *sett
     return 0;
 }
 
-/* Prefix "" so that it also receives events the tests inject. */
-static const sub_stream_t s_consumes[] = {{"catalog", "", s_apply}};
-
 int main(int argc, char **argv)
 {
+    /* The stream to consume: SINK_STREAM (default catalog), every event type
+     * (prefix "") so that it also receives events the tests inject. */
+    const char *stream = getenv("SINK_STREAM");
+    const sub_stream_t s_consumes[] = {{stream && *stream ? stream : "catalog", "", s_apply}};
     server_def_t def = {
         .name = "sink",
         .service = NULL,

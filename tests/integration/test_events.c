@@ -1,0 +1,232 @@
+/* test_events: concurrent producers -> gap-free, ordered stream via Replay, PUB and heartbeats. */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <zmq.h>
+
+#include "check.h"
+#include "client.h"
+#include "db.h"
+#include "harness.h"
+#include "outbox.h"
+#include "shop/common/v1/common.pb-c.h"
+#include "slog.h"
+
+#define PRODUCERS 8
+#define TXNS_PER_PRODUCER 40
+#define MAX_EVENTS (PRODUCERS * TXNS_PER_PRODUCER * 3)
+#define EVENT_TYPE "shop.test.v1.Probe"
+
+static char *s_conninfo;
+static pthread_mutex_t s_mutex = PTHREAD_MUTEX_INITIALIZER;
+static char *s_committed[MAX_EVENTS];
+static size_t s_n_committed;
+static atomic_int s_failures;
+
+static void s_sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static int64_t s_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Transactions of 1-3 events; every 5th rolled back, every 7th held open. */
+static void *s_producer(void *arg)
+{
+    int id = (int)(intptr_t)arg;
+    unsigned seed = (unsigned)id * 7919u + 1u;
+    db_t *db = db_new(s_conninfo, "sink", "test-producer", 0);
+
+    if (!db) {
+        atomic_fetch_add(&s_failures, 1);
+        return NULL;
+    }
+    for (int t = 0; t < TXNS_PER_PRODUCER; t++) {
+        int n = 1 + (int)(rand_r(&seed) % 3);
+        bool rollback = t % 5 == 4;
+        char payloads[3][64];
+
+        if (db_begin(db) == -1) {
+            atomic_fetch_add(&s_failures, 1);
+            break;
+        }
+        for (int j = 0; j < n; j++) {
+            snprintf(payloads[j], sizeof payloads[j], "p%d-t%d-e%d", id, t, j);
+            if (outbox_add(db, EVENT_TYPE, (const uint8_t *)payloads[j], strlen(payloads[j]),
+                           "corr", NULL, NULL) == -1)
+                atomic_fetch_add(&s_failures, 1);
+        }
+        if (t % 7 == 3)
+            s_sleep_ms(20 + (int)(rand_r(&seed) % 80));
+        if (rollback) {
+            db_rollback(db);
+            continue;
+        }
+        if (db_commit(db) == -1) {
+            atomic_fetch_add(&s_failures, 1);
+            continue;
+        }
+        pthread_mutex_lock(&s_mutex);
+        for (int j = 0; j < n; j++)
+            s_committed[s_n_committed++] = strdup(payloads[j]);
+        pthread_mutex_unlock(&s_mutex);
+    }
+    db_destroy(&db);
+    return NULL;
+}
+
+static int s_strcmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int main(void)
+{
+    const char *services[] = {"sink", NULL};
+    char rpc[64], pub[64], admin[32], url[600], rpc_env[80], pub_env[80], admin_env[48];
+    int rpc_port = harness_free_port(), pub_port = harness_free_port();
+    int admin_port = harness_free_port();
+    harness_proc_t *producer = NULL;
+    void *zctx = zmq_ctx_new();
+    void *sub = zmq_socket(zctx, ZMQ_SUB);
+    client_t *client = NULL;
+    pthread_t threads[PRODUCERS];
+    char *replayed[MAX_EVENTS];
+    size_t n_replayed = 0;
+    uint64_t head = 0;
+    bool ordered = true, payloads_ok = true;
+
+    slog_init("test_events", SLOG_WARN);
+    s_conninfo = harness_create_db("test_events", services);
+    CHECK(s_conninfo != NULL);
+    if (!s_conninfo)
+        return check_done();
+    snprintf(rpc, sizeof rpc, "tcp://127.0.0.1:%d", rpc_port);
+    snprintf(pub, sizeof pub, "tcp://127.0.0.1:%d", pub_port);
+    snprintf(admin, sizeof admin, "%d", admin_port);
+    snprintf(url, sizeof url, "SHOP_DATABASE_URL=%s", s_conninfo);
+    snprintf(rpc_env, sizeof rpc_env, "SHOP_RPC_BIND=%s", rpc);
+    snprintf(pub_env, sizeof pub_env, "SHOP_PUB_BIND=%s", pub);
+    snprintf(admin_env, sizeof admin_env, "SHOP_ADMIN_PORT=%s", admin);
+    const char *env[] = {url, rpc_env, pub_env, admin_env, "SHOP_ADMIN_ADDR=127.0.0.1",
+                         "SHOP_HEARTBEAT_MS=200",
+                         /* the sink also consumes a stream nobody produces here */
+                         "SHOP_CATALOG_RPC=tcp://127.0.0.1:9", "SHOP_CATALOG_PUB=tcp://127.0.0.1:9",
+                         NULL};
+    producer = harness_spawn("shop-sink", env);
+    CHECK(producer != NULL);
+    CHECK_INT(harness_wait_ready(admin_port, 10000), 0);
+
+    /* Subscribe before producing (slow joiner). */
+    int timeout = 200;
+    zmq_setsockopt(sub, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
+    zmq_setsockopt(sub, ZMQ_SUBSCRIBE, EVENT_TYPE, strlen(EVENT_TYPE));
+    zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "shop.common.v1.Heartbeat", 24);
+    CHECK_INT(zmq_connect(sub, pub), 0);
+    s_sleep_ms(500);
+
+    for (int i = 0; i < PRODUCERS; i++)
+        pthread_create(&threads[i], NULL, s_producer, (void *)(intptr_t)i);
+    for (int i = 0; i < PRODUCERS; i++)
+        pthread_join(threads[i], NULL);
+    CHECK_INT(atomic_load(&s_failures), 0);
+    CHECK(s_n_committed > 0);
+
+    /* PUB: every event in sequence order, topic = type; then a heartbeat
+     * carrying head = N. */
+    uint64_t expect = 1, hb_head = 0;
+    int64_t deadline = s_mono_ms() + 15000;
+    while (s_mono_ms() < deadline && (expect <= s_n_committed || hb_head != s_n_committed)) {
+        char topic[128];
+        uint8_t body[4096];
+        int tl = zmq_recv(sub, topic, sizeof topic - 1, 0);
+        if (tl < 0)
+            continue;
+        topic[tl < (int)sizeof topic ? tl : (int)sizeof topic - 1] = '\0';
+        int bl = zmq_recv(sub, body, sizeof body, 0);
+        if (bl < 0 || bl > (int)sizeof body)
+            continue;
+        if (strcmp(topic, "shop.common.v1.Heartbeat") == 0) {
+            Shop__Common__V1__Heartbeat *hb = shop__common__v1__heartbeat__unpack(NULL, (size_t)bl, body);
+            if (hb && strcmp(hb->source, "sink") == 0)
+                hb_head = hb->head_sequence;
+            shop__common__v1__heartbeat__free_unpacked(hb, NULL);
+            continue;
+        }
+        Shop__Common__V1__Envelope *e = shop__common__v1__envelope__unpack(NULL, (size_t)bl, body);
+        if (!e) {
+            ordered = false;
+            continue;
+        }
+        if (strcmp(topic, e->type) != 0 || e->sequence != expect)
+            ordered = false;
+        expect = e->sequence + 1;
+        shop__common__v1__envelope__free_unpacked(e, NULL);
+    }
+    CHECK(ordered);
+    CHECK_INT((long long)(expect - 1), (long long)s_n_committed);
+    CHECK_INT((long long)hb_head, (long long)s_n_committed);
+
+    /* Replay: 1..N, no gap, no duplicate, payloads intact. */
+    client = client_new(zctx, rpc);
+    CHECK(client != NULL);
+    uint64_t after = 0;
+    while (client && n_replayed < MAX_EVENTS) {
+        Shop__Common__V1__ReplayRequest req = SHOP__COMMON__V1__REPLAY_REQUEST__INIT;
+        ProtobufCMessage *reply = NULL;
+        req.after_sequence = after;
+        req.limit = 100;
+        status_t st = client_call(client, "shop.common.v1.EventService/Replay", &req.base,
+                                  &shop__common__v1__replay_response__descriptor, &reply, NULL,
+                                  3000, 1, NULL);
+        CHECK_INT(st, STATUS_OK);
+        if (st != STATUS_OK || !reply)
+            break;
+        Shop__Common__V1__ReplayResponse *r = (Shop__Common__V1__ReplayResponse *)reply;
+        head = r->head_sequence;
+        for (size_t i = 0; i < r->n_events && n_replayed < MAX_EVENTS; i++) {
+            Shop__Common__V1__Envelope *e = r->events[i];
+            if (e->sequence != after + 1 || strcmp(e->type, EVENT_TYPE) != 0 ||
+                strcmp(e->source, "sink") != 0 || strcmp(e->correlation_id, "corr") != 0)
+                ordered = false;
+            after = e->sequence;
+            replayed[n_replayed++] = strndup((const char *)e->payload.data, e->payload.len);
+        }
+        size_t got = r->n_events;
+        protobuf_c_message_free_unpacked(reply, NULL);
+        if (got == 0)
+            break;
+    }
+    CHECK(ordered);
+    CHECK_INT((long long)head, (long long)s_n_committed);
+    CHECK_INT((long long)n_replayed, (long long)s_n_committed);
+    if (n_replayed == s_n_committed) {
+        qsort(replayed, n_replayed, sizeof *replayed, s_strcmp);
+        qsort(s_committed, s_n_committed, sizeof *s_committed, s_strcmp);
+        for (size_t i = 0; i < n_replayed; i++)
+            if (strcmp(replayed[i], s_committed[i]) != 0)
+                payloads_ok = false;
+    }
+    CHECK(payloads_ok);
+
+    for (size_t i = 0; i < n_replayed; i++)
+        free(replayed[i]);
+    for (size_t i = 0; i < s_n_committed; i++)
+        free(s_committed[i]);
+    client_destroy(&client);
+    zmq_close(sub);
+    zmq_ctx_term(zctx);
+    if (producer)
+        CHECK_INT(harness_stop(&producer, 10000), 0);
+    free(s_conninfo);
+    return check_done();
+}
