@@ -199,7 +199,12 @@ int main(void)
                 strcmp(e->source, "sink") != 0 || strcmp(e->correlation_id, "corr") != 0)
                 ordered = false;
             after = e->sequence;
-            replayed[n_replayed++] = strndup((const char *)e->payload.data, e->payload.len);
+            char *copy = malloc(e->payload.len + 1);   /* payloads carry no NUL */
+            if (copy) {
+                memcpy(copy, e->payload.data, e->payload.len);
+                copy[e->payload.len] = '\0';
+            }
+            replayed[n_replayed++] = copy;
         }
         size_t got = r->n_events;
         protobuf_c_message_free_unpacked(reply, NULL);
