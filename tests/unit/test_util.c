@@ -1,0 +1,38 @@
+/* test_util: UUID format and uniqueness, clocks, and the call arena. */
+#include <string.h>
+
+#include "arena.h"
+#include "check.h"
+#include "util.h"
+
+int main(void)
+{
+    char a[37], b[37];
+
+    util_uuid(a);
+    util_uuid(b);
+    CHECK_INT(strlen(a), 36);
+    CHECK(strcmp(a, b) != 0);
+    CHECK(a[8] == '-' && a[13] == '-' && a[18] == '-' && a[23] == '-');
+    CHECK(a[14] == '4');
+    CHECK(strchr("89ab", a[19]) != NULL);
+    CHECK(strspn(a, "0123456789abcdef-") == 36);
+
+    int64_t t0 = util_mono_us(), t1 = util_mono_us();
+    CHECK(t1 >= t0);
+    CHECK(util_now_ms() > 1700000000000LL);
+
+    arena_t *ar = arena_new(1024);
+    CHECK(ar != NULL);
+    char *p = arena_alloc(ar, 10), *q = arena_alloc(ar, 10);
+    CHECK(p && q && q - p >= 10 && ((uintptr_t)q % 16) == 0);
+    char *big = arena_alloc(ar, 100000);   /* larger than a chunk */
+    CHECK(big != NULL && big[99999] == 0);
+    memset(big, 1, 100000);
+    arena_reset(ar);
+    char *r = arena_alloc(ar, 10);
+    CHECK(r == p);   /* the first chunk is reused */
+    arena_destroy(&ar);
+    CHECK(ar == NULL);
+    return check_done();
+}
