@@ -1,0 +1,116 @@
+/* test_db: migrations applied once and atomically, prepared statements,
+ * SQLSTATEs, and reconnecting after PostgreSQL restarts. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "db.h"
+#include "harness.h"
+#include "migrate.h"
+#include "slog.h"
+
+static const migrate_file_t s_good[] = {
+    {1, "001_items.sql", "CREATE TABLE item (code text PRIMARY KEY, n int NOT NULL);"},
+    {2, "002_more.sql", "ALTER TABLE item ADD COLUMN note text; CREATE INDEX ON item (n);"},
+};
+static const migrate_file_t s_bad[] = {
+    {1, "001_items.sql", "CREATE TABLE item (code text PRIMARY KEY, n int NOT NULL);"},
+    {2, "002_more.sql", "ALTER TABLE item ADD COLUMN note text; CREATE INDEX ON item (n);"},
+    {3, "003_fine.sql", "CREATE TABLE extra (id int);"},
+    {4, "004_broken.sql", "CREATE TABLE nonsense (id int REFERENCES nowhere (id));"},
+};
+static const migrate_file_t s_dupes[] = {
+    {5, "005_a.sql", "SELECT 1;"},
+    {5, "005_b.sql", "SELECT 1;"},
+};
+
+static const db_stmt_t s_insert = {"t_insert", "INSERT INTO item (code, n) VALUES ($1, $2)", 2};
+static const db_stmt_t s_count = {"t_count", "SELECT count(*) FROM item", 0};
+
+static long s_scalar(db_t *db, const char *sql)
+{
+    PGresult *r = PQexec(db_conn(db), sql);
+    long v = -1;
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+        v = strtol(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    return v;
+}
+
+int main(void)
+{
+    const char *svcs[] = {"catalog", NULL};
+    char *conninfo = harness_create_db("t_db", svcs);
+    db_t *db = NULL;
+
+    slog_init("test_db", SLOG_ERROR);
+    CHECK(conninfo != NULL);
+    if (!conninfo)
+        return check_done();
+    CHECK(db_new(conninfo, "Bad-Schema", "t", 1000) == NULL);
+    db = db_new(conninfo, "catalog", "test_db", 1000);
+    CHECK(db != NULL);
+    if (!db)
+        return check_done();
+
+    CHECK_INT(migrate_apply(db, "catalog", s_good, 2), 0);
+    CHECK_INT(migrate_apply(db, "catalog", s_good, 2), 0);   /* nothing new */
+    CHECK_INT(s_scalar(db, "SELECT count(*) FROM catalog.schema_migrations WHERE component = 'service'"), 2);
+    CHECK_INT(s_scalar(db, "SELECT count(*) FROM catalog.schema_migrations WHERE component = 'runtime'"), 1);
+    CHECK_INT(s_scalar(db, "SELECT count(*) FROM catalog.outbox"), 0);
+
+    /* A failing file undoes the whole run: 003 applied before it leaves no trace. */
+    CHECK_INT(migrate_apply(db, "catalog", s_bad, 4), -1);
+    CHECK_INT(s_scalar(db, "SELECT count(*) FROM pg_tables WHERE schemaname = 'catalog' AND tablename = 'extra'"), 0);
+    CHECK_INT(s_scalar(db, "SELECT max(version) FROM catalog.schema_migrations WHERE component = 'service'"), 2);
+    CHECK_INT(migrate_apply(db, "catalog", s_dupes, 2), -1);
+
+    /* Prepared statements, results, SQLSTATEs. */
+    const char *p1[] = {"A-1", "3"};
+    PGresult *r = db_exec(db, &s_insert, p1);
+    CHECK(r != NULL);
+    PQclear(r);
+    r = db_exec(db, &s_insert, p1);
+    CHECK(r == NULL);
+    CHECK_STR(db_sqlstate(db), "23505");
+    CHECK(!db_lost(db));
+    const char *p2[] = {"A-2", "not a number"};
+    CHECK(db_exec(db, &s_insert, p2) == NULL);
+    CHECK_STR(db_sqlstate(db), "22P02");
+
+    /* COMMIT of a failed transaction is a failure, not a silent rollback. */
+    CHECK_INT(db_begin(db), 0);
+    CHECK(db_exec(db, &s_insert, p1) == NULL);
+    CHECK_INT(db_commit(db), -1);
+    CHECK_INT(db_begin(db), 0);
+    const char *p3[] = {"A-3", "1"};
+    r = db_exec(db, &s_insert, p3);
+    PQclear(r);
+    db_rollback(db);
+    r = db_exec(db, &s_count, NULL);
+    CHECK(r && strcmp(PQgetvalue(r, 0, 0), "1") == 0);
+    PQclear(r);
+
+    /* PostgreSQL restarts: the next call fails as lost, db_ensure reconnects
+     * and the statement is prepared again. */
+    CHECK_INT(harness_pg_restart(), 0);
+    r = db_exec(db, &s_count, NULL);
+    if (r) {
+        PQclear(r);   /* libpq may notice only on the next round trip */
+        r = db_exec(db, &s_count, NULL);
+    }
+    CHECK(r == NULL);
+    CHECK(db_lost(db));
+    CHECK(db_ensure(db));
+    r = db_exec(db, &s_count, NULL);
+    CHECK(r && strcmp(PQgetvalue(r, 0, 0), "1") == 0);
+    PQclear(r);
+    r = PQexec(db_conn(db), "SHOW search_path");
+    CHECK(PQresultStatus(r) == PGRES_TUPLES_OK && strcmp(PQgetvalue(r, 0, 0), "catalog") == 0);
+    PQclear(r);
+
+    db_destroy(&db);
+    CHECK(db == NULL);
+    free(conninfo);
+    return check_done();
+}
