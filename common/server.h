@@ -51,7 +51,7 @@ typedef struct {
     void *settings_out;
     /* Runs on the maintenance thread every SHOP_MAINTENANCE_MS with its own
      * connection, inside a transaction committed on 0 and rolled back on -1,
-     * with call_emit-like access through maintain_emit (may be NULL). */
+     * emitting events with server_emit (may be NULL). */
     int (*maintain)(db_t *db, void *settings);
     /* Event streams this service applies (may be empty). */
     const sub_stream_t *consumes;
