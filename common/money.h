@@ -1,0 +1,22 @@
+/* money: validation of shop.common.v1.Money — an ISO 4217 currency and an
+ * int64 amount of its minor units. Shared by every service that prices. */
+#ifndef SHOP_MONEY_H
+#define SHOP_MONEY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* True if `code` is an active ISO 4217 alphabetic code ("CNY", "EUR"). */
+bool money_valid_currency(const char *code);
+
+/* Digits after the decimal point of `code` (CNY 2, JPY 0, BHD 3), or -1 if
+ * the currency is unknown. */
+int money_exponent(const char *code);
+
+/* Checks a Money value for a price: a known currency and 0 <= minor_units.
+ * On failure writes a message naming `field` into err and returns -1. */
+int money_check(const char *field, int64_t minor_units, const char *currency, char *err,
+                size_t errlen) __attribute__((warn_unused_result));
+
+#endif
