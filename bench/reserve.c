@@ -118,7 +118,7 @@ static void s_usage(FILE *f)
             "  --load              first create the SKUs (CreateProduct, %d SKUs a product)\n"
             "                      and receive stock (AdjustStock) through the service\n"
             "  --load-only         --load, then exit\n"
-            "  --on-hand N         stock received per SKU by --load (default 100000000)\n"
+            "  --on-hand N         stock received per SKU by --load (default 1000000)\n"
             "  --json | --tsv      machine-readable output instead of the table\n",
             S_SKUS_PER_PRODUCT);
 }
@@ -148,7 +148,7 @@ static int s_parse(int argc, char **argv, s_opts_t *o)
     o->nskus = 10000;
     o->timeout_ms = 5000;
     o->load_threads = 8;
-    o->load_on_hand = 100000000;
+    o->load_on_hand = 1000000;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;

@@ -1,0 +1,70 @@
+/* store: all of the catalog's SQL. Every function runs in the caller's
+ * transaction on `db` and returns 0, 1 (for "not found" where stated) or -1
+ * (a database failure: db_sqlstate/db_error say why). */
+#ifndef CATALOG_STORE_H
+#define CATALOG_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "db.h"
+
+/* Inserts a product; its id in *id. */
+int store_product_insert(db_t *db, const char *title, const char *description,
+                         const char *category, const char *brand, const char *attributes_json,
+                         const char *status, int64_t *id) __attribute__((warn_unused_result));
+
+int store_sku_insert(db_t *db, const char *code, int64_t product_id, int64_t list_price,
+                     int64_t cost_price, const char *currency, const char *attributes_json,
+                     int32_t low_stock_threshold) __attribute__((warn_unused_result));
+
+typedef struct {
+    int32_t on_hand, reserved, threshold;
+} store_stock_t;
+
+/* Stock of one SKU; 1 if there is no such SKU. */
+int store_stock_get(db_t *db, const char *sku, store_stock_t *out) __attribute__((warn_unused_result));
+
+/* The first result of an adjustment made with `key`: 1 if none. */
+int store_adjustment_by_key(db_t *db, const char *key, char *sku, size_t skulen, int32_t *delta,
+                            int64_t *id) __attribute__((warn_unused_result));
+
+/* Applies `delta` to on_hand if on_hand + delta >= reserved (row locked),
+ * records the audit row; 1 if the SKU does not exist, 2 if the stock
+ * would fall below what is reserved (then *out has the current stock). */
+int store_adjust(db_t *db, const char *sku, int32_t delta, const char *reason, const char *note,
+                 const char *key, const char *request_id, store_stock_t *out, int64_t *id)
+    __attribute__((warn_unused_result));
+
+/* One line of a reservation attempt, filled by store_reserve. */
+typedef struct {
+    const char *sku;
+    int32_t quantity;
+    int32_t available;      /* before the reservation; -1 if the SKU is unknown */
+    bool active;            /* the product is for sale */
+    int32_t threshold;
+} store_line_t;
+
+/* Existing reservation of `order_id`: 1 if none; else its state (text) and
+ * lines ("sku:qty,…" sorted by sku) into the buffers. */
+int store_reservation_get(db_t *db, const char *order_id, char *state, size_t statelen,
+                          char *lines, size_t lineslen, int64_t *expires_ms)
+    __attribute__((warn_unused_result));
+
+/* Reserves every line (sorted by sku, no duplicates) or none, in one
+ * statement that locks the SKU rows in code order. *ok tells which; each
+ * line's fields are filled either way. *expires_ms on success. */
+int store_reserve(db_t *db, const char *order_id, store_line_t *lines, size_t n, int ttl_s,
+                  bool *ok, int64_t *expires_ms) __attribute__((warn_unused_result));
+
+/* Moves a held reservation to `state` ("confirmed" or "released"/"expired"),
+ * adjusting stock; 1 if it is not held (or does not exist). Lines of the
+ * reservation are returned through the callback. */
+typedef void (*store_line_fn)(void *arg, const char *sku, int32_t quantity);
+int store_reservation_finish(db_t *db, const char *order_id, const char *state, store_line_fn fn,
+                             void *arg) __attribute__((warn_unused_result));
+
+/* Held reservations past their expiry, up to `limit`, locked (SKIP LOCKED). */
+typedef void (*store_id_fn)(void *arg, const char *order_id);
+int store_expired(db_t *db, int limit, store_id_fn fn, void *arg) __attribute__((warn_unused_result));
+
+#endif
