@@ -5,6 +5,7 @@ set(SHOP_GEN_DIR ${CMAKE_BINARY_DIR}/gen)
 # shop_proto_library(<target> <proto files...>): protoc-c into the build tree.
 function(shop_proto_library target)
   set(srcs)
+  set(hdrs)
   foreach(proto ${ARGN})
     file(RELATIVE_PATH rel ${CMAKE_SOURCE_DIR}/proto ${proto})
     string(REGEX REPLACE "\\.proto$" "" stem ${rel})
@@ -18,8 +19,19 @@ function(shop_proto_library target)
       DEPENDS ${proto}
       COMMENT "protoc-c ${rel}")
     list(APPEND srcs ${c})
+    list(APPEND hdrs ${h})
   endforeach()
-  add_library(${target} STATIC ${srcs})
+  # Every descriptor by full name, for tools that work on any message.
+  set(reg ${SHOP_GEN_DIR}/shop_registry.c)
+  string(REPLACE ";" "|" hdr_list "${hdrs}")   # a list would split the command
+  add_custom_command(
+    OUTPUT ${reg}
+    COMMAND ${CMAKE_COMMAND} -DOUT=${reg} -DGEN_DIR=${SHOP_GEN_DIR} "-DHEADERS=${hdr_list}"
+            -P ${CMAKE_SOURCE_DIR}/cmake/proto_registry.cmake
+    DEPENDS ${hdrs} ${CMAKE_SOURCE_DIR}/cmake/proto_registry.cmake
+    COMMENT "listing proto descriptors"
+    VERBATIM)
+  add_library(${target} STATIC ${srcs} ${reg})
   # Generated code is not ours to warn about.
   target_compile_options(${target} PRIVATE -w)
   target_include_directories(${target} PUBLIC ${SHOP_GEN_DIR})
@@ -29,12 +41,14 @@ endfunction()
 # shop_embed_migrations(<out.c> <symbol> <sql files...>): the service's
 # numbered migrations compiled into the binary as a migrate_file_t array.
 function(shop_embed_migrations out symbol)
+  string(REPLACE ";" "|" file_list "${ARGN}")   # a list would split the command
   add_custom_command(
     OUTPUT ${out}
-    COMMAND ${CMAKE_COMMAND} -DOUT=${out} -DSYMBOL=${symbol} "-DFILES=${ARGN}"
+    COMMAND ${CMAKE_COMMAND} -DOUT=${out} -DSYMBOL=${symbol} "-DFILES=${file_list}"
             -P ${CMAKE_SOURCE_DIR}/cmake/embed_migrations.cmake
     DEPENDS ${ARGN} ${CMAKE_SOURCE_DIR}/cmake/embed_migrations.cmake
-    COMMENT "embedding migrations into ${symbol}")
+    COMMENT "embedding migrations into ${symbol}"
+    VERBATIM)
 endfunction()
 
 # shop_service(<name>): services/<name>/*.c plus its migrations/ become the

@@ -3,6 +3,7 @@
 set(body "/* Generated from the numbered migration files; do not edit. */\n#include \"migrate.h\"\n\n")
 set(entries "")
 set(i 0)
+string(REPLACE "|" ";" FILES "${FILES}")
 foreach(f ${FILES})
   get_filename_component(base ${f} NAME)
   if(NOT base MATCHES "^([0-9]+)_.*\\.sql$")

@@ -1,8 +1,10 @@
-/* catalog: the service's settings and handlers, shared by main.c and
- * handlers.c. */
+/* catalog: the service's settings and handlers, shared by main.c (which
+ * binds them to the CatalogService methods), products.c, stock.c and
+ * reports.c. */
 #ifndef CATALOG_CATALOG_H
 #define CATALOG_CATALOG_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include "server.h"
 
@@ -11,8 +13,28 @@ typedef struct {
     int64_t max_lines;
 } catalog_settings_t;
 
-extern const server_method_t catalog_methods[];
-extern const size_t catalog_n_methods;
+/* A SKU code: 1 to 64 of A-Z a-z 0-9 . _ - */
+bool catalog_valid_sku(const char *code);
+
+#define CATALOG_HANDLER(name) \
+    status_t name(call_t *call, const ProtobufCMessage *request, ProtobufCMessage *response)
+
+/* products.c */
+CATALOG_HANDLER(catalog_create_product);
+CATALOG_HANDLER(catalog_update_product);
+CATALOG_HANDLER(catalog_get_product);
+CATALOG_HANDLER(catalog_list_products);
+CATALOG_HANDLER(catalog_search_products);
+/* stock.c */
+CATALOG_HANDLER(catalog_adjust_stock);
+CATALOG_HANDLER(catalog_get_stock);
+CATALOG_HANDLER(catalog_reserve_stock);
+CATALOG_HANDLER(catalog_confirm_reservation);
+CATALOG_HANDLER(catalog_release_reservation);
+CATALOG_HANDLER(catalog_list_low_stock);
+/* reports.c */
+CATALOG_HANDLER(catalog_best_sellers);
+CATALOG_HANDLER(catalog_pareto_report);
 
 /* Releases expired reservations (the maintenance tick). */
 int catalog_maintain(db_t *db, void *settings);

@@ -7,6 +7,24 @@
 extern const migrate_file_t catalog_migrations[];
 extern const size_t catalog_migrations_count;
 
+/* Every method of CatalogService; the runtime refuses to start if one is
+ * missing. */
+static const server_method_t s_methods[] = {
+    {&shop__catalog__v1__create_product_request__descriptor, catalog_create_product},
+    {&shop__catalog__v1__update_product_request__descriptor, catalog_update_product},
+    {&shop__catalog__v1__get_product_request__descriptor, catalog_get_product},
+    {&shop__catalog__v1__list_products_request__descriptor, catalog_list_products},
+    {&shop__catalog__v1__search_products_request__descriptor, catalog_search_products},
+    {&shop__catalog__v1__adjust_stock_request__descriptor, catalog_adjust_stock},
+    {&shop__catalog__v1__get_stock_request__descriptor, catalog_get_stock},
+    {&shop__catalog__v1__reserve_stock_request__descriptor, catalog_reserve_stock},
+    {&shop__catalog__v1__confirm_reservation_request__descriptor, catalog_confirm_reservation},
+    {&shop__catalog__v1__release_reservation_request__descriptor, catalog_release_reservation},
+    {&shop__catalog__v1__list_low_stock_request__descriptor, catalog_list_low_stock},
+    {&shop__catalog__v1__best_sellers_request__descriptor, catalog_best_sellers},
+    {&shop__catalog__v1__pareto_report_request__descriptor, catalog_pareto_report},
+};
+
 #define SET(field) offsetof(catalog_settings_t, field)
 static const cfg_var_t s_settings[] = {
     {"CATALOG_RESERVATION_TTL_S", CFG_INT, "900", 1, 604800, SET(reservation_ttl_s),
@@ -22,8 +40,8 @@ int main(int argc, char **argv)
     server_def_t def = {
         .name = "catalog",
         .service = &shop__catalog__v1__catalog_service__descriptor,
-        .methods = catalog_methods,
-        .n_methods = catalog_n_methods,
+        .methods = s_methods,
+        .n_methods = sizeof s_methods / sizeof s_methods[0],
         .migrations = catalog_migrations,
         .n_migrations = catalog_migrations_count,
         .settings = s_settings,

@@ -320,3 +320,313 @@ int store_expired(db_t *db, int limit, store_id_fn fn, void *arg)
     PQclear(r);
     return 0;
 }
+
+/* --- products -------------------------------------------------------------- */
+
+#define PRODUCT_COLS                                                                   \
+    "p.id, p.title, p.description, p.category, p.brand, p.attributes::text, p.status, " \
+    "(extract(epoch FROM p.created_at) * 1000)::bigint, "                              \
+    "(extract(epoch FROM p.updated_at) * 1000)::bigint, p.rating_count, p.rating_sum"
+
+#define SKU_COLS                                                                          \
+    "s.product_id, s.code, s.currency, s.attributes::text, s.list_price, s.cost_price, " \
+    "s.on_hand, s.reserved, s.low_stock_threshold"
+
+static const db_stmt_t s_product_get = {
+    "cat_product_get",
+    "SELECT " PRODUCT_COLS ", 0 FROM product p "
+    "WHERE p.id = CASE WHEN $1::bigint <> 0 THEN $1::bigint "
+    "                  ELSE (SELECT product_id FROM sku WHERE code = $2) END",
+    2};
+
+static const db_stmt_t s_product_list = {
+    "cat_product_list",
+    "SELECT " PRODUCT_COLS ", 0 FROM product p "
+    "WHERE p.id > $1::bigint AND ($2 = '' OR p.category = $2) AND ($3 = '' OR p.brand = $3) "
+    "  AND ($4 = '' OR p.status = $4) "
+    "  AND (($5::bigint = 0 AND $6::bigint = 0) OR EXISTS ("
+    "       SELECT 1 FROM sku s WHERE s.product_id = p.id "
+    "       AND ($5::bigint = 0 OR s.list_price >= $5::bigint) "
+    "       AND ($6::bigint = 0 OR s.list_price <= $6::bigint))) "
+    "ORDER BY p.id LIMIT $7",
+    7};
+
+static const db_stmt_t s_product_search = {
+    "cat_product_search",
+    "SELECT " PRODUCT_COLS ", ts_rank_cd(p.search, q.q) AS rank "
+    "FROM product p, websearch_to_tsquery('simple', $1) AS q(q) "
+    "WHERE p.search @@ q.q ORDER BY rank DESC, p.id OFFSET $2 LIMIT $3",
+    3};
+
+static const db_stmt_t s_skus_of = {
+    "cat_skus_of",
+    "SELECT " SKU_COLS " FROM sku s WHERE s.product_id = ANY ($1::bigint[]) "
+    "ORDER BY s.product_id, s.code",
+    1};
+
+static const db_stmt_t s_product_update = {
+    "cat_product_update",
+    "UPDATE product SET title = $2, description = $3, category = $4, brand = $5, "
+    "       attributes = $6::jsonb, status = $7, updated_at = now() "
+    "WHERE id = $1 RETURNING id",
+    7};
+
+static const db_stmt_t s_sku_upsert = {
+    "cat_sku_upsert",
+    "INSERT INTO sku (code, product_id, list_price, cost_price, currency, attributes, "
+    "                 low_stock_threshold) VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7) "
+    "ON CONFLICT (code) DO UPDATE SET list_price = excluded.list_price, "
+    "       cost_price = excluded.cost_price, currency = excluded.currency, "
+    "       attributes = excluded.attributes, low_stock_threshold = excluded.low_stock_threshold "
+    "WHERE sku.product_id = excluded.product_id RETURNING code",
+    7};
+
+static const db_stmt_t s_low_stock = {
+    "cat_low_stock",
+    "SELECT " SKU_COLS " FROM sku s "
+    "WHERE s.low_stock_threshold > 0 AND s.on_hand - s.reserved <= s.low_stock_threshold "
+    "ORDER BY s.on_hand - s.reserved, s.code LIMIT $1",
+    1};
+
+static void s_product_rows(PGresult *r, store_product_fn fn, void *arg)
+{
+    for (int i = 0; i < PQntuples(r); i++) {
+        store_product_t p = {
+            .id = strtoll(PQgetvalue(r, i, 0), NULL, 10),
+            .title = PQgetvalue(r, i, 1),
+            .description = PQgetvalue(r, i, 2),
+            .category = PQgetvalue(r, i, 3),
+            .brand = PQgetvalue(r, i, 4),
+            .attributes_json = PQgetvalue(r, i, 5),
+            .status = PQgetvalue(r, i, 6),
+            .created_ms = strtoll(PQgetvalue(r, i, 7), NULL, 10),
+            .updated_ms = strtoll(PQgetvalue(r, i, 8), NULL, 10),
+            .rating_count = strtoll(PQgetvalue(r, i, 9), NULL, 10),
+            .rating_sum = strtoll(PQgetvalue(r, i, 10), NULL, 10),
+            .rank = strtod(PQgetvalue(r, i, 11), NULL),
+        };
+        fn(arg, &p);
+    }
+}
+
+static void s_sku_rows(PGresult *r, store_sku_fn fn, void *arg)
+{
+    for (int i = 0; i < PQntuples(r); i++) {
+        store_sku_t s = {
+            .product_id = strtoll(PQgetvalue(r, i, 0), NULL, 10),
+            .code = PQgetvalue(r, i, 1),
+            .currency = PQgetvalue(r, i, 2),
+            .attributes_json = PQgetvalue(r, i, 3),
+            .list_price = strtoll(PQgetvalue(r, i, 4), NULL, 10),
+            .cost_price = strtoll(PQgetvalue(r, i, 5), NULL, 10),
+            .on_hand = atoi(PQgetvalue(r, i, 6)),
+            .reserved = atoi(PQgetvalue(r, i, 7)),
+            .threshold = atoi(PQgetvalue(r, i, 8)),
+        };
+        fn(arg, &s);
+    }
+}
+
+/* Runs a statement whose rows are products; the number of rows in *rows. */
+static int s_products(db_t *db, const db_stmt_t *stmt, const char *const *params,
+                      store_product_fn fn, void *arg, int *rows)
+{
+    PGresult *r = db_exec(db, stmt, params);
+
+    if (!r)
+        return -1;
+    *rows = PQntuples(r);
+    s_product_rows(r, fn, arg);
+    PQclear(r);
+    return 0;
+}
+
+int store_product_get(db_t *db, int64_t id, const char *sku, store_product_fn fn, void *arg)
+{
+    char idt[24];
+    const char *p[2] = {idt, sku};
+    int rows = 0;
+
+    snprintf(idt, sizeof idt, "%" PRId64, id);
+    if (s_products(db, &s_product_get, p, fn, arg, &rows) != 0)
+        return -1;
+    return rows == 1 ? 0 : 1;
+}
+
+int store_product_list(db_t *db, const store_filter_t *f, int64_t after_id, int limit,
+                       store_product_fn fn, void *arg)
+{
+    char after[24], lo[24], hi[24], lim[16];
+    const char *p[7] = {after, f->category, f->brand, f->status, lo, hi, lim};
+    int rows;
+
+    snprintf(after, sizeof after, "%" PRId64, after_id);
+    snprintf(lo, sizeof lo, "%" PRId64, f->min_price);
+    snprintf(hi, sizeof hi, "%" PRId64, f->max_price);
+    snprintf(lim, sizeof lim, "%d", limit);
+    return s_products(db, &s_product_list, p, fn, arg, &rows);
+}
+
+int store_product_search(db_t *db, const char *query, int offset, int limit, store_product_fn fn,
+                         void *arg)
+{
+    char off[16], lim[16];
+    const char *p[3] = {query, off, lim};
+    int rows;
+
+    snprintf(off, sizeof off, "%d", offset);
+    snprintf(lim, sizeof lim, "%d", limit);
+    return s_products(db, &s_product_search, p, fn, arg, &rows);
+}
+
+int store_skus_of(db_t *db, const int64_t *ids, size_t n, store_sku_fn fn, void *arg)
+{
+    char *arr = malloc(3 + n * 21);
+    size_t len = 0;
+
+    if (!arr)
+        return -1;
+    arr[len++] = '{';
+    for (size_t i = 0; i < n; i++)
+        len += (size_t)sprintf(arr + len, "%s%" PRId64, i ? "," : "", ids[i]);
+    arr[len++] = '}';
+    arr[len] = '\0';
+    const char *p[1] = {arr};
+    PGresult *r = db_exec(db, &s_skus_of, p);
+    free(arr);
+    if (!r)
+        return -1;
+    s_sku_rows(r, fn, arg);
+    PQclear(r);
+    return 0;
+}
+
+int store_product_update(db_t *db, int64_t id, const char *title, const char *description,
+                         const char *category, const char *brand, const char *attributes_json,
+                         const char *status)
+{
+    char idt[24];
+    const char *p[7] = {idt, title, description, category, brand, attributes_json, status};
+
+    snprintf(idt, sizeof idt, "%" PRId64, id);
+    PGresult *r = db_exec(db, &s_product_update, p);
+    if (!r)
+        return -1;
+    int rc = PQntuples(r) == 1 ? 0 : 1;
+    PQclear(r);
+    return rc;
+}
+
+int store_sku_upsert(db_t *db, const char *code, int64_t product_id, int64_t list_price,
+                     int64_t cost_price, const char *currency, const char *attributes_json,
+                     int32_t low_stock_threshold)
+{
+    char pid[24], lp[24], cp[24], th[16];
+    const char *p[7] = {code, pid, lp, cp, currency, attributes_json, th};
+
+    snprintf(pid, sizeof pid, "%" PRId64, product_id);
+    snprintf(lp, sizeof lp, "%" PRId64, list_price);
+    snprintf(cp, sizeof cp, "%" PRId64, cost_price);
+    snprintf(th, sizeof th, "%" PRId32, low_stock_threshold);
+    PGresult *r = db_exec(db, &s_sku_upsert, p);
+    if (!r)
+        return -1;
+    int rc = PQntuples(r) == 1 ? 0 : 1;
+    PQclear(r);
+    return rc;
+}
+
+int store_low_stock(db_t *db, int limit, store_sku_fn fn, void *arg)
+{
+    char l[16];
+    const char *p[1] = {l};
+
+    snprintf(l, sizeof l, "%d", limit);
+    PGresult *r = db_exec(db, &s_low_stock, p);
+    if (!r)
+        return -1;
+    s_sku_rows(r, fn, arg);
+    PQclear(r);
+    return 0;
+}
+
+/* --- reports ---------------------------------------------------------------- */
+
+/* Units and revenue per SKU over held and confirmed reservations created in
+ * the window ($1, $2 in ms; 0 = open), with a running share of all units. */
+#define SALES_CTE                                                                            \
+    "WITH sales AS ("                                                                        \
+    "  SELECT l.sku, s.product_id, p.title, s.currency, sum(l.quantity)::bigint AS units, "  \
+    "         coalesce(sum(l.quantity::bigint * l.unit_price) "                              \
+    "                  FILTER (WHERE l.currency = s.currency), 0)::bigint AS revenue "       \
+    "  FROM reservation r JOIN reservation_line l ON l.order_id = r.order_id "              \
+    "  JOIN sku s ON s.code = l.sku JOIN product p ON p.id = s.product_id "                 \
+    "  WHERE r.state IN ('held', 'confirmed') "                                              \
+    "    AND ($1::bigint = 0 OR r.created_at >= to_timestamp($1::bigint / 1000.0)) "        \
+    "    AND ($2::bigint = 0 OR r.created_at < to_timestamp($2::bigint / 1000.0)) "         \
+    "  GROUP BY l.sku, s.product_id, p.title, s.currency), "                                 \
+    "ranked AS (SELECT *, sum(units) OVER (ORDER BY units DESC, sku ROWS UNBOUNDED PRECEDING) " \
+    "                     AS running, sum(units) OVER () AS total, count(*) OVER () AS n "   \
+    "           FROM sales) "
+
+static const db_stmt_t s_best_sellers = {
+    "cat_best_sellers",
+    SALES_CTE "SELECT sku, product_id, title, currency, units, revenue, "
+              "       running * 100.0 / total, total, n "
+              "FROM ranked ORDER BY units DESC, sku LIMIT $3",
+    3};
+
+/* A SKU is in the report while the units before it fall short of the share. */
+static const db_stmt_t s_pareto = {
+    "cat_pareto",
+    SALES_CTE "SELECT sku, product_id, title, currency, units, revenue, "
+              "       running * 100.0 / total, total, n "
+              "FROM ranked WHERE (running - units) * 100 < total * $3::int "
+              "ORDER BY units DESC, sku",
+    3};
+
+static int s_sales(db_t *db, const db_stmt_t *stmt, int64_t since_ms, int64_t until_ms, int third,
+                   store_sales_fn fn, void *arg, int64_t *total, int32_t *n_skus)
+{
+    char since[24], until[24], t[16];
+    const char *p[3] = {since, until, t};
+
+    snprintf(since, sizeof since, "%" PRId64, since_ms);
+    snprintf(until, sizeof until, "%" PRId64, until_ms);
+    snprintf(t, sizeof t, "%d", third);
+    PGresult *r = db_exec(db, stmt, p);
+    if (!r)
+        return -1;
+    for (int i = 0; i < PQntuples(r); i++) {
+        store_sales_t s = {
+            .sku = PQgetvalue(r, i, 0),
+            .product_id = strtoll(PQgetvalue(r, i, 1), NULL, 10),
+            .title = PQgetvalue(r, i, 2),
+            .currency = PQgetvalue(r, i, 3),
+            .units = strtoll(PQgetvalue(r, i, 4), NULL, 10),
+            .revenue = strtoll(PQgetvalue(r, i, 5), NULL, 10),
+            .cumulative_share = strtod(PQgetvalue(r, i, 6), NULL),
+        };
+        if (i == 0 && total) {
+            *total = strtoll(PQgetvalue(r, i, 7), NULL, 10);
+            *n_skus = atoi(PQgetvalue(r, i, 8));
+        }
+        fn(arg, &s);
+    }
+    PQclear(r);
+    return 0;
+}
+
+int store_best_sellers(db_t *db, int64_t since_ms, int64_t until_ms, int limit, store_sales_fn fn,
+                       void *arg)
+{
+    return s_sales(db, &s_best_sellers, since_ms, until_ms, limit, fn, arg, NULL, NULL);
+}
+
+int store_pareto(db_t *db, int64_t since_ms, int64_t until_ms, int percent, store_sales_fn fn,
+                 void *arg, int64_t *total, int32_t *n_skus)
+{
+    *total = 0;
+    *n_skus = 0;
+    return s_sales(db, &s_pareto, since_ms, until_ms, percent, fn, arg, total, n_skus);
+}

@@ -67,4 +67,83 @@ int store_reservation_finish(db_t *db, const char *order_id, const char *state, 
 typedef void (*store_id_fn)(void *arg, const char *order_id);
 int store_expired(db_t *db, int limit, store_id_fn fn, void *arg) __attribute__((warn_unused_result));
 
+/* --- products ------------------------------------------------------------ */
+
+/* A product row; strings are valid only during the callback. */
+typedef struct {
+    int64_t id;
+    const char *title, *description, *category, *brand, *attributes_json, *status;
+    int64_t created_ms, updated_ms, rating_count, rating_sum;
+    double rank;            /* search only */
+} store_product_t;
+typedef void (*store_product_fn)(void *arg, const store_product_t *p);
+
+/* A SKU row; strings are valid only during the callback. */
+typedef struct {
+    int64_t product_id;
+    const char *code, *currency, *attributes_json;
+    int64_t list_price, cost_price;
+    int32_t on_hand, reserved, threshold;
+} store_sku_t;
+typedef void (*store_sku_fn)(void *arg, const store_sku_t *s);
+
+/* Product by id, or by one of its SKU codes when id is 0; 1 if none. */
+int store_product_get(db_t *db, int64_t id, const char *sku, store_product_fn fn, void *arg)
+    __attribute__((warn_unused_result));
+
+/* Filters of a list; "" and 0 mean "any". */
+typedef struct {
+    const char *category, *brand, *status;
+    int64_t min_price, max_price;
+} store_filter_t;
+
+/* Products matching `f` with id > after_id, by id, up to `limit`. */
+int store_product_list(db_t *db, const store_filter_t *f, int64_t after_id, int limit,
+                       store_product_fn fn, void *arg) __attribute__((warn_unused_result));
+
+/* Products matching a web-search style query, best rank first (ties by
+ * id), skipping `offset`, up to `limit`. */
+int store_product_search(db_t *db, const char *query, int offset, int limit, store_product_fn fn,
+                         void *arg) __attribute__((warn_unused_result));
+
+/* The SKUs of the given products, by product then code. */
+int store_skus_of(db_t *db, const int64_t *ids, size_t n, store_sku_fn fn, void *arg)
+    __attribute__((warn_unused_result));
+
+/* Replaces a product's own fields; 1 if there is no such product. */
+int store_product_update(db_t *db, int64_t id, const char *title, const char *description,
+                         const char *category, const char *brand, const char *attributes_json,
+                         const char *status) __attribute__((warn_unused_result));
+
+/* Inserts the SKU or updates its prices, currency, attributes and
+ * threshold (never stock); 1 if the code belongs to another product. */
+int store_sku_upsert(db_t *db, const char *code, int64_t product_id, int64_t list_price,
+                     int64_t cost_price, const char *currency, const char *attributes_json,
+                     int32_t low_stock_threshold) __attribute__((warn_unused_result));
+
+/* SKUs whose available stock is at or below their (positive) threshold,
+ * lowest first, up to `limit`. */
+int store_low_stock(db_t *db, int limit, store_sku_fn fn, void *arg)
+    __attribute__((warn_unused_result));
+
+/* --- reports --------------------------------------------------------------- */
+
+/* Units of one SKU in held or confirmed reservations created in a window;
+ * revenue counts lines in the SKU's current currency. */
+typedef struct {
+    const char *sku, *title, *currency;
+    int64_t product_id, units, revenue;
+    double cumulative_share;    /* percent of all units, this row included */
+} store_sales_t;
+typedef void (*store_sales_fn)(void *arg, const store_sales_t *s);
+
+/* Best sellers in [since_ms, until_ms) (0 = open), most units first. */
+int store_best_sellers(db_t *db, int64_t since_ms, int64_t until_ms, int limit, store_sales_fn fn,
+                       void *arg) __attribute__((warn_unused_result));
+
+/* The fewest best sellers whose units make `percent` of all units in the
+ * window; *total and *n_skus describe all SKUs with sales in it. */
+int store_pareto(db_t *db, int64_t since_ms, int64_t until_ms, int percent, store_sales_fn fn,
+                 void *arg, int64_t *total, int32_t *n_skus) __attribute__((warn_unused_result));
+
 #endif

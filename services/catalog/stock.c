@@ -1,159 +1,17 @@
-/* handlers: validation and mapping between the catalog's messages and its
- * store. Each runs inside the call's transaction. */
+/* stock: adjustments, reservations and their expiry, and the low-stock
+ * list. Each handler runs inside the call's transaction. */
 #include <inttypes.h>
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "catalog.h"
-#include "money.h"
 #include "shop/catalog/v1/catalog.pb-c.h"
 #include "store.h"
 
 #define MAX_QUANTITY 1000000
 
 typedef Shop__Catalog__V1__ReservationLine line_t;
-
-static bool s_valid_sku(const char *code)
-{
-    size_t n = strlen(code);
-
-    if (n < 1 || n > 64)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = code[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == '-'))
-            return false;
-    }
-    return true;
-}
-
-/* Attributes as a JSON array of {"name","value"}; malloc'd, NULL on OOM. */
-static char *s_attributes_json(Shop__Catalog__V1__Attribute *const *attrs, size_t n)
-{
-    json_t *arr = json_array();
-    char *out = NULL;
-
-    if (!arr)
-        return NULL;
-    for (size_t i = 0; i < n; i++)
-        json_array_append_new(arr, json_pack("{s:s,s:s}", "name", attrs[i]->name, "value",
-                                             attrs[i]->value));
-    out = json_dumps(arr, JSON_COMPACT);
-    json_decref(arr);
-    return out;
-}
-
-static const char *s_status_text(Shop__Catalog__V1__ProductStatus s)
-{
-    switch (s) {
-    case SHOP__CATALOG__V1__PRODUCT_STATUS__PRODUCT_STATUS_ACTIVE: return "active";
-    case SHOP__CATALOG__V1__PRODUCT_STATUS__PRODUCT_STATUS_ARCHIVED: return "archived";
-    case SHOP__CATALOG__V1__PRODUCT_STATUS__PRODUCT_STATUS_UNSPECIFIED:
-    case SHOP__CATALOG__V1__PRODUCT_STATUS__PRODUCT_STATUS_DRAFT: return "draft";
-    default: return NULL;
-    }
-}
-
-static status_t s_validate_product(call_t *call, const Shop__Catalog__V1__Product *p)
-{
-    char err[200];
-
-    if (!p)
-        return call_fail(call, STATUS_INVALID_ARGUMENT, "product: required");
-    size_t tl = strlen(p->title);
-    if (tl < 1 || tl > 200)
-        return call_fail(call, STATUS_INVALID_ARGUMENT, "product.title: 1 to 200 characters");
-    if (!s_status_text(p->status))
-        return call_fail(call, STATUS_INVALID_ARGUMENT, "product.status: unknown value %d",
-                         (int)p->status);
-    if (p->n_skus < 1)
-        return call_fail(call, STATUS_INVALID_ARGUMENT, "product.skus: at least one SKU");
-    for (size_t i = 0; i < p->n_skus; i++) {
-        const Shop__Catalog__V1__Sku *s = p->skus[i];
-        char field[48];
-        if (!s_valid_sku(s->code))
-            return call_fail(call, STATUS_INVALID_ARGUMENT,
-                             "product.skus[%zu].code: 1 to 64 of A-Z a-z 0-9 . _ -", i);
-        for (size_t k = 0; k < i; k++)
-            if (strcmp(p->skus[k]->code, s->code) == 0)
-                return call_fail(call, STATUS_INVALID_ARGUMENT,
-                                 "product.skus[%zu].code: %s appears twice", i, s->code);
-        if (!s->list_price || !s->cost_price)
-            return call_fail(call, STATUS_INVALID_ARGUMENT,
-                             "product.skus[%zu]: list_price and cost_price are required", i);
-        snprintf(field, sizeof field, "product.skus[%zu].list_price", i);
-        if (money_check(field, s->list_price->minor_units, s->list_price->currency, err,
-                        sizeof err) != 0)
-            return call_fail(call, STATUS_INVALID_ARGUMENT, "%s", err);
-        snprintf(field, sizeof field, "product.skus[%zu].cost_price", i);
-        if (money_check(field, s->cost_price->minor_units, s->cost_price->currency, err,
-                        sizeof err) != 0)
-            return call_fail(call, STATUS_INVALID_ARGUMENT, "%s", err);
-        if (strcmp(s->list_price->currency, s->cost_price->currency) != 0)
-            return call_fail(call, STATUS_INVALID_ARGUMENT,
-                             "product.skus[%zu]: cost_price must be in the list price's currency", i);
-        if (s->low_stock_threshold < 0)
-            return call_fail(call, STATUS_INVALID_ARGUMENT,
-                             "product.skus[%zu].low_stock_threshold: must not be negative", i);
-        if (s->on_hand != 0 || s->reserved != 0)
-            return call_fail(call, STATUS_INVALID_ARGUMENT,
-                             "product.skus[%zu]: stock is set with AdjustStock, not here", i);
-    }
-    return STATUS_OK;
-}
-
-static status_t s_create_product(call_t *call, const ProtobufCMessage *request,
-                                 ProtobufCMessage *response)
-{
-    const Shop__Catalog__V1__CreateProductRequest *req = (const void *)request;
-    Shop__Catalog__V1__CreateProductResponse *resp = (void *)response;
-    const Shop__Catalog__V1__Product *p = req->product;
-    db_t *db = call_db(call);
-    status_t code = s_validate_product(call, p);
-    char *attrs = NULL;
-    int64_t id = 0;
-
-    if (code != STATUS_OK)
-        return code;
-    attrs = s_attributes_json(p->attributes, p->n_attributes);
-    if (!attrs)
-        return call_fail(call, STATUS_INTERNAL, "out of memory");
-    int rc = store_product_insert(db, p->title, p->description, p->category, p->brand, attrs,
-                                  s_status_text(p->status), &id);
-    free(attrs);
-    if (rc != 0)
-        return call_db_fail(call, "insert product");
-    for (size_t i = 0; i < p->n_skus; i++) {
-        const Shop__Catalog__V1__Sku *s = p->skus[i];
-        char *sattrs = s_attributes_json(s->attributes, s->n_attributes);
-        if (!sattrs)
-            return call_fail(call, STATUS_INTERNAL, "out of memory");
-        rc = store_sku_insert(db, s->code, id, s->list_price->minor_units,
-                              s->cost_price->minor_units, s->list_price->currency, sattrs,
-                              s->low_stock_threshold);
-        free(sattrs);
-        if (rc != 0) {
-            if (strcmp(db_sqlstate(db), "23505") == 0)
-                return call_fail(call, STATUS_ALREADY_EXISTS, "SKU %s already exists", s->code);
-            return call_db_fail(call, "insert sku");
-        }
-    }
-    /* The reply echoes the product with its id; the event carries the same. */
-    Shop__Catalog__V1__Product *out = call_alloc(call, sizeof *out);
-    *out = *p;
-    out->id = id;
-    if (!out->status)
-        out->status = SHOP__CATALOG__V1__PRODUCT_STATUS__PRODUCT_STATUS_DRAFT;
-    resp->product = out;
-    Shop__Catalog__V1__ProductCreated ev = SHOP__CATALOG__V1__PRODUCT_CREATED__INIT;
-    ev.product = out;
-    if (call_emit(call, &ev.base) != 0)
-        return call_db_fail(call, "emit ProductCreated");
-    return STATUS_OK;
-}
 
 static Shop__Catalog__V1__StockLevel *s_level(call_t *call, const char *sku,
                                               const store_stock_t *st)
@@ -182,7 +40,7 @@ static int s_low_stock(call_t *call, const char *sku, int32_t before, int32_t af
     return call_emit(call, &ev.base);
 }
 
-static status_t s_adjust_stock(call_t *call, const ProtobufCMessage *request,
+status_t catalog_adjust_stock(call_t *call, const ProtobufCMessage *request,
                                ProtobufCMessage *response)
 {
     static const char *const reasons[] = {"receipt", "correction", "damage", "return", "count"};
@@ -194,7 +52,7 @@ static status_t s_adjust_stock(call_t *call, const ProtobufCMessage *request,
     int64_t id = 0;
     bool known = false;
 
-    if (!s_valid_sku(req->sku))
+    if (!catalog_valid_sku(req->sku))
         return call_fail(call, STATUS_INVALID_ARGUMENT, "sku: 1 to 64 of A-Z a-z 0-9 . _ -");
     if (req->delta == 0 || req->delta > MAX_QUANTITY || req->delta < -MAX_QUANTITY)
         return call_fail(call, STATUS_INVALID_ARGUMENT,
@@ -247,7 +105,7 @@ static status_t s_adjust_stock(call_t *call, const ProtobufCMessage *request,
     return STATUS_OK;
 }
 
-static status_t s_get_stock(call_t *call, const ProtobufCMessage *request, ProtobufCMessage *response)
+status_t catalog_get_stock(call_t *call, const ProtobufCMessage *request, ProtobufCMessage *response)
 {
     const Shop__Catalog__V1__GetStockRequest *req = (const void *)request;
     Shop__Catalog__V1__GetStockResponse *resp = (void *)response;
@@ -259,7 +117,7 @@ static status_t s_get_stock(call_t *call, const ProtobufCMessage *request, Proto
     resp->stock = call_alloc(call, req->n_skus * sizeof *resp->stock);
     for (size_t i = 0; i < req->n_skus; i++) {
         store_stock_t st;
-        if (!s_valid_sku(req->skus[i]))
+        if (!catalog_valid_sku(req->skus[i]))
             return call_fail(call, STATUS_INVALID_ARGUMENT, "skus[%zu]: not a SKU code", i);
         int rc = store_stock_get(call_db(call), req->skus[i], &st);
         if (rc < 0)
@@ -327,7 +185,7 @@ static status_t s_existing(call_t *call, const char *order_id, const char *state
     return STATUS_OK;
 }
 
-static status_t s_reserve_stock(call_t *call, const ProtobufCMessage *request,
+status_t catalog_reserve_stock(call_t *call, const ProtobufCMessage *request,
                                 ProtobufCMessage *response)
 {
     const Shop__Catalog__V1__ReserveStockRequest *req = (const void *)request;
@@ -348,7 +206,7 @@ static status_t s_reserve_stock(call_t *call, const ProtobufCMessage *request,
         return call_fail(call, STATUS_INVALID_ARGUMENT, "ttl_seconds: at most 604800");
     store_line_t *lines = call_alloc(call, n * sizeof *lines);
     for (size_t i = 0; i < n; i++) {
-        if (!s_valid_sku(req->lines[i]->sku))
+        if (!catalog_valid_sku(req->lines[i]->sku))
             return call_fail(call, STATUS_INVALID_ARGUMENT, "lines[%zu].sku: not a SKU code", i);
         if (req->lines[i]->quantity < 1 || req->lines[i]->quantity > MAX_QUANTITY)
             return call_fail(call, STATUS_INVALID_ARGUMENT, "lines[%zu].quantity: 1 to %d", i,
@@ -501,7 +359,7 @@ static status_t s_finish(call_t *call, const char *order_id, const char *state, 
     return STATUS_OK;
 }
 
-static status_t s_confirm(call_t *call, const ProtobufCMessage *request, ProtobufCMessage *response)
+status_t catalog_confirm_reservation(call_t *call, const ProtobufCMessage *request, ProtobufCMessage *response)
 {
     const Shop__Catalog__V1__ConfirmReservationRequest *req = (const void *)request;
     Shop__Catalog__V1__ConfirmReservationResponse *resp = (void *)response;
@@ -509,7 +367,7 @@ static status_t s_confirm(call_t *call, const ProtobufCMessage *request, Protobu
     return s_finish(call, req->order_id, "confirmed", NULL, &resp->reservation);
 }
 
-static status_t s_release(call_t *call, const ProtobufCMessage *request, ProtobufCMessage *response)
+status_t catalog_release_reservation(call_t *call, const ProtobufCMessage *request, ProtobufCMessage *response)
 {
     const Shop__Catalog__V1__ReleaseReservationRequest *req = (const void *)request;
     Shop__Catalog__V1__ReleaseReservationResponse *resp = (void *)response;
@@ -517,12 +375,33 @@ static status_t s_release(call_t *call, const ProtobufCMessage *request, Protobu
     return s_finish(call, req->order_id, "released", req->reason, &resp->reservation);
 }
 
-/* Methods not written yet answer so, plainly (see the issue note). */
-static status_t s_not_yet(call_t *call, const ProtobufCMessage *request, ProtobufCMessage *response)
+typedef struct {
+    call_t *call;
+    Shop__Catalog__V1__ListLowStockResponse *resp;
+} low_t;
+
+static void s_low_row(void *arg, const store_sku_t *s)
 {
-    (void)request;
-    (void)response;
-    return call_fail(call, STATUS_UNIMPLEMENTED, "%s is not implemented yet", call_method(call));
+    low_t *l = arg;
+    store_stock_t st = {s->on_hand, s->reserved, s->threshold};
+
+    l->resp->stock[l->resp->n_stock++] = s_level(l->call, s->code, &st);
+}
+
+status_t catalog_list_low_stock(call_t *call, const ProtobufCMessage *request,
+                                ProtobufCMessage *response)
+{
+    const Shop__Catalog__V1__ListLowStockRequest *req = (const void *)request;
+    Shop__Catalog__V1__ListLowStockResponse *resp = (void *)response;
+    uint32_t limit = req->limit ? req->limit : 50;
+    low_t l = {call, resp};
+
+    if (limit > 1000)
+        return call_fail(call, STATUS_INVALID_ARGUMENT, "limit: at most 1000");
+    resp->stock = call_alloc(call, limit * sizeof *resp->stock);
+    if (store_low_stock(call_db(call), (int)limit, s_low_row, &l) != 0)
+        return call_db_fail(call, "list low stock");
+    return STATUS_OK;
 }
 
 /* --- expiry (maintenance) --------------------------------------------------- */
@@ -585,19 +464,3 @@ int catalog_maintain(db_t *db, void *settings)
     return rc;
 }
 
-const server_method_t catalog_methods[] = {
-    {&shop__catalog__v1__create_product_request__descriptor, s_create_product},
-    {&shop__catalog__v1__update_product_request__descriptor, s_not_yet},
-    {&shop__catalog__v1__get_product_request__descriptor, s_not_yet},
-    {&shop__catalog__v1__list_products_request__descriptor, s_not_yet},
-    {&shop__catalog__v1__search_products_request__descriptor, s_not_yet},
-    {&shop__catalog__v1__adjust_stock_request__descriptor, s_adjust_stock},
-    {&shop__catalog__v1__get_stock_request__descriptor, s_get_stock},
-    {&shop__catalog__v1__reserve_stock_request__descriptor, s_reserve_stock},
-    {&shop__catalog__v1__confirm_reservation_request__descriptor, s_confirm},
-    {&shop__catalog__v1__release_reservation_request__descriptor, s_release},
-    {&shop__catalog__v1__list_low_stock_request__descriptor, s_not_yet},
-    {&shop__catalog__v1__best_sellers_request__descriptor, s_not_yet},
-    {&shop__catalog__v1__pareto_report_request__descriptor, s_not_yet},
-};
-const size_t catalog_n_methods = sizeof catalog_methods / sizeof catalog_methods[0];
