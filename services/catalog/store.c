@@ -367,7 +367,8 @@ static const db_stmt_t s_skus_of = {
 static const db_stmt_t s_product_update = {
     "cat_product_update",
     "UPDATE product SET title = $2, description = $3, category = $4, brand = $5, "
-    "       attributes = $6::jsonb, status = $7, updated_at = now() "
+    "       attributes = $6::jsonb, status = coalesce(nullif($7, ''), status), "
+    "       updated_at = now() "
     "WHERE id = $1 RETURNING id",
     7};
 

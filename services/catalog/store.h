@@ -110,7 +110,8 @@ int store_product_search(db_t *db, const char *query, int offset, int limit, sto
 int store_skus_of(db_t *db, const int64_t *ids, size_t n, store_sku_fn fn, void *arg)
     __attribute__((warn_unused_result));
 
-/* Replaces a product's own fields; 1 if there is no such product. */
+/* Replaces a product's own fields (status "" keeps the current one); 1 if
+ * there is no such product. */
 int store_product_update(db_t *db, int64_t id, const char *title, const char *description,
                          const char *category, const char *brand, const char *attributes_json,
                          const char *status) __attribute__((warn_unused_result));

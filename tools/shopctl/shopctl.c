@@ -191,7 +191,7 @@ static int s_call(const opts_t *o, const char *service, const char *method, cons
     }
     if (!text || strcmp(text, "-") == 0)
         text = input = s_read_stdin();
-    json = text && *text ? json_loads(text, 0, &jerr) : json_object();
+    json = text && *text ? json_loads(text, JSON_REJECT_DUPLICATES, &jerr) : json_object();
     if (!json) {
         fprintf(stderr, "shopctl: the arguments are not JSON: %s (at character %d)\n", jerr.text,
                 jerr.position);

@@ -1,0 +1,156 @@
+/* test_shopctl: the operator's tool against the real catalog — replies as
+ * JSON with exit 0, error statuses with exit 2 and the reply body, no
+ * answer with exit 3, bad input with exit 1, methods and describe from the
+ * descriptors, and events read back in order with decoded payloads. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "harness.h"
+#include "slog.h"
+
+static char s_out[65536];
+
+/* Runs shopctl with `args` (shell words), stdout and stderr into s_out;
+ * returns its exit status. */
+static int s_run(const char *args)
+{
+    char cmd[2048];
+    size_t n = 0;
+
+    snprintf(cmd, sizeof cmd, "'%s/shopctl' 2>&1 %s", getenv("SHOP_BIN_DIR"), args);
+    FILE *f = popen(cmd, "r");
+    if (!f)
+        return -1;
+    n = fread(s_out, 1, sizeof s_out - 1, f);
+    s_out[n] = '\0';
+    int st = pclose(f);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int s_count(const char *needle)
+{
+    int n = 0;
+
+    for (const char *p = strstr(s_out, needle); p; p = strstr(p + 1, needle))
+        n++;
+    return n;
+}
+
+int main(void)
+{
+    const char *svcs[] = {"catalog", NULL};
+    char *conninfo = harness_create_db("t_shopctl", svcs);
+    int admin = harness_free_port(), rpc = harness_free_port(), pub = harness_free_port();
+    char env_db[512], env_rpc[96], env_pub[64], env_admin[32], ctl_rpc[96], ctl_pub[96];
+
+    slog_init("test_shopctl", SLOG_ERROR);
+    CHECK(conninfo != NULL);
+    if (!conninfo)
+        return check_done();
+    snprintf(env_db, sizeof env_db, "SHOP_DATABASE_URL=%s", conninfo);
+    snprintf(env_rpc, sizeof env_rpc, "SHOP_RPC_BIND=tcp://127.0.0.1:%d", rpc);
+    snprintf(env_pub, sizeof env_pub, "SHOP_PUB_BIND=tcp://127.0.0.1:%d", pub);
+    snprintf(env_admin, sizeof env_admin, "SHOP_ADMIN_PORT=%d", admin);
+    const char *env[] = {env_db, env_rpc, env_pub, env_admin, "SHOP_ADMIN_ADDR=127.0.0.1", NULL};
+    harness_proc_t *p = harness_spawn("shop-catalog", env);
+    CHECK_INT(harness_wait_ready(admin, 10000), 0);
+    /* shopctl finds the service through the same variables a consumer uses */
+    snprintf(ctl_rpc, sizeof ctl_rpc, "tcp://127.0.0.1:%d", rpc);
+    snprintf(ctl_pub, sizeof ctl_pub, "tcp://127.0.0.1:%d", pub);
+    setenv("SHOP_CATALOG_RPC", ctl_rpc, 1);
+    setenv("SHOP_CATALOG_PUB", ctl_pub, 1);
+
+    CHECK_INT(s_run("call catalog CreateProduct '{\"product\":{\"title\":\"Pu-erh cake\","
+                    "\"status\":\"PRODUCT_STATUS_ACTIVE\",\"skus\":[{\"code\":\"PE-357\","
+                    "\"listPrice\":{\"minorUnits\":16800,\"currency\":\"CNY\"},"
+                    "\"costPrice\":{\"minorUnits\":\"9100\",\"currency\":\"CNY\"}}]}}'"), 0);
+    CHECK(strstr(s_out, "\"title\": \"Pu-erh cake\"") != NULL);
+    CHECK(strstr(s_out, "\"minorUnits\": \"16800\"") != NULL);
+    /* JSON from stdin */
+    CHECK_INT(s_run("call catalog AdjustStock - < /dev/null"), 2);   /* {}: the service says sku is missing */
+    CHECK_INT(s_run("call catalog AdjustStock - <<EOF\n{\"sku\":\"PE-357\",\"delta\":7,"
+                    "\"reason\":\"receipt\"}\nEOF\n"), 0);
+    CHECK(strstr(s_out, "\"onHand\": 7") != NULL);
+    /* an idempotency key makes a repeated receipt harmless */
+    CHECK_INT(s_run("--key rcv-1 call catalog AdjustStock '{\"sku\":\"PE-357\",\"delta\":3,"
+                    "\"reason\":\"receipt\"}'"), 0);
+    CHECK_INT(s_run("--key rcv-1 call catalog AdjustStock '{\"sku\":\"PE-357\",\"delta\":3,"
+                    "\"reason\":\"receipt\"}'"), 0);
+    CHECK(strstr(s_out, "\"onHand\": 10") != NULL);
+
+    /* an error status: exit 2, the status on stderr, the body still shown */
+    CHECK_INT(s_run("call catalog ReserveStock '{\"orderId\":\"o-1\",\"lines\":[{\"sku\":"
+                    "\"PE-357\",\"quantity\":11}]}'"), 2);
+    CHECK(strstr(s_out, "error: FAILED_PRECONDITION: ") != NULL);
+    CHECK(strstr(s_out, "\"requested\": 11") != NULL);
+    CHECK_INT(s_run("call catalog GetProduct '{\"sku\":\"NOPE\"}'"), 2);
+    CHECK(strstr(s_out, "error: NOT_FOUND: no SKU NOPE") != NULL);
+
+    /* bad input never leaves shopctl: exit 1, saying what is wrong */
+    CHECK_INT(s_run("call catalog GetStock '{\"skus\":\"PE-357\"}'"), 1);
+    CHECK(strstr(s_out, "skus: expected an array") != NULL);
+    CHECK_INT(s_run("call catalog GetStock '{not json'"), 1);
+    CHECK_INT(s_run("call catalog Teleport '{}'"), 1);
+    CHECK(strstr(s_out, "has no method Teleport") != NULL);
+    CHECK_INT(s_run("call warehouse GetStock '{}'"), 1);
+    CHECK_INT(s_run("frobnicate"), 1);
+
+    /* no answer: exit 3 */
+    CHECK_INT(s_run("--timeout 300 --endpoint tcp://127.0.0.1:1 call catalog GetStock "
+                    "'{\"skus\":[\"PE-357\"]}'"), 3);
+    CHECK(strstr(s_out, "no answer") != NULL);
+
+    /* descriptors */
+    CHECK_INT(s_run("methods catalog"), 0);
+    CHECK(strstr(s_out, "ReserveStock") && strstr(s_out, "ParetoReport"));
+    CHECK_INT(s_run("describe catalog ReserveStock"), 0);
+    CHECK(strstr(s_out, "ttlSeconds") != NULL);
+    CHECK_INT(s_run("describe shop.catalog.v1.Product"), 0);
+    CHECK(strstr(s_out, "PRODUCT_STATUS_ARCHIVED") != NULL);
+
+    /* events: ProductCreated, StockChanged x2, ReservationRejected, in order */
+    CHECK_INT(s_run("events catalog --from 0 --count 100"), 0);
+    CHECK_INT(s_count("\"sequence\""), 4);
+    CHECK(strstr(s_out, "\"sequence\":\"1\",") != NULL && strstr(s_out, "\"sequence\":\"4\",") != NULL);
+    CHECK(strstr(s_out, "\"type\":\"shop.catalog.v1.ReservationRejected\"") != NULL);
+    CHECK(strstr(s_out, "\"payload\":{\"orderId\":\"o-1\"") != NULL);
+    CHECK_INT(s_run("events catalog --from 2 --count 1"), 0);
+    CHECK_INT(s_count("\"sequence\""), 1);
+    CHECK(strstr(s_out, "\"sequence\":\"3\"") != NULL);
+    /* following: new events appear; timeout(1) ends the follower */
+    CHECK_INT(s_run("call catalog AdjustStock '{\"sku\":\"PE-357\",\"delta\":-1,"
+                    "\"reason\":\"damage\"}'"), 0);
+    /* the relay numbers committed events a moment later; "from now" means
+     * from the head, so wait until the head includes this one */
+    for (int i = 0; i < 40; i++) {
+        CHECK_INT(s_run("events catalog --from 0 --count 100"), 0);
+        if (s_count("\"sequence\"") == 5)
+            break;
+        usleep(50 * 1000);
+    }
+    CHECK_INT(s_count("\"sequence\""), 5);
+    char follow[512];
+    snprintf(follow, sizeof follow,
+             "-c '(sleep 0.5; \"%s/shopctl\" call catalog AdjustStock "
+             "\"{\\\"sku\\\":\\\"PE-357\\\",\\\"delta\\\":2,\\\"reason\\\":\\\"count\\\"}\" "
+             ">/dev/null) & timeout -s INT 3 \"%s/shopctl\" events catalog; wait'",
+             getenv("SHOP_BIN_DIR"), getenv("SHOP_BIN_DIR"));
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "bash %s 2>&1", follow);
+    FILE *f = popen(cmd, "r");
+    size_t n = f ? fread(s_out, 1, sizeof s_out - 1, f) : 0;
+    s_out[n] = '\0';
+    if (f)
+        pclose(f);
+    CHECK_INT(s_count("\"sequence\""), 1);   /* only the new one: from now */
+    CHECK(strstr(s_out, "\"reason\":\"count\"") != NULL);
+
+    if (p)
+        CHECK_INT(harness_stop(&p, 10000), 0);
+    free(conninfo);
+    return check_done();
+}
