@@ -122,9 +122,10 @@ int store_product_insert(db_t *db, const char *title, const char *description,
     return 0;
 }
 
-int store_sku_insert(db_t *db, const char *code, int64_t product_id, int64_t list_price,
-                     int64_t cost_price, const char *currency, const char *attributes_json,
-                     int32_t low_stock_threshold)
+/* Runs the insert or the upsert of a SKU; rows returned in *rows. */
+static int s_sku_write(db_t *db, const db_stmt_t *stmt, const char *code, int64_t product_id,
+                       int64_t list_price, int64_t cost_price, const char *currency,
+                       const char *attributes_json, int32_t low_stock_threshold, int *rows)
 {
     char pid[24], lp[24], cp[24], th[16];
     const char *p[7] = {code, pid, lp, cp, currency, attributes_json, th};
@@ -133,11 +134,22 @@ int store_sku_insert(db_t *db, const char *code, int64_t product_id, int64_t lis
     snprintf(lp, sizeof lp, "%" PRId64, list_price);
     snprintf(cp, sizeof cp, "%" PRId64, cost_price);
     snprintf(th, sizeof th, "%" PRId32, low_stock_threshold);
-    PGresult *r = db_exec(db, &s_sku_insert, p);
+    PGresult *r = db_exec(db, stmt, p);
     if (!r)
         return -1;
+    *rows = PQntuples(r);
     PQclear(r);
     return 0;
+}
+
+int store_sku_insert(db_t *db, const char *code, int64_t product_id, int64_t list_price,
+                     int64_t cost_price, const char *currency, const char *attributes_json,
+                     int32_t low_stock_threshold)
+{
+    int rows;
+
+    return s_sku_write(db, &s_sku_insert, code, product_id, list_price, cost_price, currency,
+                       attributes_json, low_stock_threshold, &rows);
 }
 
 int store_stock_get(db_t *db, const char *sku, store_stock_t *out)
@@ -522,19 +534,12 @@ int store_sku_upsert(db_t *db, const char *code, int64_t product_id, int64_t lis
                      int64_t cost_price, const char *currency, const char *attributes_json,
                      int32_t low_stock_threshold)
 {
-    char pid[24], lp[24], cp[24], th[16];
-    const char *p[7] = {code, pid, lp, cp, currency, attributes_json, th};
+    int rows = 0;
 
-    snprintf(pid, sizeof pid, "%" PRId64, product_id);
-    snprintf(lp, sizeof lp, "%" PRId64, list_price);
-    snprintf(cp, sizeof cp, "%" PRId64, cost_price);
-    snprintf(th, sizeof th, "%" PRId32, low_stock_threshold);
-    PGresult *r = db_exec(db, &s_sku_upsert, p);
-    if (!r)
+    if (s_sku_write(db, &s_sku_upsert, code, product_id, list_price, cost_price, currency,
+                    attributes_json, low_stock_threshold, &rows) != 0)
         return -1;
-    int rc = PQntuples(r) == 1 ? 0 : 1;
-    PQclear(r);
-    return rc;
+    return rows == 1 ? 0 : 1;
 }
 
 int store_low_stock(db_t *db, int limit, store_sku_fn fn, void *arg)

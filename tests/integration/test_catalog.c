@@ -531,27 +531,19 @@ int main(void)
 {
     const char *svcs[] = {"catalog", "sink", NULL};
     char *conninfo = harness_create_db("t_catalog", svcs);
-    int admin = harness_free_port();
-    char env_db[512], env_rpc[96], env_pub[64], env_admin[32], rpc[64];
+    const char *extra[] = {"SHOP_MAINTENANCE_MS=200", NULL};
+    harness_service_t svc;
     void *zctx = zmq_ctx_new();
 
     slog_init("test_catalog", SLOG_ERROR);
     CHECK(conninfo != NULL);
     if (!conninfo)
         return check_done();
-    snprintf(rpc, sizeof rpc, "tcp://127.0.0.1:%d", harness_free_port());
-    snprintf(env_db, sizeof env_db, "SHOP_DATABASE_URL=%s", conninfo);
-    snprintf(env_rpc, sizeof env_rpc, "SHOP_RPC_BIND=%s", rpc);
-    snprintf(env_pub, sizeof env_pub, "SHOP_PUB_BIND=tcp://127.0.0.1:%d", harness_free_port());
-    snprintf(env_admin, sizeof env_admin, "SHOP_ADMIN_PORT=%d", admin);
-    const char *env[] = {env_db, env_rpc, env_pub, env_admin, "SHOP_ADMIN_ADDR=127.0.0.1",
-                         "SHOP_MAINTENANCE_MS=200", NULL};
-    harness_proc_t *p = harness_spawn("shop-catalog", env);
-    int ready = harness_wait_ready(admin, 10000);
+    int ready = harness_start_service(&svc, "shop-catalog", conninfo, extra);
     CHECK_INT(ready, 0);
-    s_client = client_new(zctx, rpc);
+    s_client = client_new(zctx, svc.rpc);
     s_pg = PQconnectdb(conninfo);
-    if (p && ready == 0 && s_client && PQstatus(s_pg) == CONNECTION_OK) {
+    if (ready == 0 && s_client && PQstatus(s_pg) == CONNECTION_OK) {
         s_products();
         s_stock();
         s_reservations();
@@ -567,8 +559,8 @@ int main(void)
     json_decref(s_out);
     PQfinish(s_pg);
     client_destroy(&s_client);
-    if (p)
-        CHECK_INT(harness_stop(&p, 10000), 0);
+    if (svc.proc)
+        CHECK_INT(harness_stop(&svc.proc, 10000), 0);
     zmq_ctx_term(zctx);
     free(conninfo);
     return check_done();

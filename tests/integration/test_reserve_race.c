@@ -89,27 +89,20 @@ int main(void)
 {
     const char *svcs[] = {"catalog", NULL};
     char *conninfo = harness_create_db("t_reserve_race", svcs);
-    int rpc = harness_free_port(), admin = harness_free_port();
-    char env_db[512], env_rpc[96], env_pub[64], env_admin[32];
+    const char *extra[] = {"SHOP_WORKERS=8", NULL};
+    harness_service_t svc;
 
     slog_init("test_reserve_race", SLOG_ERROR);
     CHECK(conninfo != NULL);
     if (!conninfo)
         return check_done();
-    snprintf(s_rpc, sizeof s_rpc, "tcp://127.0.0.1:%d", rpc);
-    snprintf(env_db, sizeof env_db, "SHOP_DATABASE_URL=%s", conninfo);
-    snprintf(env_rpc, sizeof env_rpc, "SHOP_RPC_BIND=%s", s_rpc);
-    snprintf(env_pub, sizeof env_pub, "SHOP_PUB_BIND=tcp://127.0.0.1:%d", harness_free_port());
-    snprintf(env_admin, sizeof env_admin, "SHOP_ADMIN_PORT=%d", admin);
-    const char *env[] = {env_db, env_rpc, env_pub, env_admin, "SHOP_ADMIN_ADDR=127.0.0.1",
-                         "SHOP_WORKERS=8", NULL};
-    harness_proc_t *p = harness_spawn("shop-catalog", env);
-    int ready = harness_wait_ready(admin, 10000);
+    int ready = harness_start_service(&svc, "shop-catalog", conninfo, extra);
     CHECK_INT(ready, 0);
+    snprintf(s_rpc, sizeof s_rpc, "%s", svc.rpc);
     s_zctx = zmq_ctx_new();
     client_t *c = client_new(s_zctx, s_rpc);
     PGconn *pg = PQconnectdb(conninfo);
-    if (!p || ready != 0 || !c || PQstatus(pg) != CONNECTION_OK)
+    if (ready != 0 || !c || PQstatus(pg) != CONNECTION_OK)
         goto done;
 
     /* A product with one SKU and 10 units. */
@@ -222,8 +215,8 @@ int main(void)
 done:
     PQfinish(pg);
     client_destroy(&c);
-    if (p)
-        CHECK_INT(harness_stop(&p, 10000), 0);
+    if (svc.proc)
+        CHECK_INT(harness_stop(&svc.proc, 10000), 0);
     zmq_ctx_term(s_zctx);
     free(conninfo);
     return check_done();

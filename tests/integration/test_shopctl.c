@@ -44,25 +44,16 @@ int main(void)
 {
     const char *svcs[] = {"catalog", NULL};
     char *conninfo = harness_create_db("t_shopctl", svcs);
-    int admin = harness_free_port(), rpc = harness_free_port(), pub = harness_free_port();
-    char env_db[512], env_rpc[96], env_pub[64], env_admin[32], ctl_rpc[96], ctl_pub[96];
+    harness_service_t svc;
 
     slog_init("test_shopctl", SLOG_ERROR);
     CHECK(conninfo != NULL);
     if (!conninfo)
         return check_done();
-    snprintf(env_db, sizeof env_db, "SHOP_DATABASE_URL=%s", conninfo);
-    snprintf(env_rpc, sizeof env_rpc, "SHOP_RPC_BIND=tcp://127.0.0.1:%d", rpc);
-    snprintf(env_pub, sizeof env_pub, "SHOP_PUB_BIND=tcp://127.0.0.1:%d", pub);
-    snprintf(env_admin, sizeof env_admin, "SHOP_ADMIN_PORT=%d", admin);
-    const char *env[] = {env_db, env_rpc, env_pub, env_admin, "SHOP_ADMIN_ADDR=127.0.0.1", NULL};
-    harness_proc_t *p = harness_spawn("shop-catalog", env);
-    CHECK_INT(harness_wait_ready(admin, 10000), 0);
+    CHECK_INT(harness_start_service(&svc, "shop-catalog", conninfo, NULL), 0);
     /* shopctl finds the service through the same variables a consumer uses */
-    snprintf(ctl_rpc, sizeof ctl_rpc, "tcp://127.0.0.1:%d", rpc);
-    snprintf(ctl_pub, sizeof ctl_pub, "tcp://127.0.0.1:%d", pub);
-    setenv("SHOP_CATALOG_RPC", ctl_rpc, 1);
-    setenv("SHOP_CATALOG_PUB", ctl_pub, 1);
+    setenv("SHOP_CATALOG_RPC", svc.rpc, 1);
+    setenv("SHOP_CATALOG_PUB", svc.pub, 1);
 
     CHECK_INT(s_run("call catalog CreateProduct '{\"product\":{\"title\":\"Pu-erh cake\","
                     "\"status\":\"PRODUCT_STATUS_ACTIVE\",\"skus\":[{\"code\":\"PE-357\","
@@ -149,8 +140,8 @@ int main(void)
     CHECK_INT(s_count("\"sequence\""), 1);   /* only the new one: from now */
     CHECK(strstr(s_out, "\"reason\":\"count\"") != NULL);
 
-    if (p)
-        CHECK_INT(harness_stop(&p, 10000), 0);
+    if (svc.proc)
+        CHECK_INT(harness_stop(&svc.proc, 10000), 0);
     free(conninfo);
     return check_done();
 }

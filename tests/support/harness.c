@@ -559,3 +559,27 @@ int harness_pg_restart(void)
     }
     return 0;
 }
+
+int harness_start_service(harness_service_t *s, const char *binary, const char *conninfo,
+                          const char *const *extra_env)
+{
+    char db[1024], rpc[96], pub[96], admin[48];
+    const char *env[32] = {db, rpc, pub, admin, "SHOP_ADMIN_ADDR=127.0.0.1"};
+    size_t n = 5;
+
+    memset(s, 0, sizeof *s);
+    s->admin_port = harness_free_port();
+    snprintf(s->rpc, sizeof s->rpc, "tcp://127.0.0.1:%d", harness_free_port());
+    snprintf(s->pub, sizeof s->pub, "tcp://127.0.0.1:%d", harness_free_port());
+    snprintf(db, sizeof db, "SHOP_DATABASE_URL=%s", conninfo);
+    snprintf(rpc, sizeof rpc, "SHOP_RPC_BIND=%s", s->rpc);
+    snprintf(pub, sizeof pub, "SHOP_PUB_BIND=%s", s->pub);
+    snprintf(admin, sizeof admin, "SHOP_ADMIN_PORT=%d", s->admin_port);
+    for (size_t i = 0; extra_env && extra_env[i] && n + 1 < sizeof env / sizeof env[0]; i++)
+        env[n++] = extra_env[i];
+    env[n] = NULL;
+    s->proc = harness_spawn(binary, env);
+    if (!s->proc)
+        return -1;
+    return harness_wait_ready(s->admin_port, 10000);
+}

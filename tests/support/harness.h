@@ -48,6 +48,20 @@ int harness_stop(harness_proc_t **p, int timeout_ms);
 /* SIGKILL at once and reap. Frees *p and sets it to NULL. */
 void harness_kill(harness_proc_t **p);
 
+/* A service binary started on free loopback ports. */
+typedef struct {
+    harness_proc_t *proc;
+    char rpc[64], pub[64];     /* tcp://127.0.0.1:<port> */
+    int admin_port;
+} harness_service_t;
+
+/* Starts `binary` against `conninfo` with its RPC, PUB and admin ports on
+ * free loopback ports, plus `extra_env` (NULL-terminated, may be NULL), and
+ * waits up to 10 s for /readyz. Returns 0 when ready; -1 otherwise (then
+ * s->proc, if set, still has to be stopped). */
+int harness_start_service(harness_service_t *s, const char *binary, const char *conninfo,
+                          const char *const *extra_env);
+
 /* Restarts the test cluster (pg_ctl restart -m fast) and returns when it
  * accepts connections again; 0 or -1. */
 int harness_pg_restart(void);
