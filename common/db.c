@@ -17,6 +17,7 @@ struct db {
     char sqlstate[6];
     char error[256];
     bool lost;
+    bool begin_pending;   /* db_begin_lazy: BEGIN goes with the next statement */
 };
 
 /* Schema names are plain identifiers: [a-z_][a-z0-9_]*. */
@@ -68,7 +69,21 @@ void db_destroy(db_t **p)
     *p = NULL;
 }
 
-PGconn *db_conn(db_t *db) { return db->conn; }
+static int s_flush_begin(db_t *db)
+{
+    if (!db->begin_pending)
+        return 0;
+    db->begin_pending = false;
+    return db_command(db, "BEGIN");
+}
+
+PGconn *db_conn(db_t *db)
+{
+    /* raw use may need the transaction: open it now (errors show there) */
+    if (s_flush_begin(db) != 0)
+        slog_warn("db: BEGIN failed: %s", db->error);
+    return db->conn;
+}
 
 bool db_ensure(db_t *db)
 {
@@ -129,12 +144,67 @@ static int s_prepare(db_t *db, const db_stmt_t *stmt)
     return 0;
 }
 
+/* BEGIN and the statement in one pipeline: one round trip instead of two.
+ * Returns the statement's result, or NULL after recording the failure. */
+static PGresult *s_exec_with_begin(db_t *db, const db_stmt_t *stmt, const char *const *params,
+                                   const int *lengths, const int *formats)
+{
+    PGconn *c = db->conn;
+    PGresult *got[2] = {NULL, NULL};
+    int n = 0;
+
+    db->begin_pending = false;
+    if (!PQenterPipelineMode(c)) {
+        if (db_command(db, "BEGIN") != 0)
+            return NULL;
+        return PQexecPrepared(c, stmt->name, stmt->nparams, params, lengths, formats, 0);
+    }
+    if (PQsendQueryParams(c, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) &&
+        PQsendQueryPrepared(c, stmt->name, stmt->nparams, params, lengths, formats, 0) &&
+        PQpipelineSync(c)) {
+        /* BEGIN's result, NULL, the statement's result, NULL, the sync */
+        for (int guard = 0; guard < 16; guard++) {
+            PGresult *r = PQgetResult(c);
+            if (!r) {
+                if (PQstatus(c) == CONNECTION_BAD)
+                    break;
+                continue;
+            }
+            if (PQresultStatus(r) == PGRES_PIPELINE_SYNC) {
+                PQclear(r);
+                break;
+            }
+            if (n < 2)
+                got[n++] = r;
+            else
+                PQclear(r);
+        }
+    }
+    PQexitPipelineMode(c);
+    if (!got[0] || PQresultStatus(got[0]) != PGRES_COMMAND_OK) {
+        PQclear(got[1]);
+        s_fail(db, got[0]);
+        return NULL;
+    }
+    PQclear(got[0]);
+    return got[1];
+}
+
+int db_begin_lazy(db_t *db)
+{
+    db->begin_pending = true;
+    return 0;
+}
+
 PGresult *db_exec_bin(db_t *db, const db_stmt_t *stmt, const char *const *params,
                       const int *lengths, const int *formats)
 {
     if (s_prepare(db, stmt) != 0)
         return NULL;
-    PGresult *res = PQexecPrepared(db->conn, stmt->name, stmt->nparams, params, lengths, formats, 0);
+    PGresult *res = db->begin_pending
+                        ? s_exec_with_begin(db, stmt, params, lengths, formats)
+                        : PQexecPrepared(db->conn, stmt->name, stmt->nparams, params, lengths,
+                                         formats, 0);
     if (!res || !s_ok(res)) {
         s_fail(db, res);
         return NULL;
@@ -149,6 +219,8 @@ PGresult *db_exec(db_t *db, const db_stmt_t *stmt, const char *const *params)
 
 int db_command(db_t *db, const char *sql)
 {
+    if (s_flush_begin(db) != 0)
+        return -1;
     PGresult *res = PQexec(db->conn, sql);
 
     if (!res || !s_ok(res)) {
@@ -162,6 +234,10 @@ int db_command(db_t *db, const char *sql)
 int db_begin(db_t *db) { return db_command(db, "BEGIN"); }
 int db_commit(db_t *db)
 {
+    if (db->begin_pending) {   /* nothing was run: nothing to commit */
+        db->begin_pending = false;
+        return 0;
+    }
     PGresult *res = PQexec(db->conn, "COMMIT");
 
     if (!res || !s_ok(res)) {
@@ -182,6 +258,7 @@ int db_commit(db_t *db)
 
 void db_rollback(db_t *db)
 {
+    db->begin_pending = false;
     if (PQtransactionStatus(db->conn) == PQTRANS_IDLE || PQstatus(db->conn) != CONNECTION_OK)
         return;
     PGresult *res = PQexec(db->conn, "ROLLBACK");

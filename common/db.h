@@ -50,6 +50,11 @@ PGresult *db_exec_bin(db_t *db, const db_stmt_t *stmt, const char *const *params
 int db_command(db_t *db, const char *sql) __attribute__((warn_unused_result));
 
 int db_begin(db_t *db) __attribute__((warn_unused_result));
+/* Like db_begin, but BEGIN is sent in one pipeline with the next statement
+ * run through db_exec (saving a round trip); db_command and db_conn send it
+ * first if it is still pending, db_commit/db_rollback of a transaction
+ * that ran nothing do nothing. Always returns 0. */
+int db_begin_lazy(db_t *db);
 int db_commit(db_t *db) __attribute__((warn_unused_result));
 /* Rolls back if a transaction is open; never fails loudly. */
 void db_rollback(db_t *db);

@@ -63,7 +63,7 @@ static const cfg_var_t s_runtime_vars[] = {
     {"SHOP_ADMIN_ADDR", CFG_STR, "0.0.0.0", 0, 0, RT(admin_addr),
      "address of the admin HTTP port (/healthz, /readyz, /metrics)"},
     {"SHOP_ADMIN_PORT", CFG_INT, "8080", 1, 65535, RT(admin_port), "admin HTTP port"},
-    {"SHOP_WORKERS", CFG_INT, "4", 1, 64, RT(workers),
+    {"SHOP_WORKERS", CFG_INT, "8", 1, 64, RT(workers),
      "worker threads, each with its own PostgreSQL connection"},
     {"SHOP_LOG_LEVEL", CFG_STR, "info", 0, 0, RT(log_level), "debug, info, warn or error"},
     {"SHOP_MAX_MESSAGE_BYTES", CFG_INT, "1048576", 1024, 268435456, RT(max_message_bytes),
@@ -356,7 +356,7 @@ static status_t s_handle(worker_t *w, const uint8_t *frame, size_t len, int64_t 
         code = call_fail(call, STATUS_UNAVAILABLE, "database unavailable, retry");
         goto done;
     }
-    if (db_begin(w->db) != 0) {
+    if (db_begin_lazy(w->db) != 0) {
         code = call_db_fail(call, "begin");
         goto done;
     }

@@ -91,6 +91,36 @@ int main(void)
     CHECK(r && strcmp(PQgetvalue(r, 0, 0), "1") == 0);
     PQclear(r);
 
+    /* A lazy BEGIN travels with the first statement: rolled back, the
+     * insert is gone (so BEGIN was sent); committed, it stays; a failing
+     * statement reports its own SQLSTATE; an empty transaction commits. */
+    CHECK_INT(db_begin_lazy(db), 0);
+    CHECK_INT(PQtransactionStatus(db_conn(db)) == PQTRANS_INTRANS, 1);   /* raw use opens it */
+    db_rollback(db);
+    CHECK_INT(db_begin_lazy(db), 0);
+    const char *p4[] = {"A-4", "1"};
+    r = db_exec(db, &s_insert, p4);
+    CHECK(r != NULL);
+    PQclear(r);
+    
+    db_rollback(db);
+    CHECK_INT(s_scalar(db, "SELECT count(*) FROM catalog.item WHERE code = 'A-4'"), 0);
+    CHECK_INT(db_begin_lazy(db), 0);
+    r = db_exec(db, &s_insert, p4);
+    PQclear(r);
+    CHECK_INT(db_commit(db), 0);
+    CHECK_INT(s_scalar(db, "SELECT count(*) FROM catalog.item WHERE code = 'A-4'"), 1);
+    CHECK_INT(db_begin_lazy(db), 0);
+    CHECK(db_exec(db, &s_insert, p4) == NULL);
+    CHECK_STR(db_sqlstate(db), "23505");
+    CHECK_INT(db_commit(db), -1);
+    CHECK_INT(db_begin_lazy(db), 0);
+    CHECK_INT(db_commit(db), 0);
+    CHECK_INT(PQtransactionStatus(db_conn(db)) == PQTRANS_IDLE, 1);
+    r = db_exec(db, &s_count, NULL);
+    CHECK(r && strcmp(PQgetvalue(r, 0, 0), "2") == 0);
+    PQclear(r);
+
     /* PostgreSQL restarts: the next call fails as lost, db_ensure reconnects
      * and the statement is prepared again. */
     CHECK_INT(harness_pg_restart(), 0);
@@ -103,7 +133,7 @@ int main(void)
     CHECK(db_lost(db));
     CHECK(db_ensure(db));
     r = db_exec(db, &s_count, NULL);
-    CHECK(r && strcmp(PQgetvalue(r, 0, 0), "1") == 0);
+    CHECK(r && strcmp(PQgetvalue(r, 0, 0), "2") == 0);
     PQclear(r);
     r = PQexec(db_conn(db), "SHOW search_path");
     CHECK(PQresultStatus(r) == PGRES_TUPLES_OK && strcmp(PQgetvalue(r, 0, 0), "catalog") == 0);
