@@ -154,7 +154,8 @@ status_t client_call(client_t *c, const char *method, const ProtobufCMessage *re
             code = reply->status ? (status_t)reply->status->code : STATUS_OK;
             if (message && reply->status && reply->status->message[0])
                 *message = strdup(reply->status->message);
-            if (response && response_type && reply->body.len > 0) {
+            /* an OK reply with an empty body is a message of all defaults */
+            if (response && response_type && (reply->body.len > 0 || code == STATUS_OK)) {
                 *response = protobuf_c_message_unpack(response_type, NULL, reply->body.len,
                                                       reply->body.data);
                 if (!*response && code == STATUS_OK)

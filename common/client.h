@@ -18,7 +18,8 @@ void client_destroy(client_t **p);
  * `request`, waiting at most `timeout_ms` in all. If no reply comes within
  * an attempt's share of the time the same request (same request id and
  * idempotency key) is sent again, up to `attempts` times in all. On return
- * *response (if the reply had a body) is unpacked with `response_type`;
+ * *response (if the reply had a body, or was OK: an empty body is a message
+ * of defaults) is unpacked with `response_type`;
  * the caller frees it with protobuf_c_message_free_unpacked(…, NULL).
  * `message` (may be NULL) receives the status message, malloc'd. Returns
  * the reply's status, DEADLINE_EXCEEDED if none came, or INTERNAL for a

@@ -1,6 +1,7 @@
 /* money: ISO 4217 currency table and price checks. */
 #include "money.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -74,4 +75,30 @@ int money_check(const char *field, int64_t minor_units, const char *currency, ch
         return -1;
     }
     return 0;
+}
+
+char *money_format(int64_t minor_units, const char *currency, char *buf, size_t len)
+{
+    int exp = money_exponent(currency);
+    uint64_t mag = minor_units < 0 ? (uint64_t)0 - (uint64_t)minor_units : (uint64_t)minor_units;
+    uint64_t scale = 1;
+
+    if (exp < 0) {
+        snprintf(buf, len, "%" PRId64 " %s?", minor_units, currency);
+        return buf;
+    }
+    for (int i = 0; i < exp; i++)
+        scale *= 10;
+    if (exp == 0) {
+        snprintf(buf, len, "%s%" PRIu64 " %s", minor_units < 0 ? "-" : "", mag, currency);
+    } else {
+        char frac[8];
+        uint64_t f = mag % scale;
+        for (int i = exp - 1; i >= 0; i--, f /= 10)
+            frac[i] = (char)('0' + f % 10);
+        frac[exp] = '\0';
+        snprintf(buf, len, "%s%" PRIu64 ".%s %s", minor_units < 0 ? "-" : "", mag / scale, frac,
+                 currency);
+    }
+    return buf;
 }

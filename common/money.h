@@ -19,4 +19,8 @@ int money_exponent(const char *code);
 int money_check(const char *field, int64_t minor_units, const char *currency, char *err,
                 size_t errlen) __attribute__((warn_unused_result));
 
+/* Writes "12.50 CNY" (minor units shown with the currency's exponent;
+ * "1250 XXX?" for an unknown currency) into buf. Returns buf. */
+char *money_format(int64_t minor_units, const char *currency, char *buf, size_t len);
+
 #endif

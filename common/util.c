@@ -1,7 +1,8 @@
-/* util: clocks and UUIDs. */
+/* util: clocks, UUIDs and code checks. */
 #include "util.h"
 
 #include <stdio.h>
+#include <string.h>
 #include <sys/random.h>
 #include <time.h>
 
@@ -37,4 +38,19 @@ void util_uuid(char out[37])
              "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
              b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
              b[13], b[14], b[15]);
+}
+
+bool util_valid_code(const char *s, size_t max)
+{
+    size_t n = strlen(s);
+
+    if (n < 1 || n > max)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return false;
+    }
+    return true;
 }

@@ -11,6 +11,7 @@
 #include "money.h"
 #include "shop/catalog/v1/catalog.pb-c.h"
 #include "store.h"
+#include "util.h"
 
 typedef Shop__Catalog__V1__Product product_t;
 typedef Shop__Catalog__V1__Sku sku_t;
@@ -23,17 +24,7 @@ typedef Shop__Catalog__V1__Attribute attribute_t;
 
 bool catalog_valid_sku(const char *code)
 {
-    size_t n = strlen(code);
-
-    if (n < 1 || n > 64)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = code[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == '-'))
-            return false;
-    }
-    return true;
+    return util_valid_code(code, 64);
 }
 
 /* --- messages to rows ---------------------------------------------------- */

@@ -16,118 +16,23 @@
 #include "check.h"
 #include "client.h"
 #include "harness.h"
+#include "jcall.h"
 #include "pbjson.h"
 #include "shop/common/v1/common.pb-c.h"
 #include "slog.h"
 #include "util.h"
 
-static client_t *s_client;
+static jcall_t s_j = {.service = "shop.catalog.v1.CatalogService"};
 static PGconn *s_pg;
-static json_t *s_out;       /* the last reply, as JSON */
-static char s_msg[512];     /* the last status message */
 
-/* Calls CatalogService/<method> with a JSON request (printf-style). */
-static status_t s_call(const char *method, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static status_t s_call(const char *method, const char *fmt, ...)
-{
-    const ProtobufCServiceDescriptor *svc = pbjson_service_type("shop.catalog.v1.CatalogService");
-    const ProtobufCMethodDescriptor *m = protobuf_c_service_descriptor_get_method_by_name(svc, method);
-    char text[8192], err[256], full[128];
-    ProtobufCMessage *req, *resp = NULL;
-    char *message = NULL;
-    va_list ap;
+#define s_call(...) jcall(&s_j, __VA_ARGS__)
+#define s_at(path) jcall_at(&s_j, path)
+#define s_str(path) jcall_str(&s_j, path)
+#define s_num(path) jcall_num(&s_j, path)
+#define s_len(path) jcall_len(&s_j, path)
+#define s_msg (s_j.message)
 
-    json_decref(s_out);
-    s_out = NULL;
-    s_msg[0] = '\0';
-    va_start(ap, fmt);
-    vsnprintf(text, sizeof text, fmt, ap);
-    va_end(ap);
-    json_t *j = json_loads(text, 0, NULL);
-    if (!m || !j) {
-        fprintf(stderr, "test: bad call %s %s\n", method, text);
-        json_decref(j);
-        return STATUS_UNKNOWN;
-    }
-    req = pbjson_to_message(m->input, j, err, sizeof err);
-    json_decref(j);
-    if (!req) {
-        fprintf(stderr, "test: %s: %s\n", method, err);
-        return STATUS_UNKNOWN;
-    }
-    snprintf(full, sizeof full, "%s/%s", svc->name, method);
-    status_t code = client_call(s_client, full, req, m->output, &resp, NULL, 10000, 1, &message);
-    if (resp) {
-        s_out = pbjson_from_message(resp, PBJSON_DEFAULTS);
-        protobuf_c_message_free_unpacked(resp, NULL);
-    }
-    snprintf(s_msg, sizeof s_msg, "%s", message ? message : "");
-    free(message);
-    protobuf_c_message_free_unpacked(req, NULL);
-    return code;
-}
-
-/* The value at a path such as "product.skus[1].code" in the last reply. */
-static json_t *s_at(const char *path)
-{
-    json_t *cur = s_out;
-    char buf[256], *save = NULL;
-
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *tok = strtok_r(buf, ".", &save); tok && cur; tok = strtok_r(NULL, ".", &save)) {
-        char *br = strchr(tok, '[');
-        if (br)
-            *br = '\0';
-        cur = json_object_get(cur, tok);
-        while (br && cur) {
-            cur = json_array_get(cur, strtoul(br + 1, &br, 10));
-            br = strchr(br, '[');
-        }
-    }
-    return cur;
-}
-
-static const char *s_str(const char *path)
-{
-    const char *s = json_string_value(s_at(path));
-    return s ? s : "(none)";
-}
-
-/* Integers arrive as numbers, or as strings for 64-bit fields. */
-static long long s_num(const char *path)
-{
-    json_t *v = s_at(path);
-
-    if (json_is_integer(v))
-        return json_integer_value(v);
-    if (json_is_string(v))
-        return strtoll(json_string_value(v), NULL, 10);
-    return -999999;
-}
-
-static size_t s_len(const char *path)
-{
-    return json_array_size(s_at(path));
-}
-
-static long long s_sql(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static long long s_sql(const char *fmt, ...)
-{
-    char sql[1024];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(sql, sizeof sql, fmt, ap);
-    va_end(ap);
-    PGresult *r = PQexec(s_pg, sql);
-    long long v = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 &&
-                          !PQgetisnull(r, 0, 0)
-                      ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : -1;
-    if (PQresultStatus(r) != PGRES_TUPLES_OK)
-        fprintf(stderr, "test: %s: %s", sql, PQerrorMessage(s_pg));
-    PQclear(r);
-    return v;
-}
+#define s_sql(...) harness_sql(s_pg, __VA_ARGS__)
 
 static long long s_events(const char *type)
 {
@@ -541,9 +446,9 @@ int main(void)
         return check_done();
     int ready = harness_start_service(&svc, "shop-catalog", conninfo, extra);
     CHECK_INT(ready, 0);
-    s_client = client_new(zctx, svc.rpc);
+    s_j.client = client_new(zctx, svc.rpc);
     s_pg = PQconnectdb(conninfo);
-    if (ready == 0 && s_client && PQstatus(s_pg) == CONNECTION_OK) {
+    if (ready == 0 && s_j.client && PQstatus(s_pg) == CONNECTION_OK) {
         s_products();
         s_stock();
         s_reservations();
@@ -551,14 +456,14 @@ int main(void)
         /* a method the service does not have */
         char *message = NULL;
         Shop__Common__V1__Status st = SHOP__COMMON__V1__STATUS__INIT;
-        CHECK_INT(client_call(s_client, "shop.catalog.v1.CatalogService/DropEverything", &st.base,
+        CHECK_INT(client_call(s_j.client, "shop.catalog.v1.CatalogService/DropEverything", &st.base,
                               NULL, NULL, NULL, 5000, 1, &message), STATUS_UNIMPLEMENTED);
         free(message);
         s_role("t_catalog");
     }
-    json_decref(s_out);
+    jcall_done(&s_j);
     PQfinish(s_pg);
-    client_destroy(&s_client);
+    client_destroy(&s_j.client);
     if (svc.proc)
         CHECK_INT(harness_stop(&svc.proc, 10000), 0);
     zmq_ctx_term(zctx);

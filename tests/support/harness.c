@@ -7,6 +7,7 @@
 #include <libpq-fe.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -582,4 +583,21 @@ int harness_start_service(harness_service_t *s, const char *binary, const char *
     if (!s->proc)
         return -1;
     return harness_wait_ready(s->admin_port, 10000);
+}
+
+long long harness_sql(void *pg, const char *fmt, ...)
+{
+    char sql[2048];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(sql, sizeof sql, fmt, ap);
+    va_end(ap);
+    PGresult *r = PQexec(pg, sql);
+    long long v = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 && !PQgetisnull(r, 0, 0)
+                      ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : -1;
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        fprintf(stderr, "harness: %s: %s", sql, PQerrorMessage(pg));
+    PQclear(r);
+    return v;
 }

@@ -62,6 +62,10 @@ typedef struct {
 int harness_start_service(harness_service_t *s, const char *binary, const char *conninfo,
                           const char *const *extra_env);
 
+/* Runs a query expected to give one integer (printf-style) on `pg`;
+ * returns it, or -1 (after printing the error) if it did not. */
+long long harness_sql(void *pg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* Restarts the test cluster (pg_ctl restart -m fast) and returns when it
  * accepts connections again; 0 or -1. */
 int harness_pg_restart(void);

@@ -28,5 +28,11 @@ int main(void)
     CHECK_STR(err, "list_price.minor_units: must not be negative, got -1");
     CHECK_INT(money_check("cost_price", 5, "RMB", err, sizeof err), -1);
     CHECK_STR(err, "cost_price.currency: \"RMB\" is not an ISO 4217 currency code");
+    char buf[40];
+    CHECK_STR(money_format(1250, "CNY", buf, sizeof buf), "12.50 CNY");
+    CHECK_STR(money_format(-5, "CNY", buf, sizeof buf), "-0.05 CNY");
+    CHECK_STR(money_format(1500, "JPY", buf, sizeof buf), "1500 JPY");
+    CHECK_STR(money_format(1234, "BHD", buf, sizeof buf), "1.234 BHD");
+    CHECK_STR(money_format(7, "RMB", buf, sizeof buf), "7 RMB?");
     return check_done();
 }

@@ -1,0 +1,58 @@
+/* shop-promotions: price rules, coupons, member tiers, quotes and
+ * redemption exactly once. */
+#include <stddef.h>
+
+#include "promotions.h"
+
+extern const migrate_file_t promotions_migrations[];
+extern const size_t promotions_migrations_count;
+
+/* Every method of PromotionsService; the runtime refuses to start if one
+ * is missing. */
+static const server_method_t s_methods[] = {
+    {&shop__promotions__v1__create_rule_request__descriptor, promo_create_rule},
+    {&shop__promotions__v1__update_rule_request__descriptor, promo_update_rule},
+    {&shop__promotions__v1__set_rule_status_request__descriptor, promo_set_rule_status},
+    {&shop__promotions__v1__list_rules_request__descriptor, promo_list_rules},
+    {&shop__promotions__v1__create_coupon_request__descriptor, promo_create_coupon},
+    {&shop__promotions__v1__issue_coupons_request__descriptor, promo_issue_coupons},
+    {&shop__promotions__v1__get_coupon_request__descriptor, promo_get_coupon},
+    {&shop__promotions__v1__set_tier_request__descriptor, promo_set_tier},
+    {&shop__promotions__v1__list_tiers_request__descriptor, promo_list_tiers},
+    {&shop__promotions__v1__quote_request__descriptor, promo_quote},
+    {&shop__promotions__v1__redeem_request__descriptor, promo_redeem},
+    {&shop__promotions__v1__release_request__descriptor, promo_release},
+};
+
+/* Prices, costs and categories come from the catalog's product events. */
+static const sub_stream_t s_consumes[] = {
+    {"catalog", "shop.catalog.v1.Product", promo_apply_catalog},
+};
+
+#define SET(field) offsetof(promo_settings_t, field)
+static const cfg_var_t s_settings[] = {
+    {"PROMOTIONS_MAX_LINES", CFG_INT, "100", 1, 1000, SET(max_lines), "most lines in one quote"},
+    {"PROMOTIONS_MAX_COUPONS", CFG_INT, "5", 0, 50, SET(max_coupons),
+     "most coupon codes in one quote"},
+    {"PROMOTIONS_MAX_ISSUE", CFG_INT, "10000", 1, 100000, SET(max_issue),
+     "most codes one IssueCoupons call creates"},
+    CFG_END,
+};
+
+int main(int argc, char **argv)
+{
+    static promo_settings_t settings;
+    server_def_t def = {
+        .name = "promotions",
+        .service = &shop__promotions__v1__promotions_service__descriptor,
+        .methods = s_methods,
+        .n_methods = sizeof s_methods / sizeof s_methods[0],
+        .migrations = promotions_migrations,
+        .n_migrations = promotions_migrations_count,
+        .settings = s_settings,
+        .settings_out = &settings,
+        .consumes = s_consumes,
+        .n_consumes = sizeof s_consumes / sizeof s_consumes[0],
+    };
+    return server_main(&def, argc, argv);
+}

@@ -1,0 +1,460 @@
+/* quote: Quote, Redeem and Release. A quote loads the cart's SKUs (as the
+ * catalog announced them), the candidate rules, the tier and the coupons,
+ * and hands them to the engine. Redeem does the same with the counted rows
+ * locked, then records each use against its limit in the same transaction,
+ * once per order id. */
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "money.h"
+#include "promotions.h"
+#include "util.h"
+
+typedef Shop__Promotions__V1__QuoteRequest quote_request_t;
+typedef Shop__Promotions__V1__Quote quote_msg_t;
+
+typedef struct {
+    call_t *call;
+    eng_line_t *lines;
+    size_t n;
+    const char *currency;
+    const char *customer_id;
+    int64_t at_ms;
+    eng_rule_t *rules;
+    size_t n_rules, cap_rules;
+    eng_coupon_t *coupons;
+    size_t n_coupons;
+    eng_tier_t tier;
+    bool has_tier;
+    eng_quote_t q;
+    status_t bad;           /* a problem found in a callback */
+} quote_t;
+
+static int s_line_cmp(const void *a, const void *b)
+{
+    return strcmp(((const eng_line_t *)a)->sku, ((const eng_line_t *)b)->sku);
+}
+
+static void s_on_sku(void *arg, const store_sku_t *s)
+{
+    quote_t *qt = arg;
+
+    for (size_t i = 0; i < qt->n; i++) {
+        eng_line_t *l = &qt->lines[i];
+        if (strcmp(l->sku, s->sku) != 0)
+            continue;
+        l->category = call_strdup(qt->call, s->category);
+        l->unit_price = s->list_price;
+        l->unit_cost = s->cost_price;
+        l->held_by = s->active ? 0 : -2;   /* marks found / not for sale until priced */
+        if (!qt->currency)
+            qt->currency = call_strdup(qt->call, s->currency);
+        else if (strcmp(qt->currency, s->currency) != 0)
+            qt->bad = call_fail(qt->call, STATUS_INVALID_ARGUMENT,
+                                "the cart mixes currencies (%s and %s)", qt->currency, s->currency);
+    }
+}
+
+static void s_on_rule(void *arg, const store_rule_t *r)
+{
+    quote_t *qt = arg;
+
+    if (qt->n_rules == qt->cap_rules) {
+        size_t cap = qt->cap_rules ? qt->cap_rules * 2 : 32;
+        eng_rule_t *rules = call_alloc(qt->call, cap * sizeof *rules);
+        if (qt->n_rules)
+            memcpy(rules, qt->rules, qt->n_rules * sizeof *rules);
+        qt->rules = rules;
+        qt->cap_rules = cap;
+    }
+    promo_rule_eng(qt->call, r, &qt->rules[qt->n_rules++]);
+}
+
+static void s_on_coupon(void *arg, const store_coupon_t *c)
+{
+    quote_t *qt = arg;
+    eng_coupon_t *e = &qt->coupons[qt->n_coupons++];
+
+    memset(e, 0, sizeof *e);
+    e->code = call_strdup(qt->call, c->code);
+    e->currency = call_strdup(qt->call, c->currency);
+    e->customer_id = call_strdup(qt->call, c->customer_id);
+    e->percent = strcmp(c->kind, "percent_off") == 0;
+    e->percent_off = c->percent_off;
+    e->amount_off = c->amount_off;
+    e->min_spend = c->min_spend;
+    e->starts_ms = c->starts_ms;
+    e->ends_ms = c->ends_ms;
+    e->total_limit = c->total_limit;
+    e->per_customer_limit = c->per_customer_limit;
+    e->used = c->used;
+    e->used_by_customer = c->used_by_customer;
+}
+
+static char *s_json(call_t *call, json_t *j)
+{
+    char *text = json_dumps(j, JSON_COMPACT), *out = call_strdup(call, text ? text : "[]");
+
+    free(text);
+    json_decref(j);
+    return out;
+}
+
+/* Validates the request, loads what the engine needs (locking the counted
+ * rows when `lock`) and prices the cart. */
+static status_t s_price(call_t *call, const quote_request_t *req, bool lock, quote_t *qt)
+{
+    const promo_settings_t *set = call_settings(call);
+    db_t *db = call_db(call);
+    size_t n = req ? req->n_lines : 0;
+
+    memset(qt, 0, sizeof *qt);
+    qt->call = call;
+    qt->bad = STATUS_OK;
+    if (!req)
+        return call_fail(call, STATUS_INVALID_ARGUMENT, "quote: required");
+    if (n < 1 || n > (size_t)set->max_lines)
+        return call_fail(call, STATUS_INVALID_ARGUMENT, "lines: 1 to %" PRId64 " lines", set->max_lines);
+    if (strlen(req->customer_id) > 128)
+        return call_fail(call, STATUS_INVALID_ARGUMENT, "customer_id: at most 128 characters");
+    if (req->n_coupon_codes > (size_t)set->max_coupons)
+        return call_fail(call, STATUS_INVALID_ARGUMENT, "coupon_codes: at most %" PRId64,
+                         set->max_coupons);
+    if (req->at_ms < 0)
+        return call_fail(call, STATUS_INVALID_ARGUMENT, "at_ms: 0 (now) or a time");
+    /* a quote may look at another time; a redemption is always now */
+    qt->at_ms = req->at_ms && !lock ? req->at_ms : util_now_ms();
+    qt->customer_id = req->customer_id;
+    qt->lines = call_alloc(call, n * sizeof *qt->lines);
+    qt->n = n;
+    json_t *skus = json_array();
+    for (size_t i = 0; i < n; i++) {
+        const Shop__Promotions__V1__CartLine *l = req->lines[i];
+        if (!promo_valid_sku(l->sku) || l->quantity < 1 || l->quantity > 1000000) {
+            json_decref(skus);
+            return call_fail(call, STATUS_INVALID_ARGUMENT,
+                             "lines[%zu]: a SKU code and a quantity of 1 to 1000000", i);
+        }
+        qt->lines[i].sku = l->sku;
+        qt->lines[i].qty = l->quantity;
+        qt->lines[i].held_by = -1;   /* not found yet */
+        json_array_append_new(skus, json_string(l->sku));
+    }
+    qsort(qt->lines, n, sizeof *qt->lines, s_line_cmp);
+    for (size_t i = 1; i < n; i++)
+        if (strcmp(qt->lines[i].sku, qt->lines[i - 1].sku) == 0) {
+            json_decref(skus);
+            return call_fail(call, STATUS_INVALID_ARGUMENT, "lines: SKU %s appears twice",
+                             qt->lines[i].sku);
+        }
+    if (store_skus(db, s_json(call, skus), s_on_sku, qt) != 0)
+        return call_db_fail(call, "read SKUs");
+    if (qt->bad != STATUS_OK)
+        return qt->bad;
+    json_t *keys = json_array();
+    for (size_t i = 0; i < n; i++) {
+        char key[160];
+        if (qt->lines[i].held_by == -1) {
+            json_decref(keys);
+            return call_fail(call, STATUS_NOT_FOUND, "no SKU %s (the catalog has not announced it)",
+                             qt->lines[i].sku);
+        }
+        if (qt->lines[i].held_by == -2) {
+            json_decref(keys);
+            return call_fail(call, STATUS_FAILED_PRECONDITION, "SKU %s is not for sale",
+                             qt->lines[i].sku);
+        }
+        snprintf(key, sizeof key, "sku:%s", qt->lines[i].sku);
+        json_array_append_new(keys, json_string(key));
+        snprintf(key, sizeof key, "cat:%s", qt->lines[i].category);
+        json_array_append_new(keys, json_string(key));
+    }
+    if (store_rule_candidates(db, s_json(call, keys), qt->at_ms, lock, s_on_rule, qt) != 0)
+        return call_db_fail(call, "read rules");
+    if (req->tier[0]) {
+        int rc = store_tier_get(db, req->tier, &qt->tier.percent);
+        if (rc < 0)
+            return call_db_fail(call, "read tier");
+        if (rc == 1)
+            return call_fail(call, STATUS_INVALID_ARGUMENT, "tier: no tier %s", req->tier);
+        qt->tier.name = req->tier;
+        qt->has_tier = true;
+    }
+    if (req->n_coupon_codes) {
+        json_t *codes = json_array();
+        for (size_t i = 0; i < req->n_coupon_codes; i++) {
+            bool dup = false;
+            for (size_t k = 0; k < i; k++)
+                dup = dup || strcmp(req->coupon_codes[k], req->coupon_codes[i]) == 0;
+            if (!dup)
+                json_array_append_new(codes, json_string(req->coupon_codes[i]));
+        }
+        size_t want = json_array_size(codes);
+        qt->coupons = call_alloc(call, want * sizeof *qt->coupons);
+        if (store_coupons(db, s_json(call, codes), req->customer_id, lock, s_on_coupon, qt) != 0)
+            return call_db_fail(call, "read coupons");
+        if (qt->n_coupons != want) {
+            for (size_t i = 0; i < req->n_coupon_codes; i++) {
+                bool found = false;
+                for (size_t k = 0; k < qt->n_coupons; k++)
+                    found = found || strcmp(qt->coupons[k].code, req->coupon_codes[i]) == 0;
+                if (!found)
+                    return call_fail(call, STATUS_NOT_FOUND, "no coupon %s", req->coupon_codes[i]);
+            }
+        }
+    }
+    size_t room = ENG_MAX_ENTRIES(qt->n_rules, qt->n_coupons);
+    qt->q.applied = call_alloc(call, room * sizeof *qt->q.applied);
+    qt->q.rejected = call_alloc(call, room * sizeof *qt->q.rejected);
+    eng_quote(qt->lines, n, qt->currency, qt->rules, qt->n_rules, qt->has_tier ? &qt->tier : NULL,
+              qt->coupons, qt->n_coupons, req->customer_id, qt->at_ms, &qt->q);
+    return STATUS_OK;
+}
+
+static Shop__Promotions__V1__Source s_source(int s)
+{
+    return (Shop__Promotions__V1__Source)s;   /* the engine uses the proto's numbers */
+}
+
+static quote_msg_t *s_message(quote_t *qt)
+{
+    call_t *call = qt->call;
+    quote_msg_t *m = call_alloc(call, sizeof *m);
+    const char *cur = qt->currency;
+
+    shop__promotions__v1__quote__init(m);
+    m->lines = call_alloc(call, qt->n * sizeof *m->lines);
+    for (size_t i = 0; i < qt->n; i++) {
+        const eng_line_t *l = &qt->lines[i];
+        Shop__Promotions__V1__LinePrice *p = call_alloc(call, sizeof *p);
+        shop__promotions__v1__line_price__init(p);
+        p->sku = call_strdup(call, l->sku);
+        p->quantity = l->qty;
+        p->unit_price = promo_money(call, l->unit_price, cur);
+        p->list_total = promo_money(call, l->unit_price * l->qty, cur);
+        p->discount = promo_money(call, l->discount, cur);
+        p->total = promo_money(call, l->unit_price * l->qty - l->discount, cur);
+        m->lines[m->n_lines++] = p;
+    }
+    m->subtotal = promo_money(call, qt->q.subtotal, cur);
+    m->total_saved = promo_money(call, qt->q.saved, cur);
+    m->total = promo_money(call, qt->q.subtotal - qt->q.saved, cur);
+    m->applied = call_alloc(call, (qt->q.n_applied + 1) * sizeof *m->applied);
+    for (size_t i = 0; i < qt->q.n_applied; i++) {
+        const eng_entry_t *e = &qt->q.applied[i];
+        Shop__Promotions__V1__Applied *a = call_alloc(call, sizeof *a);
+        shop__promotions__v1__applied__init(a);
+        a->source = s_source(e->source);
+        a->code = call_strdup(call, e->code);
+        a->reason = call_strdup(call, e->reason);
+        a->saved = promo_money(call, e->saved, cur);
+        m->applied[m->n_applied++] = a;
+    }
+    m->rejected = call_alloc(call, (qt->q.n_rejected + 1) * sizeof *m->rejected);
+    for (size_t i = 0; i < qt->q.n_rejected; i++) {
+        const eng_entry_t *e = &qt->q.rejected[i];
+        Shop__Promotions__V1__Rejected *r = call_alloc(call, sizeof *r);
+        shop__promotions__v1__rejected__init(r);
+        r->source = s_source(e->source);
+        r->code = call_strdup(call, e->code);
+        r->reason = call_strdup(call, e->reason);
+        m->rejected[m->n_rejected++] = r;
+    }
+    m->quoted_at_ms = qt->at_ms;
+    return m;
+}
+
+PROMO_HANDLER(promo_quote)
+{
+    Shop__Promotions__V1__QuoteResponse *resp = (void *)response;
+    quote_t qt;
+    status_t code = s_price(call, (const quote_request_t *)request, false, &qt);
+
+    if (code != STATUS_OK)
+        return code;
+    resp->quote = s_message(&qt);
+    return STATUS_OK;
+}
+
+/* The request as stored for comparing retries: packed, time left out. */
+static uint8_t *s_request_bytes(call_t *call, const quote_request_t *req, size_t *len)
+{
+    quote_request_t copy = *req;
+    uint8_t *buf;
+
+    copy.at_ms = 0;
+    *len = protobuf_c_message_get_packed_size(&copy.base);
+    buf = call_alloc(call, *len ? *len : 1);
+    protobuf_c_message_pack(&copy.base, buf);
+    return buf;
+}
+
+/* protobuf-c allocations from the call's arena (freed with the call). */
+static void *s_arena_alloc(void *data, size_t size)
+{
+    return call_alloc(data, size);
+}
+
+static void s_arena_free(void *data, void *p)
+{
+    (void)data;
+    (void)p;
+}
+
+PROMO_HANDLER(promo_redeem)
+{
+    const Shop__Promotions__V1__RedeemRequest *req = (const void *)request;
+    Shop__Promotions__V1__RedeemResponse *resp = (void *)response;
+    db_t *db = call_db(call);
+    size_t ol = strlen(req->order_id), req_len, quote_len, stored_len = 0, stored_qlen = 0;
+    uint8_t *stored_req = NULL, *stored_quote = NULL;
+    char state[16];
+    quote_t qt;
+    char m1[40], m2[40];
+    ProtobufCAllocator arena = {s_arena_alloc, s_arena_free, call};
+
+    if (ol < 1 || ol > 128)
+        return call_fail(call, STATUS_INVALID_ARGUMENT, "order_id: 1 to 128 characters");
+    int rc = store_redemption_get(db, req->order_id, state, sizeof state, &stored_req, &stored_len,
+                                  &stored_quote, &stored_qlen);
+    if (rc < 0)
+        return call_db_fail(call, "read redemption");
+    if (rc == 0) {
+        status_t code = STATUS_OK;
+        size_t len;
+        const uint8_t *now = req->quote ? s_request_bytes(call, req->quote, &len) : NULL;
+        if (strcmp(state, "redeemed") != 0)
+            code = call_fail(call, STATUS_FAILED_PRECONDITION, "order %s was released", req->order_id);
+        else if (!now || len != stored_len || memcmp(now, stored_req, len) != 0)
+            code = call_fail(call, STATUS_ALREADY_EXISTS, "order %s was redeemed with another cart",
+                             req->order_id);
+        else if (!(resp->quote = shop__promotions__v1__quote__unpack(&arena, stored_qlen, stored_quote)))
+            code = call_fail(call, STATUS_INTERNAL, "stored quote of order %s is unreadable",
+                             req->order_id);
+        free(stored_req);
+        free(stored_quote);
+        return code;   /* the first result, unchanged */
+    }
+    status_t code = s_price(call, req->quote, true, &qt);
+    if (code != STATUS_OK)
+        return code;
+    if (req->expected_total_saved && req->expected_total_saved->minor_units != qt.q.saved)
+        return call_fail(call, STATUS_FAILED_PRECONDITION,
+                         "the saving changed: expected %s, now %s",
+                         money_format(req->expected_total_saved->minor_units, qt.currency, m1, sizeof m1),
+                         money_format(qt.q.saved, qt.currency, m2, sizeof m2));
+    resp->quote = s_message(&qt);
+    const uint8_t *req_bytes = s_request_bytes(call, req->quote, &req_len);
+    quote_len = shop__promotions__v1__quote__get_packed_size(resp->quote);
+    uint8_t *quote_bytes = call_alloc(call, quote_len ? quote_len : 1);
+    shop__promotions__v1__quote__pack(resp->quote, quote_bytes);
+    /* the order's row first: a concurrent Redeem of the same order waits
+     * here, then fails on the key and its retry reads this result */
+    if (store_redemption_insert(db, req->order_id, req->quote->customer_id, req_bytes, req_len,
+                                quote_bytes, quote_len) != 0) {
+        if (strcmp(db_sqlstate(db), "23505") == 0)
+            return call_fail(call, STATUS_ABORTED, "order %s is being redeemed meanwhile; retry",
+                             req->order_id);
+        return call_db_fail(call, "insert redemption");
+    }
+    for (size_t i = 0; i < qt.q.n_applied; i++) {
+        const eng_entry_t *e = &qt.q.applied[i];
+        if (!e->counted)
+            continue;
+        if (e->source == ENG_SOURCE_COUPON) {
+            int32_t per_customer = 0;
+            for (size_t k = 0; k < qt.n_coupons; k++)
+                if (strcmp(qt.coupons[k].code, e->code) == 0)
+                    per_customer = qt.coupons[k].per_customer_limit;
+            rc = store_coupon_use(db, req->order_id, e->code, req->quote->customer_id,
+                                  per_customer, e->saved);
+            if (rc < 0)
+                return call_db_fail(call, "use coupon");
+            if (rc == 1)
+                return call_fail(call, STATUS_FAILED_PRECONDITION, "coupon %s: limit reached", e->code);
+            Shop__Promotions__V1__CouponRedeemed ev = SHOP__PROMOTIONS__V1__COUPON_REDEEMED__INIT;
+            ev.code = (char *)e->code;
+            ev.order_id = req->order_id;
+            ev.customer_id = req->quote->customer_id;
+            ev.saved = promo_money(call, e->saved, qt.currency);
+            if (call_emit(call, &ev.base) != 0)
+                return call_db_fail(call, "emit CouponRedeemed");
+        } else {
+            const char *exhausted = "";
+            rc = store_rule_use(db, req->order_id, e->code, e->saved, &exhausted);
+            if (rc < 0)
+                return call_db_fail(call, "use rule");
+            if (rc == 1)
+                return call_fail(call, STATUS_FAILED_PRECONDITION, "rule %s: limit or budget reached",
+                                 e->code);
+            if (exhausted[0]) {
+                Shop__Promotions__V1__BudgetExhausted ev = SHOP__PROMOTIONS__V1__BUDGET_EXHAUSTED__INIT;
+                ev.rule_code = (char *)e->code;
+                ev.what = (char *)exhausted;
+                if (call_emit(call, &ev.base) != 0)
+                    return call_db_fail(call, "emit BudgetExhausted");
+            }
+        }
+    }
+    return STATUS_OK;
+}
+
+typedef struct {
+    call_t *call;
+    Shop__Promotions__V1__ReleaseResponse *resp;
+    const char *order_id, *reason;
+    int failed;
+} release_t;
+
+static void s_on_released(void *arg, const char *code)
+{
+    release_t *r = arg;
+    char **grown = call_alloc(r->call, (r->resp->n_coupon_codes + 1) * sizeof *grown);
+
+    if (r->resp->n_coupon_codes)
+        memcpy(grown, r->resp->coupon_codes, r->resp->n_coupon_codes * sizeof *grown);
+    grown[r->resp->n_coupon_codes++] = call_strdup(r->call, code);
+    r->resp->coupon_codes = grown;
+}
+
+PROMO_HANDLER(promo_release)
+{
+    const Shop__Promotions__V1__ReleaseRequest *req = (const void *)request;
+    Shop__Promotions__V1__ReleaseResponse *resp = (void *)response;
+    release_t r = {call, resp, req->order_id, req->reason, 0};
+    db_t *db = call_db(call);
+    size_t ol = strlen(req->order_id);
+
+    if (ol < 1 || ol > 128)
+        return call_fail(call, STATUS_INVALID_ARGUMENT, "order_id: 1 to 128 characters");
+    if (strlen(req->reason) > 200)
+        return call_fail(call, STATUS_INVALID_ARGUMENT, "reason: at most 200 characters");
+    int rc = store_redemption_release(db, req->order_id, s_on_released, &r);
+    if (rc < 0)
+        return call_db_fail(call, "release");
+    if (rc == 1) {
+        char state[16];
+        uint8_t *a = NULL, *b = NULL;
+        size_t al, bl;
+        rc = store_redemption_get(db, req->order_id, state, sizeof state, &a, &al, &b, &bl);
+        free(a);
+        free(b);
+        if (rc < 0)
+            return call_db_fail(call, "read redemption");
+        if (rc == 1)
+            return call_fail(call, STATUS_NOT_FOUND, "no redemption for order %s", req->order_id);
+        return STATUS_OK;   /* released before: nothing more to give back */
+    }
+    for (size_t i = 0; i < resp->n_coupon_codes; i++) {
+        Shop__Promotions__V1__CouponReleased ev = SHOP__PROMOTIONS__V1__COUPON_RELEASED__INIT;
+        ev.code = resp->coupon_codes[i];
+        ev.order_id = req->order_id;
+        ev.reason = (char *)(req->reason[0] ? req->reason : "released");
+        if (call_emit(call, &ev.base) != 0)
+            return call_db_fail(call, "emit CouponReleased");
+    }
+    return STATUS_OK;
+}

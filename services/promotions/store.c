@@ -1,0 +1,583 @@
+/* store: the promotions service's SQL, parameterised and prepared once per
+ * connection. */
+#include "store.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MS(col) "coalesce((extract(epoch FROM " col ") * 1000)::bigint, 0)"
+#define TS(p) "CASE WHEN " p "::bigint = 0 THEN NULL ELSE to_timestamp(" p "::bigint / 1000.0) END"
+
+static void s_i64(char *buf, size_t len, int64_t v) { snprintf(buf, len, "%" PRId64, v); }
+
+/* --- the catalog's SKUs ------------------------------------------------------ */
+
+static const db_stmt_t s_sku_upsert = {
+    "pro_sku_upsert",
+    "INSERT INTO product_sku (sku, product_id, title, category, list_price, cost_price, "
+    "                         currency, active) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
+    "ON CONFLICT (sku) DO UPDATE SET product_id = excluded.product_id, title = excluded.title, "
+    "  category = excluded.category, list_price = excluded.list_price, "
+    "  cost_price = excluded.cost_price, currency = excluded.currency, "
+    "  active = excluded.active, updated_at = now()",
+    8};
+
+static const db_stmt_t s_skus = {
+    "pro_skus",
+    "SELECT sku, title, category, currency, product_id, list_price, cost_price, active "
+    "FROM product_sku WHERE sku IN (SELECT json_array_elements_text($1::json))",
+    1};
+
+int store_sku_upsert(db_t *db, const store_sku_t *s)
+{
+    char pid[24], lp[24], cp[24];
+    const char *p[8] = {s->sku, pid, s->title, s->category, lp, cp, s->currency,
+                        s->active ? "true" : "false"};
+
+    s_i64(pid, sizeof pid, s->product_id);
+    s_i64(lp, sizeof lp, s->list_price);
+    s_i64(cp, sizeof cp, s->cost_price);
+    PGresult *r = db_exec(db, &s_sku_upsert, p);
+    if (!r)
+        return -1;
+    PQclear(r);
+    return 0;
+}
+
+int store_skus(db_t *db, const char *skus, store_sku_fn fn, void *arg)
+{
+    const char *p[1] = {skus};
+    PGresult *r = db_exec(db, &s_skus, p);
+
+    if (!r)
+        return -1;
+    for (int i = 0; i < PQntuples(r); i++) {
+        store_sku_t s = {
+            .sku = PQgetvalue(r, i, 0),
+            .title = PQgetvalue(r, i, 1),
+            .category = PQgetvalue(r, i, 2),
+            .currency = PQgetvalue(r, i, 3),
+            .product_id = strtoll(PQgetvalue(r, i, 4), NULL, 10),
+            .list_price = strtoll(PQgetvalue(r, i, 5), NULL, 10),
+            .cost_price = strtoll(PQgetvalue(r, i, 6), NULL, 10),
+            .active = PQgetvalue(r, i, 7)[0] == 't',
+        };
+        fn(arg, &s);
+    }
+    PQclear(r);
+    return 0;
+}
+
+/* --- rules ------------------------------------------------------------------------- */
+
+#define RULE_COLS                                                                          \
+    "code, name, kind, scope, status, coalesce(currency, ''), array_to_json(skus)::text, " \
+    "array_to_json(categories)::text, bundle::text, percent_off, buy_quantity, "           \
+    "get_quantity, priority, usage_cap, used, amount_off, bundle_price, min_spend, "       \
+    "coalesce(budget, 0), spent, " MS("starts_at") ", " MS("ends_at") ", "                 \
+    MS("updated_at") ", exclusive, allow_loss"
+
+static const db_stmt_t s_rule_insert = {
+    "pro_rule_insert",
+    "INSERT INTO rule (code, name, kind, scope, status, currency, skus, categories, bundle, "
+    "  percent_off, buy_quantity, get_quantity, priority, usage_cap, amount_off, bundle_price, "
+    "  min_spend, budget, starts_at, ends_at, exclusive, allow_loss, targets) "
+    "SELECT $1, $2, $3, $4, $5, nullif($6, ''), "
+    "  ARRAY(SELECT json_array_elements_text($7::json)), "
+    "  ARRAY(SELECT json_array_elements_text($8::json)), $9::jsonb, $10, $11, $12, $13, $14, "
+    "  $15, $16, $17, nullif($18::bigint, 0), " TS("$19") ", " TS("$20") ", $21, $22, ARRAY(SELECT json_array_elements_text($23::json)) "
+    "ON CONFLICT (code) DO NOTHING RETURNING code",
+    23};
+
+static const db_stmt_t s_rule_update = {
+    "pro_rule_update",
+    "UPDATE rule SET name = $2, kind = $3, scope = $4, status = $5, currency = nullif($6, ''), "
+    "  skus = ARRAY(SELECT json_array_elements_text($7::json)), "
+    "  categories = ARRAY(SELECT json_array_elements_text($8::json)), bundle = $9::jsonb, "
+    "  percent_off = $10, buy_quantity = $11, get_quantity = $12, priority = $13, "
+    "  usage_cap = $14, amount_off = $15, bundle_price = $16, min_spend = $17, "
+    "  budget = nullif($18::bigint, 0), starts_at = " TS("$19") ", ends_at = " TS("$20") ", "
+    "  exclusive = $21, allow_loss = $22, targets = ARRAY(SELECT json_array_elements_text($23::json)), updated_at = now() "
+    "WHERE code = $1 RETURNING code",
+    23};
+
+static const db_stmt_t s_rule_status = {
+    "pro_rule_status",
+    "UPDATE rule SET status = $2, updated_at = now() WHERE code = $1 RETURNING code", 2};
+
+static const db_stmt_t s_rule_get = {
+    "pro_rule_get", "SELECT " RULE_COLS " FROM rule WHERE code = $1", 1};
+
+static const db_stmt_t s_rule_list = {
+    "pro_rule_list",
+    "SELECT " RULE_COLS " FROM rule WHERE $1::bigint = 0 OR (status = 'active' "
+    "  AND (starts_at IS NULL OR starts_at <= to_timestamp($1::bigint / 1000.0)) "
+    "  AND (ends_at IS NULL OR ends_at > to_timestamp($1::bigint / 1000.0))) "
+    "ORDER BY priority DESC, code",
+    1};
+
+/* A rule is a candidate if the cart holds one of its targets, or it covers
+ * the whole order; windows a week either side are kept for the reasons. */
+#define CANDIDATES                                                                   \
+    "FROM rule WHERE status = 'active' AND (scope = 'order' OR targets && ARRAY(SELECT json_array_elements_text($1::json))) " \
+    "  AND (ends_at IS NULL OR ends_at > to_timestamp($2::bigint / 1000.0) - interval '7 days') " \
+    "  AND (starts_at IS NULL OR starts_at < to_timestamp($2::bigint / 1000.0) + interval '7 days') "
+
+static const db_stmt_t s_rule_candidates = {
+    "pro_rule_candidates", "SELECT " RULE_COLS " " CANDIDATES, 2};
+
+/* Locks the candidates whose counters a redemption moves, in code order (so
+ * two redemptions never deadlock on them). Run before reading them: in READ
+ * COMMITTED the next statement then sees their latest committed counts. */
+static const db_stmt_t s_rule_lock = {
+    "pro_rule_lock",
+    "SELECT code " CANDIDATES " AND (usage_cap > 0 OR budget IS NOT NULL) "
+    "ORDER BY code FOR UPDATE",
+    2};
+
+static const db_stmt_t s_rule_tie = {
+    "pro_rule_tie",
+    "SELECT code FROM rule WHERE status = 'active' AND exclusive AND code <> $1 "
+    "  AND priority = $2 AND (scope = 'order' OR $3 = 'order' OR targets && ARRAY(SELECT json_array_elements_text($4::json))) "
+    "  AND (ends_at IS NULL OR $5::bigint = 0 OR ends_at > to_timestamp($5::bigint / 1000.0)) "
+    "  AND (starts_at IS NULL OR $6::bigint = 0 OR starts_at < to_timestamp($6::bigint / 1000.0)) "
+    "ORDER BY code LIMIT 1",
+    6};
+
+static void s_rule_rows(PGresult *r, store_rule_fn fn, void *arg)
+{
+    for (int i = 0; i < PQntuples(r); i++) {
+        store_rule_t x = {
+            .code = PQgetvalue(r, i, 0),
+            .name = PQgetvalue(r, i, 1),
+            .kind = PQgetvalue(r, i, 2),
+            .scope = PQgetvalue(r, i, 3),
+            .status = PQgetvalue(r, i, 4),
+            .currency = PQgetvalue(r, i, 5),
+            .skus_json = PQgetvalue(r, i, 6),
+            .categories_json = PQgetvalue(r, i, 7),
+            .bundle_json = PQgetvalue(r, i, 8),
+            .percent_off = atoi(PQgetvalue(r, i, 9)),
+            .buy = atoi(PQgetvalue(r, i, 10)),
+            .get = atoi(PQgetvalue(r, i, 11)),
+            .priority = atoi(PQgetvalue(r, i, 12)),
+            .usage_cap = atoi(PQgetvalue(r, i, 13)),
+            .used = atoi(PQgetvalue(r, i, 14)),
+            .amount_off = strtoll(PQgetvalue(r, i, 15), NULL, 10),
+            .bundle_price = strtoll(PQgetvalue(r, i, 16), NULL, 10),
+            .min_spend = strtoll(PQgetvalue(r, i, 17), NULL, 10),
+            .budget = strtoll(PQgetvalue(r, i, 18), NULL, 10),
+            .spent = strtoll(PQgetvalue(r, i, 19), NULL, 10),
+            .starts_ms = strtoll(PQgetvalue(r, i, 20), NULL, 10),
+            .ends_ms = strtoll(PQgetvalue(r, i, 21), NULL, 10),
+            .updated_ms = strtoll(PQgetvalue(r, i, 22), NULL, 10),
+            .exclusive = PQgetvalue(r, i, 23)[0] == 't',
+            .allow_loss = PQgetvalue(r, i, 24)[0] == 't',
+        };
+        fn(arg, &x);
+    }
+}
+
+static int s_rules(db_t *db, const db_stmt_t *stmt, const char *const *p, store_rule_fn fn,
+                   void *arg, int *rows)
+{
+    PGresult *r = db_exec(db, stmt, p);
+
+    if (!r)
+        return -1;
+    if (rows)
+        *rows = PQntuples(r);
+    s_rule_rows(r, fn, arg);
+    PQclear(r);
+    return 0;
+}
+
+int store_rule_write(db_t *db, const store_rule_t *x, const char *targets, bool update)
+{
+    char pct[16], buy[16], get[16], prio[16], cap[16], amt[24], bp[24], ms[24], bud[24], st[24],
+        en[24];
+    const char *p[23] = {x->code, x->name, x->kind, x->scope, x->status, x->currency,
+                         x->skus_json, x->categories_json, x->bundle_json, pct, buy, get, prio,
+                         cap, amt, bp, ms, bud, st, en, x->exclusive ? "true" : "false",
+                         x->allow_loss ? "true" : "false", targets};
+
+    snprintf(pct, sizeof pct, "%d", x->percent_off);
+    snprintf(buy, sizeof buy, "%d", x->buy);
+    snprintf(get, sizeof get, "%d", x->get);
+    snprintf(prio, sizeof prio, "%d", x->priority);
+    snprintf(cap, sizeof cap, "%d", x->usage_cap);
+    s_i64(amt, sizeof amt, x->amount_off);
+    s_i64(bp, sizeof bp, x->bundle_price);
+    s_i64(ms, sizeof ms, x->min_spend);
+    s_i64(bud, sizeof bud, x->budget);
+    s_i64(st, sizeof st, x->starts_ms);
+    s_i64(en, sizeof en, x->ends_ms);
+    PGresult *r = db_exec(db, update ? &s_rule_update : &s_rule_insert, p);
+    if (!r)
+        return -1;
+    int rc = PQntuples(r) == 1 ? 0 : 1;
+    PQclear(r);
+    return rc;
+}
+
+int store_rule_status(db_t *db, const char *code, const char *status)
+{
+    const char *p[2] = {code, status};
+    PGresult *r = db_exec(db, &s_rule_status, p);
+
+    if (!r)
+        return -1;
+    int rc = PQntuples(r) == 1 ? 0 : 1;
+    PQclear(r);
+    return rc;
+}
+
+int store_rule_get(db_t *db, const char *code, store_rule_fn fn, void *arg)
+{
+    const char *p[1] = {code};
+    int rows = 0;
+
+    if (s_rules(db, &s_rule_get, p, fn, arg, &rows) != 0)
+        return -1;
+    return rows == 1 ? 0 : 1;
+}
+
+int store_rule_list(db_t *db, int64_t at_ms, store_rule_fn fn, void *arg)
+{
+    char at[24];
+    const char *p[1] = {at};
+
+    s_i64(at, sizeof at, at_ms);
+    return s_rules(db, &s_rule_list, p, fn, arg, NULL);
+}
+
+int store_rule_candidates(db_t *db, const char *keys, int64_t at_ms, bool lock,
+                          store_rule_fn fn, void *arg)
+{
+    char at[24];
+    const char *p[2] = {keys, at};
+
+    s_i64(at, sizeof at, at_ms);
+    if (lock) {
+        PGresult *r = db_exec(db, &s_rule_lock, p);
+        if (!r)
+            return -1;
+        PQclear(r);
+    }
+    return s_rules(db, &s_rule_candidates, p, fn, arg, NULL);
+}
+
+int store_rule_tie(db_t *db, const store_rule_t *x, const char *targets, char *other, size_t len)
+{
+    char prio[16], st[24], en[24];
+    const char *p[6] = {x->code, prio, x->scope, targets, st, en};
+
+    snprintf(prio, sizeof prio, "%d", x->priority);
+    s_i64(st, sizeof st, x->starts_ms);
+    s_i64(en, sizeof en, x->ends_ms);
+    PGresult *r = db_exec(db, &s_rule_tie, p);
+    if (!r)
+        return -1;
+    int rc = 1;
+    if (PQntuples(r) == 1) {
+        snprintf(other, len, "%s", PQgetvalue(r, 0, 0));
+        rc = 0;
+    }
+    PQclear(r);
+    return rc;
+}
+
+/* --- coupons and tiers -------------------------------------------------------------- */
+
+#define COUPON_COLS                                                                        \
+    "c.code, c.kind, coalesce(c.currency, ''), c.customer_id, c.campaign, c.percent_off, " \
+    "c.total_limit, c.per_customer_limit, c.used, c.amount_off, c.min_spend, "             \
+    MS("c.starts_at") ", " MS("c.ends_at")
+
+static const db_stmt_t s_coupon_insert = {
+    "pro_coupon_insert",
+    "INSERT INTO coupon (code, kind, currency, customer_id, campaign, percent_off, total_limit, "
+    "  per_customer_limit, amount_off, min_spend, starts_at, ends_at) "
+    "VALUES ($1, $2, nullif($3, ''), $4, $5, $6, $7, $8, $9, $10, " TS("$11") ", " TS("$12") ") "
+    "ON CONFLICT (code) DO NOTHING RETURNING code",
+    12};
+
+#define COUPONS                                                                          \
+    "SELECT " COUPON_COLS ", (SELECT count(*) FROM redemption_use u WHERE u.source = 'coupon' " \
+    "  AND u.code = c.code AND $2 <> '' AND u.customer_id = $2) "                          \
+    "FROM coupon c WHERE c.code IN (SELECT json_array_elements_text($1::json)) ORDER BY c.code"
+
+static const db_stmt_t s_coupons = {"pro_coupons", COUPONS, 2};
+/* Locks first, in code order; the read that follows sees the latest counts
+ * (the customer's included). */
+static const db_stmt_t s_coupons_lock = {
+    "pro_coupons_lock",
+    "SELECT code FROM coupon WHERE code IN (SELECT json_array_elements_text($1::json)) "
+    "ORDER BY code FOR UPDATE",
+    1};
+
+static const db_stmt_t s_tier_set = {
+    "pro_tier_set",
+    "INSERT INTO tier (name, percent_off) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE "
+    "SET percent_off = excluded.percent_off, updated_at = now()",
+    2};
+static const db_stmt_t s_tier_get = {"pro_tier_get", "SELECT percent_off FROM tier WHERE name = $1", 1};
+static const db_stmt_t s_tier_list = {"pro_tier_list", "SELECT name, percent_off FROM tier ORDER BY name", 0};
+
+int store_coupon_insert(db_t *db, const store_coupon_t *c)
+{
+    char pct[16], tl[16], pcl[16], amt[24], ms[24], st[24], en[24];
+    const char *p[12] = {c->code, c->kind, c->currency, c->customer_id, c->campaign, pct, tl,
+                         pcl, amt, ms, st, en};
+
+    snprintf(pct, sizeof pct, "%d", c->percent_off);
+    snprintf(tl, sizeof tl, "%d", c->total_limit);
+    snprintf(pcl, sizeof pcl, "%d", c->per_customer_limit);
+    s_i64(amt, sizeof amt, c->amount_off);
+    s_i64(ms, sizeof ms, c->min_spend);
+    s_i64(st, sizeof st, c->starts_ms);
+    s_i64(en, sizeof en, c->ends_ms);
+    PGresult *r = db_exec(db, &s_coupon_insert, p);
+    if (!r)
+        return -1;
+    int rc = PQntuples(r) == 1 ? 0 : 1;
+    PQclear(r);
+    return rc;
+}
+
+int store_coupons(db_t *db, const char *codes, const char *customer_id, bool lock,
+                  store_coupon_fn fn, void *arg)
+{
+    const char *p[2] = {codes, customer_id};
+    PGresult *r;
+
+    if (lock) {
+        if (!(r = db_exec(db, &s_coupons_lock, p)))
+            return -1;
+        PQclear(r);
+    }
+    r = db_exec(db, &s_coupons, p);
+
+    if (!r)
+        return -1;
+    for (int i = 0; i < PQntuples(r); i++) {
+        store_coupon_t c = {
+            .code = PQgetvalue(r, i, 0),
+            .kind = PQgetvalue(r, i, 1),
+            .currency = PQgetvalue(r, i, 2),
+            .customer_id = PQgetvalue(r, i, 3),
+            .campaign = PQgetvalue(r, i, 4),
+            .percent_off = atoi(PQgetvalue(r, i, 5)),
+            .total_limit = atoi(PQgetvalue(r, i, 6)),
+            .per_customer_limit = atoi(PQgetvalue(r, i, 7)),
+            .used = atoi(PQgetvalue(r, i, 8)),
+            .amount_off = strtoll(PQgetvalue(r, i, 9), NULL, 10),
+            .min_spend = strtoll(PQgetvalue(r, i, 10), NULL, 10),
+            .starts_ms = strtoll(PQgetvalue(r, i, 11), NULL, 10),
+            .ends_ms = strtoll(PQgetvalue(r, i, 12), NULL, 10),
+            .used_by_customer = atoi(PQgetvalue(r, i, 13)),
+        };
+        fn(arg, &c);
+    }
+    PQclear(r);
+    return 0;
+}
+
+int store_tier_set(db_t *db, const char *name, int32_t percent)
+{
+    char pct[16];
+    const char *p[2] = {name, pct};
+
+    snprintf(pct, sizeof pct, "%d", percent);
+    PGresult *r = db_exec(db, &s_tier_set, p);
+    if (!r)
+        return -1;
+    PQclear(r);
+    return 0;
+}
+
+int store_tier_get(db_t *db, const char *name, int32_t *percent)
+{
+    const char *p[1] = {name};
+    PGresult *r = db_exec(db, &s_tier_get, p);
+
+    if (!r)
+        return -1;
+    int rc = 1;
+    if (PQntuples(r) == 1) {
+        *percent = atoi(PQgetvalue(r, 0, 0));
+        rc = 0;
+    }
+    PQclear(r);
+    return rc;
+}
+
+int store_tier_list(db_t *db, store_tier_fn fn, void *arg)
+{
+    PGresult *r = db_exec(db, &s_tier_list, NULL);
+
+    if (!r)
+        return -1;
+    for (int i = 0; i < PQntuples(r); i++)
+        fn(arg, PQgetvalue(r, i, 0), atoi(PQgetvalue(r, i, 1)));
+    PQclear(r);
+    return 0;
+}
+
+/* --- redemptions ------------------------------------------------------------------------ */
+
+static const db_stmt_t s_redemption_get = {
+    "pro_redemption_get",
+    "SELECT state, request, quote FROM redemption WHERE order_id = $1 FOR UPDATE", 1};
+
+static const db_stmt_t s_redemption_insert = {
+    "pro_redemption_insert",
+    "INSERT INTO redemption (order_id, customer_id, state, request, quote) "
+    "VALUES ($1, $2, 'redeemed', $3, $4)",
+    4};
+
+/* One use of a coupon, refused past its total limit or the customer's. */
+static const db_stmt_t s_coupon_use = {
+    "pro_coupon_use",
+    "WITH c AS (UPDATE coupon SET used = used + 1 WHERE code = $2 "
+    "             AND (total_limit = 0 OR used < total_limit) "
+    "             AND ($4::int = 0 OR (SELECT count(*) FROM redemption_use u "
+    "                  WHERE u.source = 'coupon' AND u.code = $2 AND u.customer_id = $3) < $4::int) "
+    "           RETURNING code) "
+    "INSERT INTO redemption_use (order_id, source, code, customer_id, saved) "
+    "SELECT $1, 'coupon', code, $3, $5 FROM c RETURNING code",
+    5};
+
+static const db_stmt_t s_rule_use = {
+    "pro_rule_use",
+    "WITH r AS (UPDATE rule SET used = used + 1, spent = spent + $3 WHERE code = $2 "
+    "             AND (usage_cap = 0 OR used < usage_cap) "
+    "             AND (budget IS NULL OR spent + $3 <= budget) "
+    "           RETURNING code, usage_cap > 0 AND used = usage_cap AS capped, "
+    "                     budget IS NOT NULL AND spent = budget AS broke), "
+    "u AS (INSERT INTO redemption_use (order_id, source, code, saved) "
+    "      SELECT $1, 'rule', code, $3 FROM r) "
+    "SELECT capped, broke FROM r",
+    3};
+
+static const db_stmt_t s_release = {
+    "pro_release",
+    "WITH r AS (UPDATE redemption SET state = 'released', released_at = now() "
+    "           WHERE order_id = $1 AND state = 'redeemed' RETURNING order_id), "
+    "u AS (DELETE FROM redemption_use WHERE order_id = (SELECT order_id FROM r) "
+    "      RETURNING source, code, saved), "
+    "c AS (UPDATE coupon SET used = used - 1 FROM u "
+    "      WHERE u.source = 'coupon' AND coupon.code = u.code RETURNING coupon.code), "
+    "k AS (UPDATE rule SET used = used - 1, spent = spent - u.saved FROM u "
+    "      WHERE u.source = 'rule' AND rule.code = u.code RETURNING rule.code) "
+    "SELECT (SELECT count(*) FROM r), code FROM c "
+    "UNION ALL SELECT (SELECT count(*) FROM r), NULL WHERE NOT EXISTS (SELECT 1 FROM c) "
+    "ORDER BY 2",
+    1};
+
+static uint8_t *s_bytea(PGresult *r, int row, int col, size_t *len)
+{
+    size_t n = 0;
+    unsigned char *raw = PQunescapeBytea((const unsigned char *)PQgetvalue(r, row, col), &n);
+    uint8_t *out = NULL;
+
+    if (raw) {
+        out = malloc(n ? n : 1);
+        if (out)
+            memcpy(out, raw, n);
+        PQfreemem(raw);
+    }
+    *len = n;
+    return out;
+}
+
+int store_redemption_get(db_t *db, const char *order_id, char *state, size_t statelen,
+                         uint8_t **request, size_t *request_len, uint8_t **quote,
+                         size_t *quote_len)
+{
+    const char *p[1] = {order_id};
+    PGresult *r = db_exec(db, &s_redemption_get, p);
+    int rc = 1;
+
+    if (!r)
+        return -1;
+    if (PQntuples(r) == 1) {
+        snprintf(state, statelen, "%s", PQgetvalue(r, 0, 0));
+        *request = s_bytea(r, 0, 1, request_len);
+        *quote = s_bytea(r, 0, 2, quote_len);
+        rc = (*request && *quote) ? 0 : -1;
+    }
+    PQclear(r);
+    return rc;
+}
+
+int store_redemption_insert(db_t *db, const char *order_id, const char *customer_id,
+                            const uint8_t *request, size_t request_len, const uint8_t *quote,
+                            size_t quote_len)
+{
+    const char *p[4] = {order_id, customer_id, (const char *)request, (const char *)quote};
+    int lengths[4] = {0, 0, (int)request_len, (int)quote_len};
+    int formats[4] = {0, 0, 1, 1};
+    PGresult *r = db_exec_bin(db, &s_redemption_insert, p, lengths, formats);
+
+    if (!r)
+        return -1;
+    PQclear(r);
+    return 0;
+}
+
+int store_coupon_use(db_t *db, const char *order_id, const char *code, const char *customer_id,
+                     int32_t per_customer_limit, int64_t saved)
+{
+    char pcl[16], sv[24];
+    const char *p[5] = {order_id, code, customer_id, pcl, sv};
+
+    snprintf(pcl, sizeof pcl, "%d", per_customer_limit);
+    s_i64(sv, sizeof sv, saved);
+    PGresult *r = db_exec(db, &s_coupon_use, p);
+    if (!r)
+        return -1;
+    int rc = PQntuples(r) == 1 ? 0 : 1;
+    PQclear(r);
+    return rc;
+}
+
+int store_rule_use(db_t *db, const char *order_id, const char *code, int64_t saved,
+                   const char **exhausted)
+{
+    char sv[24];
+    const char *p[3] = {order_id, code, sv};
+
+    s_i64(sv, sizeof sv, saved);
+    PGresult *r = db_exec(db, &s_rule_use, p);
+    if (!r)
+        return -1;
+    int rc = 1;
+    *exhausted = "";
+    if (PQntuples(r) == 1) {
+        if (PQgetvalue(r, 0, 0)[0] == 't')
+            *exhausted = "usage cap";
+        else if (PQgetvalue(r, 0, 1)[0] == 't')
+            *exhausted = "budget";
+        rc = 0;
+    }
+    PQclear(r);
+    return rc;
+}
+
+int store_redemption_release(db_t *db, const char *order_id, store_code_fn fn, void *arg)
+{
+    const char *p[1] = {order_id};
+    PGresult *r = db_exec(db, &s_release, p);
+
+    if (!r)
+        return -1;
+    int rc = PQntuples(r) > 0 && strcmp(PQgetvalue(r, 0, 0), "1") == 0 ? 0 : 1;
+    for (int i = 0; rc == 0 && i < PQntuples(r); i++)
+        if (!PQgetisnull(r, i, 1))
+            fn(arg, PQgetvalue(r, i, 1));
+    PQclear(r);
+    return rc;
+}

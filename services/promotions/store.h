@@ -1,0 +1,126 @@
+/* store: all of the promotions service's SQL. Every function runs in the
+ * caller's transaction on `db` and returns 0, 1 where a "not found" or
+ * "refused" outcome is stated, or -1 on a database failure (db_sqlstate and
+ * db_error say why). Rows handed to callbacks are valid only during the
+ * callback. Times are epoch milliseconds, 0 meaning "open". */
+#ifndef PROMOTIONS_STORE_H
+#define PROMOTIONS_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "db.h"
+
+/* --- the catalog's SKUs ---------------------------------------------------- */
+
+typedef struct {
+    const char *sku, *title, *category, *currency;
+    int64_t product_id, list_price, cost_price;
+    bool active;
+} store_sku_t;
+typedef void (*store_sku_fn)(void *arg, const store_sku_t *s);
+
+int store_sku_upsert(db_t *db, const store_sku_t *s) __attribute__((warn_unused_result));
+
+/* The SKUs among `skus` (a JSON array of codes) that are known. */
+int store_skus(db_t *db, const char *skus, store_sku_fn fn, void *arg)
+    __attribute__((warn_unused_result));
+
+/* --- rules ------------------------------------------------------------------- */
+
+typedef struct {
+    const char *code, *name, *kind, *scope, *status, *currency;
+    const char *skus_json, *categories_json, *bundle_json;   /* JSON arrays */
+    int32_t percent_off, buy, get, priority, usage_cap, used;
+    int64_t amount_off, bundle_price, min_spend, budget, spent;
+    int64_t starts_ms, ends_ms, updated_ms;
+    bool exclusive, allow_loss;
+} store_rule_t;
+typedef void (*store_rule_fn)(void *arg, const store_rule_t *r);
+
+/* Inserts (update false: 1 if the code is taken) or replaces the rule's
+ * terms keeping its usage (update true: 1 if there is no such rule). The
+ * JSON fields are arrays; `targets` is the JSON array of what a cart must
+ * hold ("sku:X", "cat:Y"). */
+int store_rule_write(db_t *db, const store_rule_t *r, const char *targets, bool update)
+    __attribute__((warn_unused_result));
+
+/* 1 if there is no such rule. */
+int store_rule_status(db_t *db, const char *code, const char *status)
+    __attribute__((warn_unused_result));
+
+int store_rule_get(db_t *db, const char *code, store_rule_fn fn, void *arg)
+    __attribute__((warn_unused_result));
+
+/* Every rule (at_ms 0) or those valid at at_ms, by priority then code. */
+int store_rule_list(db_t *db, int64_t at_ms, store_rule_fn fn, void *arg)
+    __attribute__((warn_unused_result));
+
+/* Active rules a cart with these `keys` (JSON array of "sku:X" and
+ * "cat:Y") may meet, valid within a week of at_ms either way (so a quote
+ * can say "expired" or "not yet"). With lock, the capped or budgeted ones
+ * are locked FOR UPDATE, in code order. */
+int store_rule_candidates(db_t *db, const char *keys, int64_t at_ms, bool lock,
+                          store_rule_fn fn, void *arg) __attribute__((warn_unused_result));
+
+/* An active exclusive rule other than `code` with the same priority whose
+ * targets (or order scope) and window overlap; its code into `other`.
+ * 1 if there is none. */
+int store_rule_tie(db_t *db, const store_rule_t *r, const char *targets, char *other,
+                   size_t len) __attribute__((warn_unused_result));
+
+/* --- coupons and tiers ----------------------------------------------------- */
+
+typedef struct {
+    const char *code, *kind, *currency, *customer_id, *campaign;
+    int32_t percent_off, total_limit, per_customer_limit, used, used_by_customer;
+    int64_t amount_off, min_spend, starts_ms, ends_ms;
+} store_coupon_t;
+typedef void (*store_coupon_fn)(void *arg, const store_coupon_t *c);
+
+/* 1 if the code is taken. */
+int store_coupon_insert(db_t *db, const store_coupon_t *c) __attribute__((warn_unused_result));
+
+/* Coupons among `codes` (a JSON array), with how often `customer_id` used
+ * each; with lock, FOR UPDATE in code order. */
+int store_coupons(db_t *db, const char *codes, const char *customer_id, bool lock,
+                  store_coupon_fn fn, void *arg) __attribute__((warn_unused_result));
+
+/* Inserts or replaces a tier. */
+int store_tier_set(db_t *db, const char *name, int32_t percent) __attribute__((warn_unused_result));
+/* The tier's percent into *percent; 1 if there is none. */
+int store_tier_get(db_t *db, const char *name, int32_t *percent) __attribute__((warn_unused_result));
+typedef void (*store_tier_fn)(void *arg, const char *name, int32_t percent);
+int store_tier_list(db_t *db, store_tier_fn fn, void *arg) __attribute__((warn_unused_result));
+
+/* --- redemptions ----------------------------------------------------------------- */
+
+/* The order's redemption: state ("redeemed"/"released"), request and quote
+ * bytes (malloc'd, caller frees); 1 if none. Locks the row. */
+int store_redemption_get(db_t *db, const char *order_id, char *state, size_t statelen,
+                         uint8_t **request, size_t *request_len, uint8_t **quote,
+                         size_t *quote_len) __attribute__((warn_unused_result));
+
+int store_redemption_insert(db_t *db, const char *order_id, const char *customer_id,
+                            const uint8_t *request, size_t request_len, const uint8_t *quote,
+                            size_t quote_len) __attribute__((warn_unused_result));
+
+/* Counts one use of a coupon against its limits: 1 if the total limit or
+ * the customer's limit is reached. Call after store_coupons(lock true),
+ * so the customer's count is read after the lock. */
+int store_coupon_use(db_t *db, const char *order_id, const char *code, const char *customer_id,
+                     int32_t per_customer_limit, int64_t saved) __attribute__((warn_unused_result));
+
+/* Counts one use of a capped or budgeted rule with `saved` of its budget:
+ * 1 if the cap or budget would be passed. *exhausted says whether this use
+ * reached the cap or the budget ("usage cap"/"budget", else ""). */
+int store_rule_use(db_t *db, const char *order_id, const char *code, int64_t saved,
+                   const char **exhausted) __attribute__((warn_unused_result));
+
+/* Marks the redemption released and gives every use back; the coupon codes
+ * given back through fn. 1 if it was not redeemed. */
+typedef void (*store_code_fn)(void *arg, const char *code);
+int store_redemption_release(db_t *db, const char *order_id, store_code_fn fn, void *arg)
+    __attribute__((warn_unused_result));
+
+#endif

@@ -1,0 +1,424 @@
+/* test_promotions: the promotions service against the real catalog (whose
+ * product events give it prices, costs and categories) over real sockets:
+ * every rule kind, stacking and priority, the tier and coupons in one
+ * quote with exact amounts; determinism; time windows at their edges; the
+ * rejection reasons; the margin guard and a loss leader; bad input changing
+ * nothing; Redeem/Release exactly once, idempotent retries, and many
+ * concurrent orders racing for the last uses of a coupon and a capped rule.
+ *
+ * Scenarios use time windows far apart (quotes pass at_ms), so the rules of
+ * one never show up in another; the races use rules valid now. */
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <libpq-fe.h>
+#include <zmq.h>
+
+#include "check.h"
+#include "harness.h"
+#include "jcall.h"
+#include "slog.h"
+#include "util.h"
+
+#define DAY (24LL * 3600 * 1000)
+
+static jcall_t s_cat = {.service = "shop.catalog.v1.CatalogService"};
+static jcall_t s_pro = {.service = "shop.promotions.v1.PromotionsService"};
+static PGconn *s_pg;
+static void *s_zctx;
+static char s_rpc[64];
+static int64_t s_now;
+
+#define s_sql(...) harness_sql(s_pg, __VA_ARGS__)
+
+#define P(...) jcall(&s_pro, __VA_ARGS__)
+#define NUM(path) jcall_num(&s_pro, path)
+#define STR(path) jcall_str(&s_pro, path)
+#define LEN(path) jcall_len(&s_pro, path)
+
+static void s_product(const char *title, const char *category, const char *sku, int price, int cost)
+{
+    CHECK_INT(jcall(&s_cat, "CreateProduct",
+                    "{\"product\":{\"title\":\"%s\",\"category\":\"%s\",\"status\":"
+                    "\"PRODUCT_STATUS_ACTIVE\",\"skus\":[{\"code\":\"%s\",\"listPrice\":{"
+                    "\"minorUnits\":%d,\"currency\":\"CNY\"},\"costPrice\":{\"minorUnits\":%d,"
+                    "\"currency\":\"CNY\"}}]}}",
+                    title, category, sku, price, cost),
+              STATUS_OK);
+}
+
+/* The entry `i` of applied: code and saving. */
+static void s_applied(size_t i, const char *code, long long saved)
+{
+    char path[64];
+
+    snprintf(path, sizeof path, "quote.applied[%zu].code", i);
+    CHECK_STR(STR(path), code);
+    snprintf(path, sizeof path, "quote.applied[%zu].saved.minorUnits", i);
+    CHECK_INT(NUM(path), saved);
+}
+
+/* True if some rejected entry has this code and a reason containing `why`. */
+static bool s_rejected(const char *code, const char *why)
+{
+    for (size_t i = 0; i < LEN("quote.rejected"); i++) {
+        char p1[64], p2[64];
+        snprintf(p1, sizeof p1, "quote.rejected[%zu].code", i);
+        snprintf(p2, sizeof p2, "quote.rejected[%zu].reason", i);
+        if (strcmp(STR(p1), code) == 0 && strstr(STR(p2), why))
+            return true;
+    }
+    fprintf(stderr, "test: no rejection of %s for \"%s\"\n", code, why);
+    return false;
+}
+
+/* A: every kind, stacking and priority, the tier and a coupon, exactly. */
+static void s_scenario_a(void)
+{
+    int64_t t0 = s_now + 60 * DAY, t1 = t0 + DAY, at = t0 + 3600 * 1000;
+    char win[96];
+
+    snprintf(win, sizeof win, "\"startsAtMs\":\"%lld\",\"endsAtMs\":\"%lld\"", (long long)t0,
+             (long long)t1);
+    CHECK_INT(P("CreateRule", "{\"rule\":{\"code\":\"A-GREEN\",\"name\":\"Green tea week\","
+                              "\"kind\":\"RULE_KIND_PERCENT_OFF\",\"scope\":\"RULE_SCOPE_CATEGORIES\","
+                              "\"categories\":[\"green tea\"],\"percentOff\":10,\"priority\":10,%s}}",
+                win), STATUS_OK);
+    CHECK_INT(P("CreateRule", "{\"rule\":{\"code\":\"A-SET\",\"name\":\"Tea and pot set\","
+                              "\"kind\":\"RULE_KIND_BUNDLE_PRICE\",\"bundle\":[{\"sku\":\"TEA-A\","
+                              "\"quantity\":1},{\"sku\":\"POT-1\",\"quantity\":1}],\"bundlePrice\":"
+                              "{\"minorUnits\":36000,\"currency\":\"CNY\"},\"priority\":20,"
+                              "\"exclusive\":true,%s}}", win), STATUS_OK);
+    CHECK_INT(P("CreateRule", "{\"rule\":{\"code\":\"A-CUPS\",\"name\":\"Cups 3 for 2\","
+                              "\"kind\":\"RULE_KIND_BUY_X_GET_Y\",\"scope\":\"RULE_SCOPE_SKUS\","
+                              "\"skus\":[\"CUP-1\"],\"buyQuantity\":2,\"getQuantity\":1,"
+                              "\"priority\":5,%s}}", win), STATUS_OK);
+    CHECK_INT(P("CreateRule", "{\"rule\":{\"code\":\"A-ORDER\",\"name\":\"Spend 500 save 10\","
+                              "\"kind\":\"RULE_KIND_AMOUNT_OFF\",\"scope\":\"RULE_SCOPE_ORDER\","
+                              "\"amountOff\":{\"minorUnits\":1000,\"currency\":\"CNY\"},"
+                              "\"minSpend\":{\"minorUnits\":50000,\"currency\":\"CNY\"},"
+                              "\"priority\":1,\"usageCap\":3,%s}}", win), STATUS_OK);
+    CHECK_INT(P("SetTier", "{\"tier\":{\"name\":\"gold\",\"percentOff\":5}}"), STATUS_OK);
+    CHECK_INT(P("CreateCoupon", "{\"coupon\":{\"code\":\"WELCOME10\",\"kind\":"
+                                "\"COUPON_KIND_AMOUNT_OFF\",\"amountOff\":{\"minorUnits\":1000,"
+                                "\"currency\":\"CNY\"},\"minSpend\":{\"minorUnits\":20000,"
+                                "\"currency\":\"CNY\"},\"totalLimit\":5,\"perCustomerLimit\":1}}"),
+              STATUS_OK);
+
+    const char *cart = "\"lines\":[{\"sku\":\"TEA-B\",\"quantity\":2},{\"sku\":\"CUP-1\","
+                       "\"quantity\":3},{\"sku\":\"POT-1\",\"quantity\":1},{\"sku\":\"TEA-A\","
+                       "\"quantity\":1}],\"customerId\":\"c1\",\"tier\":\"gold\","
+                       "\"couponCodes\":[\"WELCOME10\"]";
+    CHECK_INT(P("Quote", "{%s,\"atMs\":\"%lld\"}", cart, (long long)at), STATUS_OK);
+    CHECK_INT(NUM("quote.subtotal.minorUnits"), 62000);
+    /* set 40000 -> 36000; green 10% of TEA-B 16000; one cup free; 1000 off
+     * the order; gold 5% of what is left open; the coupon */
+    CHECK_INT(LEN("quote.applied"), 6);
+    s_applied(0, "A-SET", 4000);
+    s_applied(1, "A-GREEN", 1600);
+    s_applied(2, "A-CUPS", 2000);
+    s_applied(3, "A-ORDER", 1000);
+    s_applied(4, "gold", 870);
+    s_applied(5, "WELCOME10", 1000);
+    CHECK_INT(NUM("quote.totalSaved.minorUnits"), 10470);
+    CHECK_INT(NUM("quote.total.minorUnits"), 62000 - 10470);
+    CHECK_INT(LEN("quote.rejected"), 0);
+    CHECK_STR(STR("quote.lines[0].sku"), "CUP-1");   /* lines by SKU */
+    CHECK_INT(NUM("quote.lines[2].discount.minorUnits"), 1000);   /* TEA-A: its share of the set */
+    CHECK(strstr(STR("quote.applied[1].reason"), "Green tea week: 10% off on green tea") != NULL);
+    CHECK(strstr(STR("quote.applied[0].reason"), "together for 360.00 CNY") != NULL);
+    /* the same inputs, the same quote */
+    char *first = json_dumps(s_pro.out, JSON_SORT_KEYS);
+    CHECK_INT(P("Quote", "{%s,\"atMs\":\"%lld\"}", cart, (long long)at), STATUS_OK);
+    char *second = json_dumps(s_pro.out, JSON_SORT_KEYS);
+    CHECK(first && second && strcmp(first, second) == 0);
+    free(first);
+    free(second);
+
+    /* the exclusive set holds TEA-A: the green sale is not stackable there */
+    CHECK_INT(P("Quote", "{\"lines\":[{\"sku\":\"TEA-A\",\"quantity\":1},{\"sku\":\"POT-1\","
+                         "\"quantity\":1}],\"atMs\":\"%lld\"}", (long long)at), STATUS_OK);
+    CHECK(s_rejected("A-GREEN", "not stackable with A-SET"));
+    CHECK(s_rejected("A-ORDER", "below minimum spend of 500.00 CNY (add 100.00 CNY)"));
+    CHECK_INT(NUM("quote.totalSaved.minorUnits"), 4000);
+
+    /* window edges: valid from its first millisecond, expired at its end */
+    CHECK_INT(P("Quote", "{\"lines\":[{\"sku\":\"TEA-B\",\"quantity\":1}],\"atMs\":\"%lld\"}",
+                (long long)t0), STATUS_OK);
+    s_applied(0, "A-GREEN", 800);
+    CHECK_INT(P("Quote", "{\"lines\":[{\"sku\":\"TEA-B\",\"quantity\":1}],\"atMs\":\"%lld\"}",
+                (long long)t0 - 1), STATUS_OK);
+    CHECK(s_rejected("A-GREEN", "not valid yet"));
+    CHECK_INT(LEN("quote.applied"), 0);
+    CHECK_INT(P("Quote", "{\"lines\":[{\"sku\":\"TEA-B\",\"quantity\":1}],\"atMs\":\"%lld\"}",
+                (long long)t1), STATUS_OK);
+    CHECK(s_rejected("A-GREEN", "expired"));
+    CHECK_INT(P("Quote", "{\"lines\":[{\"sku\":\"TEA-B\",\"quantity\":1}],\"atMs\":\"%lld\"}",
+                (long long)t1 - 1), STATUS_OK);
+    CHECK_INT(LEN("quote.applied"), 1);
+
+    /* coupon rejections */
+    CHECK_INT(P("Quote", "{\"lines\":[{\"sku\":\"CUP-1\",\"quantity\":1}],\"couponCodes\":"
+                         "[\"WELCOME10\"],\"customerId\":\"c1\"}"), STATUS_OK);
+    CHECK(s_rejected("WELCOME10", "below minimum spend"));
+    CHECK_INT(P("Quote", "{\"lines\":[{\"sku\":\"POT-1\",\"quantity\":1}],\"couponCodes\":"
+                         "[\"WELCOME10\"]}"), STATUS_OK);
+    CHECK(s_rejected("WELCOME10", "needs a customer"));
+}
+
+/* B: the margin guard and a loss leader. */
+static void s_scenario_b(void)
+{
+    int64_t t0 = s_now + 120 * DAY, at = t0 + 1000;
+    char win[96];
+
+    snprintf(win, sizeof win, "\"startsAtMs\":\"%lld\",\"endsAtMs\":\"%lld\"", (long long)t0,
+             (long long)(t0 + DAY));
+    /* TEA-B costs 60.00 of its 80.00: half off would sell below cost */
+    CHECK_INT(P("CreateRule", "{\"rule\":{\"code\":\"B-DEEP\",\"name\":\"Half price\","
+                              "\"kind\":\"RULE_KIND_PERCENT_OFF\",\"scope\":\"RULE_SCOPE_SKUS\","
+                              "\"skus\":[\"TEA-B\"],\"percentOff\":50,%s}}", win), STATUS_OK);
+    CHECK_INT(P("CreateRule", "{\"rule\":{\"code\":\"B-LEADER\",\"name\":\"Cup for a yuan\","
+                              "\"kind\":\"RULE_KIND_AMOUNT_OFF\",\"scope\":\"RULE_SCOPE_SKUS\","
+                              "\"skus\":[\"CUP-1\"],\"amountOff\":{\"minorUnits\":1900,"
+                              "\"currency\":\"CNY\"},\"allowLoss\":true,%s}}", win), STATUS_OK);
+    CHECK_INT(P("Quote", "{\"lines\":[{\"sku\":\"TEA-B\",\"quantity\":1},{\"sku\":\"CUP-1\","
+                         "\"quantity\":1}],\"atMs\":\"%lld\"}", (long long)at), STATUS_OK);
+    CHECK_INT(LEN("quote.applied"), 2);
+    s_applied(0, "B-DEEP", 2000);     /* cut back to the cost */
+    s_applied(1, "B-LEADER", 1900);   /* below its cost of 5.00: allowed */
+    CHECK(s_rejected("B-DEEP", "limited: would sell TEA-B below cost"));
+    CHECK_INT(NUM("quote.lines[1].total.minorUnits"), 6000);
+    CHECK_INT(NUM("quote.lines[0].total.minorUnits"), 100);
+}
+
+static void s_bad_input(void)
+{
+    long long rules = s_sql("SELECT count(*) FROM promotions.rule");
+    long long coupons = s_sql("SELECT count(*) FROM promotions.coupon");
+
+    CHECK_INT(P("Quote", "{\"lines\":[{\"sku\":\"TEA-A\",\"quantity\":1}],\"couponCodes\":"
+                         "[\"NO-SUCH\"]}"), STATUS_NOT_FOUND);
+    CHECK_INT(P("Quote", "{\"lines\":[{\"sku\":\"GHOST\",\"quantity\":1}]}"), STATUS_NOT_FOUND);
+    CHECK_INT(P("Quote", "{\"lines\":[{\"sku\":\"TEA-A\",\"quantity\":0}]}"), STATUS_INVALID_ARGUMENT);
+    CHECK_INT(P("Quote", "{\"lines\":[{\"sku\":\"TEA-A\",\"quantity\":1}],\"tier\":\"platinum\"}"),
+              STATUS_INVALID_ARGUMENT);
+    CHECK_INT(P("CreateCoupon", "{\"coupon\":{\"code\":\"NEG\",\"kind\":\"COUPON_KIND_AMOUNT_OFF\","
+                                "\"amountOff\":{\"minorUnits\":-5,\"currency\":\"CNY\"}}}"),
+              STATUS_INVALID_ARGUMENT);
+    CHECK_INT(P("CreateCoupon", "{\"coupon\":{\"code\":\"MIX\",\"kind\":\"COUPON_KIND_AMOUNT_OFF\","
+                                "\"amountOff\":{\"minorUnits\":5,\"currency\":\"USD\"},\"minSpend\":"
+                                "{\"minorUnits\":5,\"currency\":\"CNY\"}}}"),
+              STATUS_INVALID_ARGUMENT);
+    CHECK_INT(P("CreateRule", "{\"rule\":{\"code\":\"BACKWARDS\",\"name\":\"x\",\"kind\":"
+                              "\"RULE_KIND_PERCENT_OFF\",\"scope\":\"RULE_SCOPE_ORDER\",\"percentOff\":5,"
+                              "\"startsAtMs\":\"2000\",\"endsAtMs\":\"1000\"}}"),
+              STATUS_INVALID_ARGUMENT);
+    CHECK_INT(P("CreateRule", "{\"rule\":{\"code\":\"MIXED\",\"name\":\"x\",\"kind\":"
+                              "\"RULE_KIND_AMOUNT_OFF\",\"scope\":\"RULE_SCOPE_ORDER\",\"amountOff\":"
+                              "{\"minorUnits\":5,\"currency\":\"CNY\"},\"minSpend\":{\"minorUnits\":5,"
+                              "\"currency\":\"EUR\"}}}"), STATUS_INVALID_ARGUMENT);
+    CHECK_INT(P("CreateRule", "{\"rule\":{\"code\":\"PCT0\",\"name\":\"x\",\"kind\":"
+                              "\"RULE_KIND_PERCENT_OFF\",\"scope\":\"RULE_SCOPE_ORDER\"}}"),
+              STATUS_INVALID_ARGUMENT);
+    /* an exclusive rule tying with A-SET (same priority, overlapping) */
+    CHECK_INT(P("CreateRule", "{\"rule\":{\"code\":\"TIE\",\"name\":\"x\",\"kind\":"
+                              "\"RULE_KIND_PERCENT_OFF\",\"scope\":\"RULE_SCOPE_SKUS\",\"skus\":"
+                              "[\"POT-1\"],\"percentOff\":5,\"priority\":20,\"exclusive\":true}}"),
+              STATUS_INVALID_ARGUMENT);
+    CHECK(strstr(s_pro.message, "ambiguous with exclusive rule A-SET") != NULL);
+    CHECK_INT(P("CreateRule", "{\"rule\":{\"code\":\"A-GREEN\",\"name\":\"again\",\"kind\":"
+                              "\"RULE_KIND_PERCENT_OFF\",\"scope\":\"RULE_SCOPE_ORDER\","
+                              "\"percentOff\":5}}"), STATUS_ALREADY_EXISTS);
+    CHECK_INT(s_sql("SELECT count(*) FROM promotions.rule"), rules);
+    CHECK_INT(s_sql("SELECT count(*) FROM promotions.coupon"), coupons);
+}
+
+/* --- races ---------------------------------------------------------------------- */
+
+static atomic_int s_ok, s_refused, s_other;
+static pthread_barrier_t s_start;
+
+typedef struct {
+    int id;
+    const char *expected;   /* expectedTotalSaved JSON or "" */
+} buyer_t;
+
+static void *s_buyer(void *arg)
+{
+    const buyer_t *b = arg;
+    jcall_t j = {.service = "shop.promotions.v1.PromotionsService"};
+
+    j.client = client_new(s_zctx, s_rpc);
+    pthread_barrier_wait(&s_start);
+    status_t code = j.client
+        ? jcall(&j, "Redeem", "{\"orderId\":\"race-%d-%s\",\"quote\":{\"lines\":[{\"sku\":"
+                              "\"RACE-1\",\"quantity\":1}],\"customerId\":\"buyer-%d\","
+                              "\"couponCodes\":[\"LAST-TWO\"]}%s}",
+                b->id, b->expected[0] ? "x" : "y", b->id, b->expected)
+        : STATUS_INTERNAL;
+    if (code == STATUS_OK)
+        atomic_fetch_add(&s_ok, 1);
+    else if (code == STATUS_FAILED_PRECONDITION)
+        atomic_fetch_add(&s_refused, 1);
+    else {
+        atomic_fetch_add(&s_other, 1);
+        fprintf(stderr, "buyer %d: %s: %s\n", b->id, status_name(code), j.message);
+    }
+    jcall_done(&j);
+    client_destroy(&j.client);
+    return NULL;
+}
+
+static void s_race(int n, const char *expected)
+{
+    pthread_t th[32];
+    buyer_t b[32];
+
+    atomic_store(&s_ok, 0);
+    atomic_store(&s_refused, 0);
+    atomic_store(&s_other, 0);
+    pthread_barrier_init(&s_start, NULL, (unsigned)n);
+    for (int i = 0; i < n; i++) {
+        b[i].id = i;
+        b[i].expected = expected;
+        pthread_create(&th[i], NULL, s_buyer, &b[i]);
+    }
+    for (int i = 0; i < n; i++)
+        pthread_join(th[i], NULL);
+    pthread_barrier_destroy(&s_start);
+}
+
+static void s_redemption(void)
+{
+    /* RACE-1: 50.00; coupon of 5.00 for two orders; 10% for three orders */
+    CHECK_INT(P("CreateCoupon", "{\"coupon\":{\"code\":\"LAST-TWO\",\"kind\":"
+                                "\"COUPON_KIND_AMOUNT_OFF\",\"amountOff\":{\"minorUnits\":500,"
+                                "\"currency\":\"CNY\"},\"totalLimit\":2}}"), STATUS_OK);
+    CHECK_INT(P("CreateRule", "{\"rule\":{\"code\":\"R-CAPPED\",\"name\":\"First three\",\"kind\":"
+                              "\"RULE_KIND_PERCENT_OFF\",\"scope\":\"RULE_SCOPE_SKUS\",\"skus\":"
+                              "[\"RACE-1\"],\"percentOff\":10,\"usageCap\":3}}"), STATUS_OK);
+    CHECK_INT(P("Quote", "{\"lines\":[{\"sku\":\"RACE-1\",\"quantity\":1}],\"couponCodes\":"
+                         "[\"LAST-TWO\"]}"), STATUS_OK);
+    CHECK_INT(NUM("quote.totalSaved.minorUnits"), 500 + 500);
+
+    /* 20 orders expecting that saving race for it: exactly two get it */
+    s_race(20, ",\"expectedTotalSaved\":{\"minorUnits\":1000,\"currency\":\"CNY\"}");
+    CHECK_INT(atomic_load(&s_ok), 2);
+    CHECK_INT(atomic_load(&s_refused), 18);
+    CHECK_INT(atomic_load(&s_other), 0);
+    CHECK_INT(s_sql("SELECT used FROM promotions.coupon WHERE code = 'LAST-TWO'"), 2);
+    CHECK_INT(s_sql("SELECT used FROM promotions.rule WHERE code = 'R-CAPPED'"), 2);
+    /* 20 more that take whatever is left: all placed, one gets the last rule use */
+    s_race(20, "");
+    CHECK_INT(atomic_load(&s_ok), 20);
+    CHECK_INT(s_sql("SELECT used FROM promotions.rule WHERE code = 'R-CAPPED'"), 3);
+    CHECK_INT(s_sql("SELECT spent FROM promotions.rule WHERE code = 'R-CAPPED'"), 3 * 500);
+    CHECK_INT(s_sql("SELECT used FROM promotions.coupon WHERE code = 'LAST-TWO'"), 2);
+    CHECK_INT(s_sql("SELECT count(*) FROM promotions.outbox WHERE type = "
+                    "'shop.promotions.v1.BudgetExhausted'"), 1);
+    CHECK_INT(s_sql("SELECT count(*) FROM promotions.outbox WHERE type = "
+                    "'shop.promotions.v1.CouponRedeemed'"), 2);
+
+    /* a retry returns the first result and counts nothing again */
+    const char *cart = "{\"lines\":[{\"sku\":\"RACE-1\",\"quantity\":1}],\"customerId\":\"solo\","
+                       "\"couponCodes\":[\"SOLO-1\"]}";
+    CHECK_INT(P("CreateCoupon", "{\"coupon\":{\"code\":\"SOLO-1\",\"kind\":\"COUPON_KIND_PERCENT_OFF\","
+                                "\"percentOff\":20,\"perCustomerLimit\":1}}"), STATUS_OK);
+    CHECK_INT(P("Redeem", "{\"orderId\":\"solo-1\",\"quote\":%s}", cart), STATUS_OK);
+    long long saved = NUM("quote.totalSaved.minorUnits");
+    CHECK_INT(saved, 1000);
+    CHECK_INT(P("Redeem", "{\"orderId\":\"solo-1\",\"quote\":%s}", cart), STATUS_OK);
+    CHECK_INT(NUM("quote.totalSaved.minorUnits"), saved);
+    CHECK_INT(s_sql("SELECT used FROM promotions.coupon WHERE code = 'SOLO-1'"), 1);
+    CHECK_INT(P("Redeem", "{\"orderId\":\"solo-1\",\"quote\":{\"lines\":[{\"sku\":\"RACE-1\","
+                          "\"quantity\":2}]}}"), STATUS_ALREADY_EXISTS);
+    /* the same customer's second order: the coupon is refused, the order is not */
+    CHECK_INT(P("Redeem", "{\"orderId\":\"solo-2\",\"quote\":%s}", cart), STATUS_OK);
+    CHECK(s_rejected("SOLO-1", "limit reached for this customer"));
+    CHECK_INT(s_sql("SELECT used FROM promotions.coupon WHERE code = 'SOLO-1'"), 1);
+
+    /* release gives the use back, once */
+    CHECK_INT(P("Release", "{\"orderId\":\"solo-1\",\"reason\":\"cancelled\"}"), STATUS_OK);
+    CHECK_INT(LEN("couponCodes"), 1);
+    CHECK_INT(s_sql("SELECT used FROM promotions.coupon WHERE code = 'SOLO-1'"), 0);
+    CHECK_INT(P("Release", "{\"orderId\":\"solo-1\"}"), STATUS_OK);
+    CHECK_INT(LEN("couponCodes"), 0);
+    CHECK_INT(s_sql("SELECT count(*) FROM promotions.outbox WHERE type = "
+                    "'shop.promotions.v1.CouponReleased'"), 1);
+    CHECK_INT(P("Release", "{\"orderId\":\"never\"}"), STATUS_NOT_FOUND);
+    CHECK_INT(P("Redeem", "{\"orderId\":\"solo-1\",\"quote\":%s}", cart), STATUS_FAILED_PRECONDITION);
+
+    /* the books add up: every counter equals its recorded uses */
+    CHECK_INT(s_sql("SELECT count(*) FROM promotions.coupon c WHERE c.used <> (SELECT count(*) "
+                    "FROM promotions.redemption_use u WHERE u.source = 'coupon' AND u.code = c.code)"), 0);
+    CHECK_INT(s_sql("SELECT count(*) FROM promotions.rule r WHERE r.used <> (SELECT count(*) "
+                    "FROM promotions.redemption_use u WHERE u.source = 'rule' AND u.code = r.code) "
+                    "OR r.spent <> (SELECT coalesce(sum(saved), 0) FROM promotions.redemption_use u "
+                    "WHERE u.source = 'rule' AND u.code = r.code)"), 0);
+}
+
+int main(void)
+{
+    const char *svcs[] = {"promotions", "catalog", NULL};
+    char *conninfo = harness_create_db("t_promotions", svcs);
+    char *cat_conn = harness_conninfo("t_promotions", "catalog");
+    harness_service_t cat = {0}, pro = {0};
+    char env_rpc[96], env_pub[96];
+
+    slog_init("test_promotions", SLOG_ERROR);
+    s_zctx = zmq_ctx_new();
+    s_now = util_now_ms();
+    CHECK(conninfo != NULL);
+    if (!conninfo)
+        return check_done();
+    CHECK_INT(harness_start_service(&cat, "shop-catalog", cat_conn, NULL), 0);
+    snprintf(env_rpc, sizeof env_rpc, "SHOP_CATALOG_RPC=%s", cat.rpc);
+    snprintf(env_pub, sizeof env_pub, "SHOP_CATALOG_PUB=%s", cat.pub);
+    const char *extra[] = {env_rpc, env_pub, NULL};
+    CHECK_INT(harness_start_service(&pro, "shop-promotions", conninfo, extra), 0);
+    s_cat.client = client_new(s_zctx, cat.rpc);
+    s_pro.client = client_new(s_zctx, pro.rpc);
+    snprintf(s_rpc, sizeof s_rpc, "%s", pro.rpc);
+    s_pg = PQconnectdb(conninfo);
+    if (cat.proc && pro.proc && PQstatus(s_pg) == CONNECTION_OK) {
+        s_product("Longjing", "green tea", "TEA-A", 10000, 5000);
+        s_product("Biluochun", "green tea", "TEA-B", 8000, 6000);
+        s_product("Yixing pot", "teaware", "POT-1", 30000, 20000);
+        s_product("Cup", "teaware", "CUP-1", 2000, 500);
+        s_product("Race tea", "race", "RACE-1", 5000, 1000);
+        /* promotions learns them from the catalog's events */
+        status_t st = STATUS_NOT_FOUND;
+        for (int i = 0; i < 100 && st != STATUS_OK; i++) {
+            st = P("Quote", "{\"lines\":[{\"sku\":\"TEA-A\",\"quantity\":1},{\"sku\":\"RACE-1\","
+                            "\"quantity\":1}]}");
+            if (st != STATUS_OK) {
+                struct timespec ts = {0, 100 * 1000 * 1000};
+                nanosleep(&ts, NULL);
+            }
+        }
+        CHECK_INT(st, STATUS_OK);
+        CHECK_INT(s_sql("SELECT cost_price FROM promotions.product_sku WHERE sku = 'POT-1'"), 20000);
+        s_scenario_a();
+        s_scenario_b();
+        s_bad_input();
+        s_redemption();
+    }
+    jcall_done(&s_cat);
+    jcall_done(&s_pro);
+    PQfinish(s_pg);
+    client_destroy(&s_cat.client);
+    client_destroy(&s_pro.client);
+    if (pro.proc)
+        CHECK_INT(harness_stop(&pro.proc, 10000), 0);
+    if (cat.proc)
+        CHECK_INT(harness_stop(&cat.proc, 10000), 0);
+    zmq_ctx_term(s_zctx);
+    free(conninfo);
+    free(cat_conn);
+    return check_done();
+}
