@@ -362,6 +362,74 @@ static void s_redemption(void)
                     "WHERE u.source = 'rule' AND u.code = r.code)"), 0);
 }
 
+/* Rule upkeep and coupons issued in bulk or to one customer. */
+static void s_upkeep(void)
+{
+    int64_t t0 = s_now + 180 * DAY, at = t0 + 1000;
+    char win[96], cart[160];
+
+    snprintf(win, sizeof win, "\"startsAtMs\":\"%lld\",\"endsAtMs\":\"%lld\"", (long long)t0,
+             (long long)(t0 + DAY));
+    snprintf(cart, sizeof cart, "{\"lines\":[{\"sku\":\"POT-1\",\"quantity\":1}],\"atMs\":\"%lld\"}",
+             (long long)at);
+    CHECK_INT(P("CreateRule", "{\"rule\":{\"code\":\"U-POT\",\"name\":\"Pot sale\",\"kind\":"
+                              "\"RULE_KIND_PERCENT_OFF\",\"scope\":\"RULE_SCOPE_SKUS\",\"skus\":"
+                              "[\"POT-1\"],\"percentOff\":10,%s}}", win), STATUS_OK);
+    CHECK_INT(P("Quote", "%s", cart), STATUS_OK);
+    s_applied(0, "U-POT", 3000);
+    CHECK_INT(P("UpdateRule", "{\"rule\":{\"code\":\"U-POT\",\"name\":\"Pot sale\",\"kind\":"
+                              "\"RULE_KIND_PERCENT_OFF\",\"scope\":\"RULE_SCOPE_SKUS\",\"skus\":"
+                              "[\"POT-1\"],\"percentOff\":20,%s}}", win), STATUS_OK);
+    CHECK_INT(NUM("rule.percentOff"), 20);
+    CHECK_INT(P("Quote", "%s", cart), STATUS_OK);
+    s_applied(0, "U-POT", 6000);
+    CHECK_INT(P("SetRuleStatus", "{\"code\":\"U-POT\",\"status\":\"RULE_STATUS_PAUSED\"}"), STATUS_OK);
+    CHECK_STR(STR("rule.status"), "RULE_STATUS_PAUSED");
+    CHECK_INT(P("Quote", "%s", cart), STATUS_OK);
+    CHECK_INT(LEN("quote.applied"), 0);
+    CHECK_INT(P("ListRules", "{\"activeAtMs\":\"%lld\"}", (long long)at), STATUS_OK);
+    CHECK_INT(LEN("rules"), 0);
+    CHECK_INT(P("SetRuleStatus", "{\"code\":\"U-POT\",\"status\":\"RULE_STATUS_ACTIVE\"}"), STATUS_OK);
+    CHECK_INT(P("ListRules", "{\"activeAtMs\":\"%lld\"}", (long long)at), STATUS_OK);
+    CHECK_INT(LEN("rules"), 1);
+    CHECK_INT(P("ListRules", "{}"), STATUS_OK);
+    CHECK_INT(LEN("rules"), s_sql("SELECT count(*) FROM promotions.rule"));
+    CHECK_INT(P("UpdateRule", "{\"rule\":{\"code\":\"NOPE\",\"name\":\"x\",\"kind\":"
+                              "\"RULE_KIND_PERCENT_OFF\",\"scope\":\"RULE_SCOPE_ORDER\","
+                              "\"percentOff\":5}}"), STATUS_NOT_FOUND);
+    CHECK_INT(P("SetRuleStatus", "{\"code\":\"NOPE\",\"status\":\"RULE_STATUS_PAUSED\"}"),
+              STATUS_NOT_FOUND);
+    CHECK(s_sql("SELECT count(*) FROM promotions.outbox WHERE type = "
+                "'shop.promotions.v1.PromotionChanged'") >= 4);
+
+    /* 50 single-use codes at once, all different */
+    CHECK_INT(P("IssueCoupons", "{\"template\":{\"kind\":\"COUPON_KIND_PERCENT_OFF\",\"percentOff\":5,"
+                                "\"campaign\":\"spring-mail\"},\"count\":50,\"prefix\":\"SPRING\"}"),
+              STATUS_OK);
+    CHECK_INT(LEN("codes"), 50);
+    CHECK_INT(s_sql("SELECT count(DISTINCT code) FROM promotions.coupon WHERE campaign = 'spring-mail' "
+                    "AND total_limit = 1 AND code LIKE 'SPRING-%%'"), 50);
+    char code[64];
+    snprintf(code, sizeof code, "%s", STR("codes[7]"));
+    CHECK_INT(P("GetCoupon", "{\"code\":\"%s\"}", code), STATUS_OK);
+    CHECK_INT(NUM("coupon.totalLimit"), 1);
+    CHECK_INT(P("IssueCoupons", "{\"template\":{\"kind\":\"COUPON_KIND_PERCENT_OFF\",\"percentOff\":5},"
+                                "\"count\":0,\"prefix\":\"X\"}"), STATUS_INVALID_ARGUMENT);
+    /* a birthday coupon for one customer */
+    CHECK_INT(P("IssueCoupons", "{\"template\":{\"kind\":\"COUPON_KIND_AMOUNT_OFF\",\"amountOff\":"
+                                "{\"minorUnits\":800,\"currency\":\"CNY\"},\"customerId\":\"c-bday\","
+                                "\"campaign\":\"birthday\"},\"count\":1,\"prefix\":\"BDAY\"}"),
+              STATUS_OK);
+    snprintf(code, sizeof code, "%s", STR("codes[0]"));
+    CHECK_INT(P("Quote", "{\"lines\":[{\"sku\":\"POT-1\",\"quantity\":1}],\"customerId\":\"c-other\","
+                         "\"couponCodes\":[\"%s\"]}", code), STATUS_OK);
+    CHECK(s_rejected(code, "issued to another customer"));
+    CHECK_INT(P("Quote", "{\"lines\":[{\"sku\":\"POT-1\",\"quantity\":1}],\"customerId\":\"c-bday\","
+                         "\"couponCodes\":[\"%s\"]}", code), STATUS_OK);
+    s_applied(0, code, 800);
+    CHECK_INT(P("GetCoupon", "{\"code\":\"NOPE-NOPE\"}"), STATUS_NOT_FOUND);
+}
+
 int main(void)
 {
     const char *svcs[] = {"promotions", "catalog", NULL};
@@ -406,6 +474,7 @@ int main(void)
         s_scenario_a();
         s_scenario_b();
         s_bad_input();
+        s_upkeep();
         s_redemption();
     }
     jcall_done(&s_cat);

@@ -37,7 +37,8 @@ status_t jcall(jcall_t *j, const char *method, const char *fmt, ...)
         return STATUS_UNKNOWN;
     }
     snprintf(full, sizeof full, "%s/%s", j->service, method);
-    status_t code = client_call(j->client, full, req, m->output, &resp, NULL, 20000, 1, &message);
+    status_t code = client_call(j->client, full, req, m->output, &resp, NULL,
+                                j->timeout_ms ? j->timeout_ms : 20000, 1, &message);
     if (resp) {
         j->out = pbjson_from_message(resp, PBJSON_DEFAULTS);
         protobuf_c_message_free_unpacked(resp, NULL);
