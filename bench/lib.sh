@@ -1,0 +1,138 @@
+# bench/lib.sh: what the benchmark scripts share, sourced by them: a
+# throwaway durable PostgreSQL, services started on 127.0.0.1 and stopped on
+# exit, and children run so that Ctrl-C interrupts at once.
+# The sourcing script sets NAME (for messages), WORK (a temporary folder),
+# ROOT and KEEP, then calls bench_traps.
+
+PG_START=${SHOP_BENCH_PG_START:-$ROOT/tests/pg/start}
+PG_STOP=${SHOP_BENCH_PG_STOP:-$ROOT/tests/pg/stop}
+SERVICE_SQL=${SHOP_BENCH_SERVICE_SQL:-$ROOT/deploy/db/service.sql}
+PGDIR=$WORK/pg
+PG_STARTED=0
+SERVICE_PIDS=()
+CHILD=
+
+die() { echo "$NAME: $*" >&2; exit 1; }
+
+# Runs "$@" in the background with stdout to $1 and waits for it. A trapped
+# signal interrupts `wait` at once, and cleanup then stops the child.
+run_child() {
+  local out=$1 rc=0
+  shift
+  "$@" >"$out" 2>>"$WORK/child.err" &
+  CHILD=$!
+  wait "$CHILD" || rc=$?
+  CHILD=
+  return $rc
+}
+
+bench_cleanup() {
+  local rc=$? pid
+  trap - EXIT INT TERM
+  if [ -n "$CHILD" ]; then
+    kill -TERM "$CHILD" 2>/dev/null || true
+    wait "$CHILD" 2>/dev/null || true
+  fi
+  for pid in "${SERVICE_PIDS[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+  done
+  for pid in "${SERVICE_PIDS[@]}"; do
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+  if [ "$PG_STARTED" = 1 ]; then
+    "$PG_STOP" "$PGDIR" >/dev/null 2>&1 || echo "$NAME: $PG_STOP $PGDIR failed" >&2
+  fi
+  if [ "$KEEP" = 1 ] || [ $rc -ne 0 ]; then
+    echo "$NAME: logs kept in $WORK" >&2
+  else
+    rm -rf "$WORK"
+  fi
+  exit $rc
+}
+
+bench_traps() {
+  trap bench_cleanup EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+}
+
+# Refuses ports somebody else holds, rather than benchmarking their process.
+bench_ports_free() {
+  local p
+  for p in "$@"; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+      die "127.0.0.1:$p is in use; pick other ports with --port-base"
+    fi
+  done
+}
+
+# A throwaway cluster made durable (tests/pg/start tunes for tests). Sets
+# ADMIN_CONN, PG_PORT, DBNAME and SETTINGS.
+bench_cluster() {
+  [ -x "$PG_START" ] || die "$PG_START is missing"
+  echo "== postgres ($PGDIR)" >&2
+  mkdir -p "$PGDIR"
+  PG_STARTED=1
+  "$PG_START" "$PGDIR" >"$WORK/pg-start.log" 2>&1 || { cat "$WORK/pg-start.log" >&2; die "tests/pg/start failed"; }
+  [ -f "$PGDIR/conninfo" ] || die "tests/pg/start wrote no $PGDIR/conninfo"
+  ADMIN_CONN=$(cat "$PGDIR/conninfo")
+  PG_PORT=$(sed -n 's/.*port=\([0-9]*\).*/\1/p' <<<"$ADMIN_CONN")
+  [ -n "$PG_PORT" ] || die "no port in $PGDIR/conninfo: $ADMIN_CONN"
+  DBNAME=$(sed -n 's/.*dbname=\([^ ]*\).*/\1/p' <<<"$ADMIN_CONN")
+  DBNAME=${DBNAME:-postgres}
+  psql_admin -c "ALTER SYSTEM SET fsync = on" \
+             -c "ALTER SYSTEM SET synchronous_commit = on" \
+             -c "ALTER SYSTEM SET full_page_writes = on" \
+             -c "SELECT pg_reload_conf()" >/dev/null
+  sleep 0.5
+  SETTINGS=$(psql_admin -At -F '=' -c "SELECT name, setting FROM pg_settings
+    WHERE name IN ('fsync','synchronous_commit','full_page_writes','wal_sync_method',
+                   'shared_buffers','max_connections') ORDER BY name" | tr '\n' ' ')
+  [[ $SETTINGS == *"fsync=on"* && $SETTINGS == *"synchronous_commit=on"* ]] ||
+    die "the cluster is not durable after ALTER SYSTEM: $SETTINGS"
+}
+
+psql_admin() { psql "$ADMIN_CONN" -X -v ON_ERROR_STOP=1 -q "$@"; }
+
+# bench_service <name> <binary> <rpc port> <workers> [VAR=value ...]: the
+# service's role and schema as deployment makes them, then the service on
+# 127.0.0.1 (PUB and admin on the next two ports), waited for until ready.
+# Appends its pid to SERVICE_PIDS and sets <NAME>_PID and <NAME>_CONN.
+bench_service() {
+  local name=$1 bin=$2 port=$3 workers=$4 pid ready=0
+  shift 4
+  psql_admin -v service="$name" -f "$SERVICE_SQL" >"$WORK/service-sql-$name.log" 2>&1 ||
+    { cat "$WORK/service-sql-$name.log" >&2; die "deploy/db/service.sql failed for $name"; }
+  local conn="host=127.0.0.1 port=$PG_PORT user=$name dbname=$DBNAME"
+  echo "== shop-$name (workers $workers, rpc 127.0.0.1:$port)" >&2
+  env SHOP_DATABASE_URL="$conn" SHOP_RPC_BIND="tcp://127.0.0.1:$port" \
+      SHOP_PUB_BIND="tcp://127.0.0.1:$((port + 1))" SHOP_ADMIN_ADDR=127.0.0.1 \
+      SHOP_ADMIN_PORT="$((port + 2))" SHOP_WORKERS="$workers" SHOP_LOG_LEVEL=warn "$@" \
+      "$bin" >"$WORK/$name.log" 2>&1 &
+  pid=$!
+  SERVICE_PIDS+=("$pid")
+  for _ in $(seq 1 150); do
+    kill -0 "$pid" 2>/dev/null || { tail -20 "$WORK/$name.log" >&2; die "shop-$name exited at start-up"; }
+    if curl -sf -o /dev/null --max-time 1 "http://127.0.0.1:$((port + 2))/readyz"; then ready=1; break; fi
+    sleep 0.2
+  done
+  [ $ready = 1 ] || { tail -20 "$WORK/$name.log" >&2; die "shop-$name not ready within 30 s"; }
+  printf -v "${name^^}_PID" '%s' "$pid"
+  printf -v "${name^^}_CONN" '%s' "$conn"
+}
+
+# rss <pid> <VmHWM|VmRSS>: MiB.
+rss() { awk -v k="$2:" '$1 == k { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
+
+# bench_build <build dir> <targets...>: a Release build in its own folder.
+bench_build() {
+  local dir=$1
+  shift
+  echo "== build ($dir)" >&2
+  # configure every time (quick when nothing changed): new services appear
+  cmake -S "$ROOT" -B "$dir" -DCMAKE_BUILD_TYPE=Release >"$WORK/cmake.log" 2>&1 ||
+    { cat "$WORK/cmake.log" >&2; die "cmake configure failed"; }
+  cmake --build "$dir" -j2 --target "$@" >"$WORK/build.log" 2>&1 ||
+    { tail -30 "$WORK/build.log" >&2; die "build failed"; }
+}

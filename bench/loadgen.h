@@ -1,0 +1,32 @@
+/* loadgen: closed-loop load for the benchmarks. N threads, each with its own
+ * DEALER client, start together and call `op` back to back for a fixed
+ * time; every latency is kept, then throughput, p50/p99 (nearest rank) and
+ * max are computed. */
+#ifndef BENCH_LOADGEN_H
+#define BENCH_LOADGEN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "client.h"
+
+/* One timed operation by thread `thread` (its `seq`-th); `rng` is the
+ * thread's random state (lg_rand). Returns the call's status; on failure
+ * may write why into err. */
+typedef status_t (*lg_op_fn)(void *ctx, client_t *c, int thread, uint64_t seq, uint64_t *rng,
+                             char *err, size_t errlen);
+
+typedef struct {
+    int concurrency;
+    uint64_t ok, errors;
+    double elapsed_s, per_s, p50_ms, p99_ms, max_ms;
+    char first_error[200];
+} lg_result_t;
+
+/* Runs one level; 0, or -1 if the threads or clients could not start. */
+int lg_run(void *zctx, const char *endpoint, int concurrency, double duration_s, lg_op_fn op,
+           void *ctx, lg_result_t *r);
+
+/* xorshift64*: a fast per-thread generator. */
+uint64_t lg_rand(uint64_t *state);
+
+#endif
