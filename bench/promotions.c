@@ -90,7 +90,7 @@ static int s_load(const opts_t *o)
                  "\"PRODUCT_STATUS_ACTIVE\",\"skus\":[{\"code\":\"BP-%04d\",\"listPrice\":{"
                  "\"minorUnits\":%d,\"currency\":\"CNY\"},\"costPrice\":{\"minorUnits\":3000,"
                  "\"currency\":\"CNY\"}}]}}",
-                 i, i % 10, i, 10000 + (i % 50) * 100);
+                 i, i % 20, i, 10000 + (i % 50) * 100);
         if (s_call(cat, "shop.catalog.v1.CatalogService", "CreateProduct", buf, NULL) != 0)
             goto done;
     }
@@ -118,28 +118,39 @@ static int s_load(const opts_t *o)
         fprintf(stderr, "bench-promotions: promotions never learned the catalog's SKUs\n");
         goto done;
     }
+    /* A shop's mix: most rules on a few SKUs, some on a category, a few
+     * bundles and order-wide offers; a tenth capped, every 25th exclusive. */
     for (int i = 0; i < o->rules; i++) {
-        char what[200], target[200], extra[160] = "";
-        int kind = i % 4;
-        if (kind == 0 || kind == 2)
-            snprintf(target, sizeof target,
-                     "\"scope\":\"RULE_SCOPE_SKUS\",\"skus\":[\"BP-%04d\",\"BP-%04d\",\"BP-%04d\"]",
-                     (i * 7) % o->skus + 1, (i * 7 + 13) % o->skus + 1, (i * 7 + 29) % o->skus + 1);
-        else
-            snprintf(target, sizeof target, "\"scope\":\"RULE_SCOPE_CATEGORIES\",\"categories\":[\"cat-%d\"]",
-                     i % 10);
-        if (kind == 0 || kind == 1)
-            snprintf(what, sizeof what, "\"kind\":\"RULE_KIND_PERCENT_OFF\",\"percentOff\":%d", 2 + i % 5);
-        else if (kind == 2)
+        char what[240], target[200], extra[160] = "";
+        int kind = i % 20, a = (i * 7) % o->skus + 1, b = (i * 7 + 13) % o->skus + 1,
+            c = (i * 7 + 29) % o->skus + 1;
+        target[0] = '\0';
+        if (kind < 16)
+            snprintf(target, sizeof target, ",\"scope\":\"RULE_SCOPE_SKUS\",\"skus\":[\"BP-%04d\",\"BP-%04d\",\"BP-%04d\"]",
+                     a, b, c);
+        else if (kind < 18)
+            snprintf(target, sizeof target, ",\"scope\":\"RULE_SCOPE_CATEGORIES\",\"categories\":[\"cat-%d\"]",
+                     i % 20);
+        if (kind == 18)
+            snprintf(what, sizeof what, "\"kind\":\"RULE_KIND_BUNDLE_PRICE\",\"bundle\":[{\"sku\":\"BP-%04d\","
+                                        "\"quantity\":1},{\"sku\":\"BP-%04d\",\"quantity\":1}],\"bundlePrice\":"
+                                        "{\"minorUnits\":18000,\"currency\":\"CNY\"}", a, b);
+        else if (kind == 19)
+            snprintf(what, sizeof what, "\"kind\":\"RULE_KIND_AMOUNT_OFF\",\"scope\":\"RULE_SCOPE_ORDER\","
+                                        "\"amountOff\":{\"minorUnits\":%d,\"currency\":\"CNY\"},\"minSpend\":"
+                                        "{\"minorUnits\":%d,\"currency\":\"CNY\"}", 500 + i % 7 * 100, 30000 + i % 9 * 5000);
+        else if (kind % 4 == 2)
             snprintf(what, sizeof what, "\"kind\":\"RULE_KIND_AMOUNT_OFF\",\"amountOff\":{\"minorUnits\":%d,"
                                         "\"currency\":\"CNY\"}", 50 + i % 5 * 10);
+        else if (kind % 4 == 3)
+            snprintf(what, sizeof what, "\"kind\":\"RULE_KIND_BUY_X_GET_Y\",\"buyQuantity\":2,\"getQuantity\":1");
         else
-            snprintf(what, sizeof what, "\"kind\":\"RULE_KIND_BUY_X_GET_Y\",\"buyQuantity\":5,\"getQuantity\":1");
+            snprintf(what, sizeof what, "\"kind\":\"RULE_KIND_PERCENT_OFF\",\"percentOff\":%d", 2 + i % 5);
         if (i % 25 == 0)
             snprintf(extra, sizeof extra, ",\"exclusive\":true,\"priority\":%d", 200 + i / 25);
         else
             snprintf(extra, sizeof extra, ",\"priority\":%d%s", i % 100, i % 10 == 0 ? ",\"usageCap\":100000000" : "");
-        snprintf(buf, sizeof buf, "{\"rule\":{\"code\":\"BR-%04d\",\"name\":\"Bench rule %d\",%s,%s%s}}", i, i,
+        snprintf(buf, sizeof buf, "{\"rule\":{\"code\":\"BR-%04d\",\"name\":\"Bench rule %d\",%s%s%s}}", i, i,
                  what, target, extra);
         if (s_call(pro, "shop.promotions.v1.PromotionsService", "CreateRule", buf, NULL) != 0)
             goto done;
@@ -270,7 +281,7 @@ static int s_read_codes(const char *file, ctx_t *x)
 
 int main(int argc, char **argv)
 {
-    opts_t o = {.mode = "quote", .duration = 10, .skus = 200, .rules = 1000, .coupons = 10000};
+    opts_t o = {.mode = "quote", .duration = 10, .skus = 2000, .rules = 1000, .coupons = 10000};
     ctx_t x = {.o = &o};
 
     o.levels[o.nlevels++] = 8;

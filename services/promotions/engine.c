@@ -211,7 +211,8 @@ static int s_rule_discount(ctx_t *c, const eng_rule_t *r, const bool *avail, int
         }
         return 0;
     case ENG_BUNDLE: {
-        int64_t sets = -1, set_value = 0, w[MAX_LINES] = {0};
+        int64_t sets = -1, set_value = 0, w[MAX_LINES];
+        memset(w, 0, c->n * sizeof *w);
         for (size_t k = 0; k < r->n_bundle; k++) {
             int64_t have = 0;
             for (size_t i = 0; i < c->n; i++)
@@ -250,7 +251,8 @@ static int s_rule_discount(ctx_t *c, const eng_rule_t *r, const bool *avail, int
         snprintf(detail, dlen, "buy %d get %d free (%lld free)", r->buy, r->get,
                  (long long)free_units);
         /* the cheapest units go free; lines are in SKU order, so ties are too */
-        int64_t f[MAX_LINES] = {0};
+        int64_t f[MAX_LINES];
+        memset(f, 0, c->n * sizeof *f);
         while (free_units > 0) {
             int best = -1;
             for (size_t i = 0; i < c->n; i++)
@@ -298,12 +300,13 @@ static void s_rule(ctx_t *c, int k)
 {
     const eng_rule_t *r = &c->rules[k];
     bool elig[MAX_LINES], avail[MAX_LINES];
-    int64_t d[MAX_LINES] = {0};
+    int64_t d[MAX_LINES];
     char why[200], detail[120], targets[120], m1[40], m2[40], reason[240];
     int any = 0, n_avail = 0, blocker = -1;
 
     if (r->currency[0] && strcmp(r->currency, c->currency) != 0)
         return;   /* priced in another currency: not for this cart */
+    memset(d, 0, c->n * sizeof *d);
     for (size_t i = 0; i < c->n; i++) {
         elig[i] = s_eligible(r, &c->lines[i]);
         any += elig[i];
@@ -387,9 +390,11 @@ static int s_open_lines(ctx_t *c, bool *avail, int *blocker)
 static void s_tier(ctx_t *c, const eng_tier_t *t)
 {
     bool avail[MAX_LINES];
-    int64_t d[MAX_LINES] = {0};
+    int64_t d[MAX_LINES];
     char reason[240];
     int blocker;
+
+    memset(d, 0, c->n * sizeof *d);
 
     if (s_open_lines(c, avail, &blocker) == 0) {
         s_reject(c, ENG_SOURCE_TIER, t->name, "not stackable with %s", c->rules[blocker].code);
@@ -406,9 +411,11 @@ static void s_tier(ctx_t *c, const eng_tier_t *t)
 static void s_coupon(ctx_t *c, const eng_coupon_t *cp, const char *customer_id)
 {
     bool avail[MAX_LINES];
-    int64_t d[MAX_LINES] = {0}, w[MAX_LINES], open = 0;
+    int64_t d[MAX_LINES], w[MAX_LINES], open = 0;
     char why[200], reason[240], m1[40], m2[40];
     int blocker;
+
+    memset(d, 0, c->n * sizeof *d);
 
     if (cp->customer_id[0] && strcmp(cp->customer_id, customer_id) != 0) {
         s_reject(c, ENG_SOURCE_COUPON, cp->code, "issued to another customer");

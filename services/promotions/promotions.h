@@ -44,9 +44,26 @@ bool promo_valid_sku(const char *code);
 /* Money in the call's arena. */
 Shop__Common__V1__Money *promo_money(call_t *call, int64_t minor, const char *currency);
 
-/* A stored rule as a message, and as the engine's input (strings and
- * arrays in the call's arena). */
+/* Where promo_rule_eng puts strings and arrays: the call's arena
+ * (promo_call_mem) or the rule cache's. alloc never returns NULL. */
+typedef struct {
+    void *(*alloc)(void *ctx, size_t size);
+    void *ctx;
+} promo_mem_t;
+promo_mem_t promo_call_mem(call_t *call);
+
+/* A stored rule as a message (in the call's arena), and as the engine's
+ * input (in m). */
 Shop__Promotions__V1__Rule *promo_rule_msg(call_t *call, const store_rule_t *r);
-void promo_rule_eng(call_t *call, const store_rule_t *r, eng_rule_t *out);
+void promo_rule_eng(const promo_mem_t *m, const store_rule_t *r, eng_rule_t *out);
+
+/* cache.c: the active rules' terms compiled once per rule version and
+ * shared by the workers' quotes. cache_acquire returns a snapshot at least
+ * as new as `version` (read from rule_version in the caller's transaction),
+ * building it if needed; its rules stay valid until cache_release. NULL on
+ * a database failure. */
+typedef struct cache_snap cache_snap_t;
+cache_snap_t *cache_acquire(db_t *db, int64_t version, const eng_rule_t **rules, size_t *n);
+void cache_release(cache_snap_t *snap);
 
 #endif

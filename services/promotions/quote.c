@@ -31,6 +31,7 @@ typedef struct {
     bool has_tier;
     eng_quote_t q;
     status_t bad;           /* a problem found in a callback */
+    cache_snap_t *snap;     /* rules held from the cache (quotes only) */
 } quote_t;
 
 static int s_line_cmp(const void *a, const void *b)
@@ -58,10 +59,9 @@ static void s_on_sku(void *arg, const store_sku_t *s)
     }
 }
 
-static void s_on_rule(void *arg, const store_rule_t *r)
+/* Room for one more rule in qt->rules (the call's arena). */
+static eng_rule_t *s_next_rule(quote_t *qt)
 {
-    quote_t *qt = arg;
-
     if (qt->n_rules == qt->cap_rules) {
         size_t cap = qt->cap_rules ? qt->cap_rules * 2 : 32;
         eng_rule_t *rules = call_alloc(qt->call, cap * sizeof *rules);
@@ -70,7 +70,95 @@ static void s_on_rule(void *arg, const store_rule_t *r)
         qt->rules = rules;
         qt->cap_rules = cap;
     }
-    promo_rule_eng(qt->call, r, &qt->rules[qt->n_rules++]);
+    return &qt->rules[qt->n_rules++];
+}
+
+static void s_on_rule(void *arg, const store_rule_t *r)
+{
+    quote_t *qt = arg;
+
+    promo_mem_t mem = promo_call_mem(qt->call);
+    promo_rule_eng(&mem, r, s_next_rule(qt));
+}
+
+static char *s_json(call_t *call, json_t *j)
+{
+    char *text = json_dumps(j, JSON_COMPACT), *out = call_strdup(call, text ? text : "[]");
+
+    free(text);
+    json_decref(j);
+    return out;
+}
+
+/* A cached rule this cart may meet: it covers one of the lines (or the
+ * order), and its window is within a week of the quote's time (so the
+ * quote can still say "expired" or "not yet"). */
+static bool s_candidate(const quote_t *qt, const eng_rule_t *r)
+{
+    const int64_t week = 7LL * 24 * 3600 * 1000;
+
+    if ((r->ends_ms && r->ends_ms <= qt->at_ms - week) || (r->starts_ms && r->starts_ms >= qt->at_ms + week))
+        return false;
+    if (r->kind != ENG_BUNDLE && r->scope == ENG_ORDER)
+        return true;
+    for (size_t i = 0; i < qt->n; i++) {
+        const eng_line_t *l = &qt->lines[i];
+        if (r->kind == ENG_BUNDLE) {
+            for (size_t k = 0; k < r->n_bundle; k++)
+                if (strcmp(r->bundle[k].sku, l->sku) == 0)
+                    return true;
+        } else if (r->scope == ENG_SKUS) {
+            for (size_t k = 0; k < r->n_skus; k++)
+                if (strcmp(r->skus[k], l->sku) == 0)
+                    return true;
+        } else {
+            for (size_t k = 0; k < r->n_categories; k++)
+                if (strcmp(r->categories[k], l->category) == 0)
+                    return true;
+        }
+    }
+    return false;
+}
+
+static void s_on_usage(void *arg, const char *code, int32_t used, int64_t spent)
+{
+    quote_t *qt = arg;
+
+    for (size_t i = 0; i < qt->n_rules; i++)
+        if (strcmp(qt->rules[i].code, code) == 0) {
+            qt->rules[i].used = used;
+            qt->rules[i].spent = spent;
+        }
+}
+
+/* The candidates from the rule cache, with fresh usage for the capped or
+ * budgeted ones. The snapshot is held in qt->snap until the caller lets go. */
+static status_t s_cached_rules(quote_t *qt)
+{
+    db_t *db = call_db(qt->call);
+    const eng_rule_t *all;
+    size_t n_all;
+    int64_t version;
+
+    if (store_rule_version(db, &version) != 0)
+        return call_db_fail(qt->call, "read rule version");
+    if (!(qt->snap = cache_acquire(db, version, &all, &n_all)))
+        return call_db_fail(qt->call, "load rules");
+    json_t *counted = json_array();
+    for (size_t i = 0; i < n_all; i++) {
+        if (!s_candidate(qt, &all[i]))
+            continue;
+        *s_next_rule(qt) = all[i];   /* strings stay in the snapshot */
+        if (all[i].usage_cap || all[i].budget)
+            json_array_append_new(counted, json_string(all[i].code));
+    }
+    if (json_array_size(counted) == 0) {
+        json_decref(counted);
+        return STATUS_OK;
+    }
+    if (store_rule_usage(db, s_json(qt->call, counted), s_on_usage, qt) != 0)
+        return call_db_fail(qt->call, "read rule usage");
+    return STATUS_OK;
 }
 
 static void s_on_coupon(void *arg, const store_coupon_t *c)
@@ -94,14 +182,6 @@ static void s_on_coupon(void *arg, const store_coupon_t *c)
     e->used_by_customer = c->used_by_customer;
 }
 
-static char *s_json(call_t *call, json_t *j)
-{
-    char *text = json_dumps(j, JSON_COMPACT), *out = call_strdup(call, text ? text : "[]");
-
-    free(text);
-    json_decref(j);
-    return out;
-}
 
 /* Validates the request, loads what the engine needs (locking the counted
  * rows when `lock`) and prices the cart. */
@@ -172,8 +252,14 @@ static status_t s_price(call_t *call, const quote_request_t *req, bool lock, quo
         snprintf(key, sizeof key, "cat:%s", qt->lines[i].category);
         json_array_append_new(keys, json_string(key));
     }
-    if (store_rule_candidates(db, s_json(call, keys), qt->at_ms, lock, s_on_rule, qt) != 0)
+    if (!lock) {
+        json_decref(keys);   /* quotes take the rules from the cache */
+        status_t rc = s_cached_rules(qt);
+        if (rc != STATUS_OK)
+            return rc;
+    } else if (store_rule_candidates(db, s_json(call, keys), qt->at_ms, true, s_on_rule, qt) != 0) {
         return call_db_fail(call, "read rules");
+    }
     if (req->tier[0]) {
         int rc = store_tier_get(db, req->tier, &qt->tier.percent);
         if (rc < 0)
@@ -273,10 +359,10 @@ PROMO_HANDLER(promo_quote)
     quote_t qt;
     status_t code = s_price(call, (const quote_request_t *)request, false, &qt);
 
-    if (code != STATUS_OK)
-        return code;
-    resp->quote = s_message(&qt);
-    return STATUS_OK;
+    if (code == STATUS_OK)
+        resp->quote = s_message(&qt);   /* copies what it needs from the rules */
+    cache_release(qt.snap);
+    return code;
 }
 
 /* The request as stored for comparing retries: packed, time left out. */

@@ -42,17 +42,36 @@ static int s_index(const char *const *names, size_t n, const char *s)
 
 /* --- rows to messages and to the engine ---------------------------------------------- */
 
-/* A JSON array of strings as an arena array. */
-static char **s_strings(call_t *call, const char *json, size_t *n)
+static char *s_dup(const promo_mem_t *m, const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *p = m->alloc(m->ctx, n);
+
+    memcpy(p, s, n);
+    return p;
+}
+
+static void *s_call_alloc(void *ctx, size_t size)
+{
+    return call_alloc(ctx, size);
+}
+
+promo_mem_t promo_call_mem(call_t *call)
+{
+    return (promo_mem_t){s_call_alloc, call};
+}
+
+/* A JSON array of strings as an array in m's memory. */
+static char **s_strings(const promo_mem_t *m, const char *json, size_t *n)
 {
     json_t *arr = json_loads(json, 0, NULL);
-    char **out = call_alloc(call, (json_array_size(arr) + 1) * sizeof *out);
+    char **out = m->alloc(m->ctx, (json_array_size(arr) + 1) * sizeof *out);
 
     *n = 0;
     for (size_t i = 0; i < json_array_size(arr); i++) {
         const char *s = json_string_value(json_array_get(arr, i));
         if (s)
-            out[(*n)++] = call_strdup(call, s);
+            out[(*n)++] = s_dup(m, s);
     }
     json_decref(arr);
     return out;
@@ -62,14 +81,15 @@ Shop__Promotions__V1__Rule *promo_rule_msg(call_t *call, const store_rule_t *r)
 {
     rule_t *m = call_alloc(call, sizeof *m);
     const char *cur = r->currency[0] ? r->currency : "";
+    promo_mem_t mem = promo_call_mem(call);
 
     shop__promotions__v1__rule__init(m);
     m->code = call_strdup(call, r->code);
     m->name = call_strdup(call, r->name);
     m->kind = (Shop__Promotions__V1__RuleKind)s_index(s_kinds, 5, r->kind);
     m->scope = (Shop__Promotions__V1__RuleScope)s_index(s_scopes, 4, r->scope);
-    m->skus = s_strings(call, r->skus_json, &m->n_skus);
-    m->categories = s_strings(call, r->categories_json, &m->n_categories);
+    m->skus = s_strings(&mem, r->skus_json, &m->n_skus);
+    m->categories = s_strings(&mem, r->categories_json, &m->n_categories);
     m->percent_off = (uint32_t)r->percent_off;
     if (r->amount_off)
         m->amount_off = promo_money(call, r->amount_off, cur);
@@ -107,29 +127,29 @@ Shop__Promotions__V1__Rule *promo_rule_msg(call_t *call, const store_rule_t *r)
     return m;
 }
 
-void promo_rule_eng(call_t *call, const store_rule_t *r, eng_rule_t *e)
+void promo_rule_eng(const promo_mem_t *m, const store_rule_t *r, eng_rule_t *e)
 {
     static const eng_kind_t kinds[] = {ENG_PERCENT, ENG_PERCENT, ENG_AMOUNT, ENG_BUNDLE, ENG_BXGY};
     static const eng_scope_t scopes[] = {ENG_ORDER, ENG_SKUS, ENG_CATEGORIES, ENG_ORDER};
     char **skus, **cats;
 
     memset(e, 0, sizeof *e);
-    e->code = call_strdup(call, r->code);
-    e->name = call_strdup(call, r->name);
-    e->currency = call_strdup(call, r->currency);
+    e->code = s_dup(m, r->code);
+    e->name = s_dup(m, r->name);
+    e->currency = s_dup(m, r->currency);
     e->kind = kinds[s_index(s_kinds, 5, r->kind)];
     e->scope = scopes[s_index(s_scopes, 4, r->scope)];
-    skus = s_strings(call, r->skus_json, &e->n_skus);
-    cats = s_strings(call, r->categories_json, &e->n_categories);
+    skus = s_strings(m, r->skus_json, &e->n_skus);
+    cats = s_strings(m, r->categories_json, &e->n_categories);
     e->skus = (const char *const *)skus;
     e->categories = (const char *const *)cats;
     e->percent = r->percent_off;
     e->amount = r->amount_off;
     json_t *b = json_loads(r->bundle_json, 0, NULL);
-    eng_item_t *items = call_alloc(call, (json_array_size(b) + 1) * sizeof *items);
+    eng_item_t *items = m->alloc(m->ctx, (json_array_size(b) + 1) * sizeof *items);
     for (size_t i = 0; i < json_array_size(b); i++) {
         json_t *o = json_array_get(b, i);
-        items[i].sku = call_strdup(call, json_string_value(json_object_get(o, "sku")) ?: "");
+        items[i].sku = s_dup(m, json_string_value(json_object_get(o, "sku")) ?: "");
         items[i].qty = (int32_t)json_integer_value(json_object_get(o, "quantity"));
     }
     e->bundle = items;

@@ -3,6 +3,7 @@
 #include "store.h"
 
 #include <inttypes.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,61 @@
 #define TS(p) "CASE WHEN " p "::bigint = 0 THEN NULL ELSE to_timestamp(" p "::bigint / 1000.0) END"
 
 static void s_i64(char *buf, size_t len, int64_t v) { snprintf(buf, len, "%" PRId64, v); }
+
+/* A JSON array of strings as a PostgreSQL text[] literal ({"a","b"}), so
+ * `= ANY ($1::text[])` lets the planner use the index; malloc'd, NULL if
+ * the input is not such an array. */
+static char *s_pg_array(const char *json_text)
+{
+    json_t *arr = json_loads(json_text, 0, NULL);
+    size_t cap = 3, len = 0;
+    char *out = NULL;
+
+    if (!json_is_array(arr))
+        goto done;
+    for (size_t i = 0; i < json_array_size(arr); i++)
+        cap += 3 + 2 * json_string_length(json_array_get(arr, i));
+    if (!(out = malloc(cap)))
+        goto done;
+    out[len++] = '{';
+    for (size_t i = 0; i < json_array_size(arr); i++) {
+        const char *v = json_string_value(json_array_get(arr, i));
+        if (!v) {
+            free(out);
+            out = NULL;
+            goto done;
+        }
+        if (i)
+            out[len++] = ',';
+        out[len++] = '"';
+        for (; *v; v++) {
+            if (*v == '"' || *v == '\\')
+                out[len++] = '\\';
+            out[len++] = *v;
+        }
+        out[len++] = '"';
+    }
+    out[len++] = '}';
+    out[len] = '\0';
+done:
+    json_decref(arr);
+    return out;
+}
+
+/* Runs a one-parameter statement whose parameter is a text[] built from a
+ * JSON array (and optionally a second text parameter). */
+static PGresult *s_exec_array(db_t *db, const db_stmt_t *stmt, const char *json_text,
+                              const char *second)
+{
+    char *arr = s_pg_array(json_text);
+    const char *p[2] = {arr, second};
+
+    if (!arr)
+        return NULL;
+    PGresult *r = db_exec(db, stmt, p);
+    free(arr);
+    return r;
+}
 
 /* --- the catalog's SKUs ------------------------------------------------------ */
 
@@ -27,7 +83,7 @@ static const db_stmt_t s_sku_upsert = {
 static const db_stmt_t s_skus = {
     "pro_skus",
     "SELECT sku, title, category, currency, product_id, list_price, cost_price, active "
-    "FROM product_sku WHERE sku IN (SELECT json_array_elements_text($1::json))",
+    "FROM product_sku WHERE sku = ANY ($1::text[])",
     1};
 
 int store_sku_upsert(db_t *db, const store_sku_t *s)
@@ -48,8 +104,7 @@ int store_sku_upsert(db_t *db, const store_sku_t *s)
 
 int store_skus(db_t *db, const char *skus, store_sku_fn fn, void *arg)
 {
-    const char *p[1] = {skus};
-    PGresult *r = db_exec(db, &s_skus, p);
+    PGresult *r = s_exec_array(db, &s_skus, skus, NULL);
 
     if (!r)
         return -1;
@@ -136,6 +191,15 @@ static const db_stmt_t s_rule_lock = {
     "SELECT code " CANDIDATES " AND (usage_cap > 0 OR budget IS NOT NULL) "
     "ORDER BY code FOR UPDATE",
     2};
+
+static const db_stmt_t s_rule_version = {
+    "pro_rule_version", "SELECT version FROM rule_version WHERE id = 1", 0};
+static const db_stmt_t s_rule_active = {
+    "pro_rule_active", "SELECT " RULE_COLS " FROM rule WHERE status = 'active'", 0};
+static const db_stmt_t s_rule_usage = {
+    "pro_rule_usage",
+    "SELECT code, used, spent FROM rule WHERE code = ANY ($1::text[])",
+    1};
 
 static const db_stmt_t s_rule_tie = {
     "pro_rule_tie",
@@ -289,6 +353,34 @@ int store_rule_tie(db_t *db, const store_rule_t *x, const char *targets, char *o
     return rc;
 }
 
+int store_rule_version(db_t *db, int64_t *version)
+{
+    PGresult *r = db_exec(db, &s_rule_version, NULL);
+
+    if (!r)
+        return -1;
+    *version = PQntuples(r) == 1 ? strtoll(PQgetvalue(r, 0, 0), NULL, 10) : 0;
+    PQclear(r);
+    return 0;
+}
+
+int store_rule_active(db_t *db, store_rule_fn fn, void *arg)
+{
+    return s_rules(db, &s_rule_active, NULL, fn, arg, NULL);
+}
+
+int store_rule_usage(db_t *db, const char *codes, store_usage_fn fn, void *arg)
+{
+    PGresult *r = s_exec_array(db, &s_rule_usage, codes, NULL);
+
+    if (!r)
+        return -1;
+    for (int i = 0; i < PQntuples(r); i++)
+        fn(arg, PQgetvalue(r, i, 0), atoi(PQgetvalue(r, i, 1)), strtoll(PQgetvalue(r, i, 2), NULL, 10));
+    PQclear(r);
+    return 0;
+}
+
 /* --- coupons and tiers -------------------------------------------------------------- */
 
 #define COUPON_COLS                                                                        \
@@ -307,14 +399,14 @@ static const db_stmt_t s_coupon_insert = {
 #define COUPONS                                                                          \
     "SELECT " COUPON_COLS ", (SELECT count(*) FROM redemption_use u WHERE u.source = 'coupon' " \
     "  AND u.code = c.code AND $2 <> '' AND u.customer_id = $2) "                          \
-    "FROM coupon c WHERE c.code IN (SELECT json_array_elements_text($1::json)) ORDER BY c.code"
+    "FROM coupon c WHERE c.code = ANY ($1::text[]) ORDER BY c.code"
 
 static const db_stmt_t s_coupons = {"pro_coupons", COUPONS, 2};
 /* Locks first, in code order; the read that follows sees the latest counts
  * (the customer's included). */
 static const db_stmt_t s_coupons_lock = {
     "pro_coupons_lock",
-    "SELECT code FROM coupon WHERE code IN (SELECT json_array_elements_text($1::json)) "
+    "SELECT code FROM coupon WHERE code = ANY ($1::text[]) "
     "ORDER BY code FOR UPDATE",
     1};
 
@@ -350,15 +442,14 @@ int store_coupon_insert(db_t *db, const store_coupon_t *c)
 int store_coupons(db_t *db, const char *codes, const char *customer_id, bool lock,
                   store_coupon_fn fn, void *arg)
 {
-    const char *p[2] = {codes, customer_id};
     PGresult *r;
 
     if (lock) {
-        if (!(r = db_exec(db, &s_coupons_lock, p)))
+        if (!(r = s_exec_array(db, &s_coupons_lock, codes, NULL)))
             return -1;
         PQclear(r);
     }
-    r = db_exec(db, &s_coupons, p);
+    r = s_exec_array(db, &s_coupons, codes, customer_id);
 
     if (!r)
         return -1;

@@ -69,6 +69,17 @@ int store_rule_candidates(db_t *db, const char *keys, int64_t at_ms, bool lock,
 int store_rule_tie(db_t *db, const store_rule_t *r, const char *targets, char *other,
                    size_t len) __attribute__((warn_unused_result));
 
+/* The version of the rules' terms (moves with every change but usage). */
+int store_rule_version(db_t *db, int64_t *version) __attribute__((warn_unused_result));
+
+/* Every active rule, for the cache. */
+int store_rule_active(db_t *db, store_rule_fn fn, void *arg) __attribute__((warn_unused_result));
+
+/* Usage and spending of the rules among `codes` (a JSON array). */
+typedef void (*store_usage_fn)(void *arg, const char *code, int32_t used, int64_t spent);
+int store_rule_usage(db_t *db, const char *codes, store_usage_fn fn, void *arg)
+    __attribute__((warn_unused_result));
+
 /* --- coupons and tiers ----------------------------------------------------- */
 
 typedef struct {
