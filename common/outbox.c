@@ -13,6 +13,7 @@
 #include <zmq.h>
 
 #include "slog.h"
+#include "util.h"
 
 #define RELAY_BATCH      "1000"
 #define RELAY_IDLE_MIN_MS 2
@@ -92,20 +93,6 @@ fail:
     if (res)
         PQclear(res);
     return rc;
-}
-
-static int64_t s_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void s_sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {
-    }
 }
 
 /* Text column to a malloc'd string; "" for NULL (proto3 strings). */
@@ -228,20 +215,11 @@ static uint64_t s_publish(relay_t *r, const PGresult *res)
         atomic_store(&r->head, order[i].position);
     }
     if (n > 0)
-        metrics_published(r->metrics, sent, atomic_load(&r->head), s_now_ms() - newest_ms);
+        metrics_published(r->metrics, sent, atomic_load(&r->head), util_now_ms() - newest_ms);
     free(order);
     return sent;
 }
 
-/* Sleeps up to `ms`, waking early when asked to stop. */
-static void s_nap(relay_t *r, int ms)
-{
-    while (ms > 0 && !atomic_load(&r->stop)) {
-        int step = ms < 50 ? ms : 50;
-        s_sleep_ms(step);
-        ms -= step;
-    }
-}
 
 /* Tries to become the stream's relay; on success loads the head. */
 static bool s_take_lock(relay_t *r, bool *waiting_logged)
@@ -287,7 +265,7 @@ static void *s_relay_run(void *arg)
     while (!atomic_load(&r->stop)) {
         if (!db_ensure(r->db)) {
             locked = false;
-            s_nap(r, RELAY_LOCK_RETRY_MS);
+            util_nap_ms(&r->stop, RELAY_LOCK_RETRY_MS);
             continue;
         }
         if (!locked) {
@@ -295,7 +273,7 @@ static void *s_relay_run(void *arg)
             if (!locked) {
                 if (db_lost(r->db))
                     continue;
-                s_nap(r, RELAY_LOCK_RETRY_MS);
+                util_nap_ms(&r->stop, RELAY_LOCK_RETRY_MS);
                 continue;
             }
         }
@@ -306,7 +284,7 @@ static void *s_relay_run(void *arg)
                 locked = false;
             else
                 slog_warn("relay: stamping failed: %s", db_error(r->db));
-            s_nap(r, 100);
+            util_nap_ms(&r->stop, 100);
             continue;
         }
         int n = PQntuples(res);
@@ -316,7 +294,7 @@ static void *s_relay_run(void *arg)
         }
         PQclear(res);
         if (n == 0) {
-            s_nap(r, idle_ms);
+            util_nap_ms(&r->stop, idle_ms);
             idle_ms = idle_ms * 2 > RELAY_IDLE_MAX_MS ? RELAY_IDLE_MAX_MS : idle_ms * 2;
         }
     }

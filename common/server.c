@@ -502,15 +502,6 @@ static void *s_worker_main(void *arg)
 
 /* --- maintenance ------------------------------------------------------------ */
 
-static void s_nap_ms(server_t *srv, int64_t ms)
-{
-    while (ms > 0 && !atomic_load(&srv->stop)) {
-        int64_t step = ms < 50 ? ms : 50;
-        struct timespec ts = {0, (long)step * 1000000L};
-        nanosleep(&ts, NULL);
-        ms -= step;
-    }
-}
 
 static void *s_maint_main(void *arg)
 {
@@ -535,7 +526,7 @@ static void *s_maint_main(void *arg)
                 }
             }
         }
-        s_nap_ms(srv, srv->cfg.maintenance_ms);
+        util_nap_ms(&srv->stop, srv->cfg.maintenance_ms);
     }
     db_destroy(&db);
     return NULL;
@@ -561,18 +552,22 @@ static bool s_ready(void *arg, char *reason, size_t len)
 
 /* --- the loop ----------------------------------------------------------------- */
 
-/* Activates the events of sockets with input waiting: ZMQ_FD is edge
- * triggered and a send can consume the edge of a pending receive. */
-static void s_kick(server_t *srv)
+/* True if `sock` has a message to read now (ZMQ_EVENTS, not the fd). */
+static bool s_readable(void *sock)
 {
     int events;
     size_t sz = sizeof events;
 
-    if (!srv->draining && zmq_getsockopt(srv->front, ZMQ_EVENTS, &events, &sz) == 0 &&
-        (events & ZMQ_POLLIN))
+    return zmq_getsockopt(sock, ZMQ_EVENTS, &events, &sz) == 0 && (events & ZMQ_POLLIN);
+}
+
+/* Activates the events of sockets with input waiting: ZMQ_FD is edge
+ * triggered and a send can consume the edge of a pending receive. */
+static void s_kick(server_t *srv)
+{
+    if (!srv->draining && s_readable(srv->front))
         event_active(srv->ev_front, EV_READ, 0);
-    sz = sizeof events;
-    if (zmq_getsockopt(srv->back, ZMQ_EVENTS, &events, &sz) == 0 && (events & ZMQ_POLLIN))
+    if (s_readable(srv->back))
         event_active(srv->ev_back, EV_READ, 0);
 }
 
@@ -649,15 +644,12 @@ static void s_on_request(server_t *srv, zmq_msg_t *parts, int n)
 static void s_on_front(evutil_socket_t fd, short what, void *arg)
 {
     server_t *srv = arg;
-    int events;
-    size_t sz;
 
     (void)fd;
     (void)what;
     for (int i = 0; i < DRAIN_CAP && !srv->draining; i++) {
         zmq_msg_t parts[3];
-        sz = sizeof events;
-        if (zmq_getsockopt(srv->front, ZMQ_EVENTS, &events, &sz) != 0 || !(events & ZMQ_POLLIN))
+        if (!s_readable(srv->front))
             goto out;
         int n = s_recv_parts(srv->front, parts, 3, ZMQ_DONTWAIT);
         if (n < 0)
@@ -677,15 +669,12 @@ out:
 static void s_on_back(evutil_socket_t fd, short what, void *arg)
 {
     server_t *srv = arg;
-    int events;
-    size_t sz;
 
     (void)fd;
     (void)what;
     for (int i = 0; i < DRAIN_CAP; i++) {
         zmq_msg_t parts[3];
-        sz = sizeof events;
-        if (zmq_getsockopt(srv->back, ZMQ_EVENTS, &events, &sz) != 0 || !(events & ZMQ_POLLIN))
+        if (!s_readable(srv->back))
             goto out;
         int n = s_recv_parts(srv->back, parts, 3, ZMQ_DONTWAIT);
         if (n < 0)
@@ -725,16 +714,12 @@ out:
 static void s_on_relay(evutil_socket_t fd, short what, void *arg)
 {
     server_t *srv = arg;
-    int events;
-    size_t sz;
 
     (void)fd;
     (void)what;
     for (int i = 0; i < DRAIN_CAP; i++) {
         zmq_msg_t parts[2];
-        sz = sizeof events;
-        if (zmq_getsockopt(srv->relay_pull, ZMQ_EVENTS, &events, &sz) != 0 ||
-            !(events & ZMQ_POLLIN))
+        if (!s_readable(srv->relay_pull))
             return;
         int n = s_recv_parts(srv->relay_pull, parts, 2, ZMQ_DONTWAIT);
         if (n < 0)

@@ -14,6 +14,7 @@
 
 #include "client.h"
 #include "slog.h"
+#include "util.h"
 
 #define SUB_BATCH         200
 #define SUB_POLL_MS       50
@@ -61,23 +62,6 @@ struct sub {
 
 /* Outcome of applying a batch. */
 typedef enum { S_APPLIED, S_GAP, S_FAILED } s_outcome_t;
-
-static int64_t s_mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void s_nap(sub_t *s, int ms)
-{
-    while (ms > 0 && !atomic_load(&s->stop)) {
-        int step = ms < 50 ? ms : 50;
-        struct timespec ts = {0, (long)step * 1000000L};
-        nanosleep(&ts, NULL);
-        ms -= step;
-    }
-}
 
 /* Takes the per-stream lock and loads the cursor. Returns true when held. */
 static bool s_take_lock(sub_t *s)
@@ -303,7 +287,7 @@ static void *s_run(void *arg)
     sub_t *s = arg;
     Shop__Common__V1__Envelope *batch[SUB_BATCH];
     bool need_catch_up = true;
-    int64_t last_event_ms = s_mono_ms();
+    int64_t last_event_ms = util_mono_ms();
 
     while (!atomic_load(&s->stop)) {
         size_t n = 0;
@@ -311,22 +295,22 @@ static void *s_run(void *arg)
 
         if (!s->locked) {
             if (!db_ensure(s->db) || !(s->locked = s_take_lock(s))) {
-                s_nap(s, 1000);
+                util_nap_ms(&s->stop, 1000);
                 continue;
             }
             need_catch_up = true;
         }
         if (s->backoff_ms > 0)
-            s_nap(s, s->backoff_ms);
+            util_nap_ms(&s->stop, s->backoff_ms);
         if (need_catch_up && !atomic_load(&s->stop)) {
             need_catch_up = s_catch_up(s) == -1;
             if (need_catch_up && s->backoff_ms == 0)
                 s->backoff_ms = SUB_BACKOFF_MIN_MS;
-            last_event_ms = s_mono_ms();
+            last_event_ms = util_mono_ms();
             continue;
         }
         if (zmq_poll(&item, 1, SUB_POLL_MS) == -1 && errno != EINTR)
-            s_nap(s, SUB_POLL_MS);
+            util_nap_ms(&s->stop, SUB_POLL_MS);
         while (n < SUB_BATCH) {
             Shop__Common__V1__Envelope *e = NULL;
             int r = s_recv(s, &e);
@@ -336,16 +320,32 @@ static void *s_run(void *arg)
                 batch[n++] = e;
         }
         if (n > 0) {
-            last_event_ms = s_mono_ms();
+            last_event_ms = util_mono_ms();
             if (s_apply(s, batch, n) != S_APPLIED)
                 need_catch_up = true; /* a gap, or a failure: Replay refetches */
             for (size_t i = 0; i < n; i++)
                 shop__common__v1__envelope__free_unpacked(batch[i], NULL);
-        } else if (s->head > s->cursor && s_mono_ms() - last_event_ms >= SUB_QUIET_MS) {
+        } else if (s->head > s->cursor && util_mono_ms() - last_event_ms >= SUB_QUIET_MS) {
             need_catch_up = true;
         }
     }
     return NULL;
+}
+
+/* Frees a consumer whose thread is not running (never started, or joined). */
+static void s_free(sub_t *s)
+{
+    if (!s)
+        return;
+    if (s->sock)
+        zmq_close(s->sock);
+    client_destroy(&s->client);
+    db_destroy(&s->db);
+    free(s->stream_name);
+    free(s->topic_prefix);
+    free(s->rpc_endpoint);
+    free(s->schema);
+    free(s);
 }
 
 sub_t *sub_new(void *zctx, const sub_stream_t *stream, const char *pub_endpoint,
@@ -397,17 +397,7 @@ sub_t *sub_new(void *zctx, const sub_stream_t *stream, const char *pub_endpoint,
 fail:
     slog_error("consumer: cannot start the consumer of stream %s",
                stream && stream->stream ? stream->stream : "?");
-    if (s) {
-        if (s->sock)
-            zmq_close(s->sock);
-        client_destroy(&s->client);
-        db_destroy(&s->db);
-        free(s->stream_name);
-        free(s->topic_prefix);
-        free(s->rpc_endpoint);
-        free(s->schema);
-        free(s);
-    }
+    s_free(s);
     return NULL;
 }
 
@@ -419,13 +409,6 @@ void sub_destroy(sub_t **p)
         return;
     atomic_store(&s->stop, true);
     pthread_join(s->thread, NULL);
-    zmq_close(s->sock);
-    client_destroy(&s->client);
-    db_destroy(&s->db);
-    free(s->stream_name);
-    free(s->topic_prefix);
-    free(s->rpc_endpoint);
-    free(s->schema);
-    free(s);
+    s_free(s);
     *p = NULL;
 }

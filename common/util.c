@@ -1,6 +1,7 @@
-/* util: clocks, UUIDs and code checks. */
+/* util: clocks, sleeps, UUIDs and code checks. */
 #include "util.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
@@ -53,4 +54,26 @@ bool util_valid_code(const char *s, size_t max)
             return false;
     }
     return true;
+}
+
+int64_t util_mono_ms(void)
+{
+    return util_mono_us() / 1000;
+}
+
+void util_sleep_ms(int64_t ms)
+{
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+
+    while (nanosleep(&ts, &ts) == -1 && errno == EINTR) {
+    }
+}
+
+void util_nap_ms(const atomic_bool *stop, int64_t ms)
+{
+    while (ms > 0 && !atomic_load(stop)) {
+        int64_t step = ms < 50 ? ms : 50;
+        util_sleep_ms(step);
+        ms -= step;
+    }
 }

@@ -1,7 +1,8 @@
-/* util: clocks and identifiers used across the runtime. */
+/* util: clocks, sleeps and identifiers used across the runtime. */
 #ifndef SHOP_UTIL_H
 #define SHOP_UTIL_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -11,6 +12,16 @@ int64_t util_now_ms(void);
 
 /* Monotonic clock in microseconds, for latencies and timeouts. */
 int64_t util_mono_us(void);
+
+/* The same in milliseconds. */
+int64_t util_mono_ms(void);
+
+/* Sleeps `ms` milliseconds (resumed after a signal). */
+void util_sleep_ms(int64_t ms);
+
+/* Sleeps up to `ms` in steps of at most 50 ms, returning early once *stop
+ * is set: how a runtime thread waits and still stops promptly. */
+void util_nap_ms(const atomic_bool *stop, int64_t ms);
 
 /* Writes a random UUIDv4 in canonical text form into out[37]. */
 void util_uuid(char out[37]);

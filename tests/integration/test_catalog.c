@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <libpq-fe.h>
 #include <zmq.h>
 
@@ -334,8 +333,7 @@ static void s_reservations(void)
     CHECK_INT(s_sql("SELECT reserved FROM catalog.sku WHERE code = 'GW-1'"), 3);
     long long state = 0;
     for (int i = 0; i < 50 && state != 1; i++) {
-        struct timespec ts = {0, 100 * 1000 * 1000};
-        nanosleep(&ts, NULL);
+        util_sleep_ms(100);
         state = s_sql("SELECT count(*) FROM catalog.reservation WHERE order_id = 'o-6' "
                       "AND state = 'expired'");
     }
@@ -362,10 +360,9 @@ static void s_reports(void)
     CHECK_INT(s_adjust("LJ-250", 20), STATUS_OK);
     CHECK_INT(s_adjust("LJ-500", 5), STATUS_OK);
     CHECK_INT(s_adjust("BLC-100", 5), STATUS_OK);
-    struct timespec ts = {0, 20 * 1000 * 1000};
-    nanosleep(&ts, NULL);
+    util_sleep_ms(20);
     since = util_now_ms();
-    nanosleep(&ts, NULL);
+    util_sleep_ms(20);
     CHECK_INT(s_call("ReserveStock", "{\"orderId\":\"r-1\",\"lines\":[{\"sku\":\"LJ-250\","
                                      "\"quantity\":5},{\"sku\":\"BLC-100\",\"quantity\":1}]}"),
               STATUS_OK);

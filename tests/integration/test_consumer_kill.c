@@ -5,13 +5,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "check.h"
 #include "db.h"
 #include "harness.h"
 #include "outbox.h"
 #include "slog.h"
+#include "util.h"
 
 #define PRODUCERS 4
 #define EVENTS_PER_PRODUCER 1250
@@ -22,26 +22,13 @@
 static char *s_catalog_conninfo;
 static atomic_int s_failures;
 
-static void s_sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static int64_t s_mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* ~EVENTS_PER_PRODUCER events in transactions of 1-3, paced over PRODUCE_MS. */
 static void *s_producer(void *arg)
 {
     int id = (int)(intptr_t)arg;
     unsigned seed = (unsigned)id * 104729u + 3u;
     db_t *db = db_new(s_catalog_conninfo, "sink", "test-producer", 0);
-    int64_t start = s_mono_ms();
+    int64_t start = util_mono_ms();
     int done = 0;
 
     if (!db) {
@@ -66,9 +53,9 @@ static void *s_producer(void *arg)
         done += n;
         /* Pace so the stream lasts about PRODUCE_MS. */
         int64_t due = start + (int64_t)PRODUCE_MS * done / EVENTS_PER_PRODUCER;
-        int64_t now = s_mono_ms();
+        int64_t now = util_mono_ms();
         if (due > now)
-            s_sleep_ms((int)(due - now));
+            util_sleep_ms((int)(due - now));
     }
     db_destroy(&db);
     return NULL;
@@ -104,13 +91,13 @@ static harness_proc_t *s_spawn_sink(const char *sink_url, const char *rpc, const
 /* Waits until the sink's cursor reaches `head` (bounded); returns the cursor. */
 static long long s_wait_cursor(PGconn *sink, long long head, int timeout_ms)
 {
-    int64_t deadline = s_mono_ms() + timeout_ms;
+    int64_t deadline = util_mono_ms() + timeout_ms;
     long long cur = -1;
-    while (s_mono_ms() < deadline) {
+    while (util_mono_ms() < deadline) {
         cur = s_scalar(sink, "SELECT position FROM sink.consumer_cursor WHERE stream = 'sink'");
         if (cur == head)
             break;
-        s_sleep_ms(100);
+        util_sleep_ms(100);
     }
     return cur;
 }
@@ -171,14 +158,14 @@ int main(void)
     CHECK(sink != NULL);
     CHECK_INT(harness_wait_ready(sink_admin, 10000), 0);
 
-    int64_t t0 = s_mono_ms();
+    int64_t t0 = util_mono_ms();
     for (int i = 0; i < PRODUCERS; i++)
         pthread_create(&threads[i], NULL, s_producer, (void *)(intptr_t)i);
     /* Kill the sink at ~1 s and ~2 s, restarting it each time. */
     for (int k = 1; k <= 2; k++) {
-        int64_t wait = t0 + 1000 * k - s_mono_ms();
+        int64_t wait = t0 + 1000 * k - util_mono_ms();
         if (wait > 0)
-            s_sleep_ms((int)wait);
+            util_sleep_ms((int)wait);
         harness_kill(&sink);
         sink = s_spawn_sink(sink_url, rpc, pub, sink_admin);
         CHECK(sink != NULL);
@@ -193,12 +180,12 @@ int main(void)
 
     /* The relay stamps everything committed; wait for the head to settle. */
     long long total = (long long)PRODUCERS * EVENTS_PER_PRODUCER, head = -1;
-    int64_t deadline = s_mono_ms() + 10000;
-    while (s_mono_ms() < deadline) {
+    int64_t deadline = util_mono_ms() + 10000;
+    while (util_mono_ms() < deadline) {
         head = s_scalar(cat_conn, "SELECT coalesce(max(position), 0) FROM sink.outbox");
         if (head >= total)
             break;
-        s_sleep_ms(50);
+        util_sleep_ms(50);
     }
     CHECK(head >= total);
     CHECK_INT(s_wait_cursor(sink_conn, head, 20000), head);

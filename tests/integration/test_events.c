@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <zmq.h>
 
 #include "check.h"
@@ -14,6 +13,7 @@
 #include "outbox.h"
 #include "shop/common/v1/common.pb-c.h"
 #include "slog.h"
+#include "util.h"
 
 #define PRODUCERS 8
 #define TXNS_PER_PRODUCER 40
@@ -25,19 +25,6 @@ static pthread_mutex_t s_mutex = PTHREAD_MUTEX_INITIALIZER;
 static char *s_committed[MAX_EVENTS];
 static size_t s_n_committed;
 static atomic_int s_failures;
-
-static void s_sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static int64_t s_mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Transactions of 1-3 events; every 5th rolled back, every 7th held open. */
 static void *s_producer(void *arg)
@@ -66,7 +53,7 @@ static void *s_producer(void *arg)
                 atomic_fetch_add(&s_failures, 1);
         }
         if (t % 7 == 3)
-            s_sleep_ms(20 + (int)(rand_r(&seed) % 80));
+            util_sleep_ms(20 + (int)(rand_r(&seed) % 80));
         if (rollback) {
             db_rollback(db);
             continue;
@@ -132,7 +119,7 @@ int main(void)
     zmq_setsockopt(sub, ZMQ_SUBSCRIBE, EVENT_TYPE, strlen(EVENT_TYPE));
     zmq_setsockopt(sub, ZMQ_SUBSCRIBE, "shop.common.v1.Heartbeat", 24);
     CHECK_INT(zmq_connect(sub, pub), 0);
-    s_sleep_ms(500);
+    util_sleep_ms(500);
 
     for (int i = 0; i < PRODUCERS; i++)
         pthread_create(&threads[i], NULL, s_producer, (void *)(intptr_t)i);
@@ -144,8 +131,8 @@ int main(void)
     /* PUB: every event in sequence order, topic = type; then a heartbeat
      * carrying head = N. */
     uint64_t expect = 1, hb_head = 0;
-    int64_t deadline = s_mono_ms() + 15000;
-    while (s_mono_ms() < deadline && (expect <= s_n_committed || hb_head != s_n_committed)) {
+    int64_t deadline = util_mono_ms() + 15000;
+    while (util_mono_ms() < deadline && (expect <= s_n_committed || hb_head != s_n_committed)) {
         char topic[128];
         uint8_t body[4096];
         int tl = zmq_recv(sub, topic, sizeof topic - 1, 0);

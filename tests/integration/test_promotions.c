@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <libpq-fe.h>
 #include <zmq.h>
 
@@ -464,10 +463,8 @@ int main(void)
         for (int i = 0; i < 100 && st != STATUS_OK; i++) {
             st = P("Quote", "{\"lines\":[{\"sku\":\"TEA-A\",\"quantity\":1},{\"sku\":\"RACE-1\","
                             "\"quantity\":1}]}");
-            if (st != STATUS_OK) {
-                struct timespec ts = {0, 100 * 1000 * 1000};
-                nanosleep(&ts, NULL);
-            }
+            if (st != STATUS_OK)
+                util_sleep_ms(100);
         }
         CHECK_INT(st, STATUS_OK);
         CHECK_INT(s_sql("SELECT cost_price FROM promotions.product_sku WHERE sku = 'POT-1'"), 20000);

@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <libpq-fe.h>
 #include <zmq.h>
 
@@ -16,6 +15,7 @@
 #include "harness.h"
 #include "jcall.h"
 #include "slog.h"
+#include "util.h"
 
 #define BUYERS 8
 #define ORDERS 60   /* per buyer at most */
@@ -95,10 +95,8 @@ int main(void)
     status_t st = STATUS_NOT_FOUND;
     for (int i = 0; i < 100 && st != STATUS_OK; i++) {
         st = jcall(&p, "Quote", "{\"lines\":[{\"sku\":\"KILL-1\",\"quantity\":1}]}");
-        if (st != STATUS_OK) {
-            struct timespec ts = {0, 100 * 1000 * 1000};
-            nanosleep(&ts, NULL);
-        }
+        if (st != STATUS_OK)
+            util_sleep_ms(100);
     }
     CHECK_INT(st, STATUS_OK);
 
@@ -106,10 +104,8 @@ int main(void)
     pthread_t th[BUYERS];
     for (int i = 0; i < BUYERS; i++)
         pthread_create(&th[i], NULL, s_buyer, (void *)(intptr_t)i);
-    for (int i = 0; i < 200 && harness_sql(pg, "SELECT count(*) FROM promotions.redemption") < 40; i++) {
-        struct timespec ts = {0, 10 * 1000 * 1000};
-        nanosleep(&ts, NULL);
-    }
+    for (int i = 0; i < 200 && harness_sql(pg, "SELECT count(*) FROM promotions.redemption") < 40; i++)
+        util_sleep_ms(10);
     long long before = harness_sql(pg, "SELECT count(*) FROM promotions.redemption");
     harness_kill(&pro.proc);
     atomic_store(&s_stop, 1);

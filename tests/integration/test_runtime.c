@@ -7,12 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
-#include <time.h>
 #include <zmq.h>
 
 #include "check.h"
 #include "harness.h"
 #include "shop/common/v1/common.pb-c.h"
+#include "util.h"
 
 #define REPLAY "shop.common.v1.EventService/Replay"
 #define MAX_BYTES 4096
@@ -186,7 +186,7 @@ static void s_check_pg_restart(void *s)
         else if (code != SHOP__COMMON__V1__CODE__CODE_UNAVAILABLE)
             other++;
         else
-            nanosleep(&(struct timespec){0, 100000000L}, NULL);
+            util_sleep_ms(100);
     }
     CHECK(ok_after);
     CHECK_INT(other, 0);
@@ -245,7 +245,7 @@ int main(void)
     harness_proc_t *bad = harness_spawn("shop-sink", bad_env);
     CHECK(bad != NULL);
     if (bad) {
-        nanosleep(&(struct timespec){1, 0}, NULL);   /* it exits by itself */
+        util_sleep_ms(1000);   /* it exits by itself */
         CHECK_INT(harness_stop(&bad, 5000), 1);
     }
 
@@ -269,7 +269,7 @@ int main(void)
         atomic_init(&l.stop, 0);
         for (int i = 0; i < 8; i++)
             pthread_create(&th[i], NULL, s_load, &l);
-        nanosleep(&(struct timespec){0, 300000000L}, NULL);
+        util_sleep_ms(300);
         int64_t t0 = s_now_ms();
         CHECK_INT(harness_stop(&p, 5000), 0);
         CHECK(s_now_ms() - t0 < 5000);
