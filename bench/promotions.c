@@ -21,7 +21,7 @@
 
 #include "client.h"
 #include "loadgen.h"
-#include "pbjson.h"
+#include "jsoncall.h"
 #include "shop/promotions/v1/promotions.pb-c.h"
 #include "util.h"
 #include <zmq.h>
@@ -48,30 +48,20 @@ typedef struct {
 /* One call with a JSON request; 0 if it answered OK (or ALREADY_EXISTS, so
  * loading twice is harmless). The reply goes to *out when out is given. */
 static int s_call(client_t *c, const char *service, const char *method, const char *json_text,
-                  ProtobufCMessage **out)
+                  json_t **out)
 {
-    const ProtobufCServiceDescriptor *svc = pbjson_service_type(service);
-    const ProtobufCMethodDescriptor *m = svc ? protobuf_c_service_descriptor_get_method_by_name(svc, method) : NULL;
-    json_t *j = json_loads(json_text, 0, NULL);
-    char err[256], full[160], *msg = NULL;
-    ProtobufCMessage *req = m && j ? pbjson_to_message(m->input, j, err, sizeof err) : NULL, *resp = NULL;
+    json_t *in = json_loads(json_text, 0, NULL);
+    char err[256], *msg = NULL;
+    status_t st = STATUS_UNKNOWN;
 
-    json_decref(j);
-    if (!req) {
-        fprintf(stderr, "bench-promotions: bad %s request\n", method);
+    if (!in || jsoncall(c, service, method, in, NULL, 60000, 1, 0, &st, out, &msg, err, sizeof err) != 0) {
+        fprintf(stderr, "bench-promotions: bad %s request: %s\n", method, in ? err : json_text);
+        json_decref(in);
         return -1;
     }
-    snprintf(full, sizeof full, "%s/%s", service, method);
-    status_t st = client_call(c, full, req, m->output, &resp, NULL, 60000, 1, &msg);
+    json_decref(in);
     if (st != STATUS_OK && st != STATUS_ALREADY_EXISTS)
         fprintf(stderr, "bench-promotions: %s: %s: %s\n", method, status_name(st), msg ? msg : "");
-    if (out) {
-        *out = resp;
-        resp = NULL;
-    }
-    if (resp)
-        protobuf_c_message_free_unpacked(resp, NULL);
-    protobuf_c_message_free_unpacked(req, NULL);
     free(msg);
     return st == STATUS_OK || st == STATUS_ALREADY_EXISTS ? 0 : -1;
 }
@@ -163,7 +153,7 @@ static int s_load(const opts_t *o)
         goto done;
     for (int left = o->coupons; left > 0;) {
         int n = left > 10000 ? 10000 : left;
-        ProtobufCMessage *resp = NULL;
+        json_t *resp = NULL;
         snprintf(buf, sizeof buf,
                  "{\"template\":{\"kind\":\"COUPON_KIND_AMOUNT_OFF\",\"amountOff\":{\"minorUnits\":100,"
                  "\"currency\":\"CNY\"},\"campaign\":\"bench\"},\"count\":%d,\"prefix\":\"BENCH\"}", n);
@@ -171,10 +161,10 @@ static int s_load(const opts_t *o)
             fclose(f);
             goto done;
         }
-        const Shop__Promotions__V1__IssueCouponsResponse *r = (const void *)resp;
-        for (size_t i = 0; i < r->n_codes; i++)
-            fprintf(f, "%s\n", r->codes[i]);
-        protobuf_c_message_free_unpacked(resp, NULL);
+        json_t *codes = json_object_get(resp, "codes");
+        for (size_t i = 0; i < json_array_size(codes); i++)
+            fprintf(f, "%s\n", json_string_value(json_array_get(codes, i)));
+        json_decref(resp);
         left -= n;
     }
     if (fclose(f) != 0)

@@ -166,7 +166,7 @@ status_t client_call(client_t *c, const char *method, const ProtobufCMessage *re
         }
     }
     if (message && !*message && code == STATUS_DEADLINE_EXCEEDED)
-        *message = strdup("no reply before the deadline");
+        *message = strdup(CLIENT_NO_REPLY);
 done:
     free(body);
     free(frame);

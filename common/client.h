@@ -9,6 +9,10 @@
 
 typedef struct client client_t;
 
+/* The status message of a call that got no reply at all (its status is
+ * DEADLINE_EXCEEDED, as a service's own deadline answer would be). */
+#define CLIENT_NO_REPLY "no reply before the deadline"
+
 /* Connects a DEALER to `endpoint` ("tcp://127.0.0.1:7101") in `zctx` (NULL:
  * a private context). Returns NULL on failure. */
 client_t *client_new(void *zctx, const char *endpoint);

@@ -17,8 +17,7 @@ typedef const ProtobufCFieldDescriptor field_t;
 
 /* --- names ------------------------------------------------------------------ */
 
-/* lowerCamelCase of a field name, as protoc's json_name. */
-static void s_json_name(const char *name, char *out, size_t len)
+void pbjson_json_name(const char *name, char *out, size_t len)
 {
     size_t o = 0;
     bool up = false;
@@ -39,7 +38,7 @@ static field_t *s_field(const ProtobufCMessageDescriptor *d, const char *key)
     char jn[128];
 
     for (unsigned i = 0; i < d->n_fields; i++) {
-        s_json_name(d->fields[i].name, jn, sizeof jn);
+        pbjson_json_name(d->fields[i].name, jn, sizeof jn);
         if (strcmp(jn, key) == 0 || strcmp(d->fields[i].name, key) == 0)
             return &d->fields[i];
     }
@@ -246,7 +245,7 @@ static json_t *s_from(const ProtobufCMessage *msg, int flags, int depth)
         field_t *f = &d->fields[i];
         const char *p = (const char *)msg + f->offset;
         json_t *v;
-        s_json_name(f->name, jn, sizeof jn);
+        pbjson_json_name(f->name, jn, sizeof jn);
         if (f->label == PROTOBUF_C_LABEL_REPEATED) {
             size_t n = MEMBER(size_t, msg, f->quantifier_offset);
             const char *arr = *(char *const *)p;
@@ -492,7 +491,7 @@ static int s_to(parse_t *ps, ProtobufCMessage *msg, const json_t *obj, int depth
             return s_fail(ps, "%s has no field %s", d->name, key);
         if (json_is_null(val))
             continue;
-        s_json_name(f->name, jn, sizeof jn);
+        pbjson_json_name(f->name, jn, sizeof jn);
         snprintf(ps->path + plen, sizeof ps->path - plen, "%s%s", plen ? "." : "", jn);
         void *p = (char *)msg + f->offset;
         if (f->label == PROTOBUF_C_LABEL_REPEATED) {

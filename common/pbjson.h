@@ -25,6 +25,10 @@ json_t *pbjson_from_message(const ProtobufCMessage *msg, int flags);
 ProtobufCMessage *pbjson_to_message(const ProtobufCMessageDescriptor *desc, const json_t *json,
                                     char *err, size_t errlen);
 
+/* The field name as proto3 JSON spells it (lowerCamelCase, as protoc's
+ * json_name): "low_stock_threshold" -> "lowStockThreshold". */
+void pbjson_json_name(const char *name, char *out, size_t len);
+
 /* Message and service descriptors of every .proto in the project, by full
  * name ("shop.catalog.v1.Product"); NULL if unknown. */
 const ProtobufCMessageDescriptor *pbjson_message_type(const char *full_name);

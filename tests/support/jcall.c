@@ -6,16 +6,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "jsoncall.h"
 #include "pbjson.h"
 
 status_t jcall(jcall_t *j, const char *method, const char *fmt, ...)
 {
-    const ProtobufCServiceDescriptor *svc = pbjson_service_type(j->service);
-    const ProtobufCMethodDescriptor *m =
-        svc ? protobuf_c_service_descriptor_get_method_by_name(svc, method) : NULL;
-    char text[16384], err[256], full[160];
-    ProtobufCMessage *req, *resp = NULL;
-    char *message = NULL;
+    char text[16384], err[256], *message = NULL;
+    status_t code = STATUS_UNKNOWN;
     va_list ap;
 
     json_decref(j->out);
@@ -25,27 +22,15 @@ status_t jcall(jcall_t *j, const char *method, const char *fmt, ...)
     vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
     json_t *in = json_loads(text, JSON_REJECT_DUPLICATES, NULL);
-    if (!m || !in) {
-        fprintf(stderr, "jcall: bad call %s %s\n", method, text);
+    if (!in || jsoncall(j->client, j->service, method, in, NULL, j->timeout_ms ? j->timeout_ms : 20000,
+                        1, PBJSON_DEFAULTS, &code, &j->out, &message, err, sizeof err) != 0) {
+        fprintf(stderr, "jcall: bad call %s %s%s%s\n", method, text, in ? ": " : "", in ? err : "");
         json_decref(in);
         return STATUS_UNKNOWN;
     }
-    req = pbjson_to_message(m->input, in, err, sizeof err);
     json_decref(in);
-    if (!req) {
-        fprintf(stderr, "jcall: %s: %s\n", method, err);
-        return STATUS_UNKNOWN;
-    }
-    snprintf(full, sizeof full, "%s/%s", j->service, method);
-    status_t code = client_call(j->client, full, req, m->output, &resp, NULL,
-                                j->timeout_ms ? j->timeout_ms : 20000, 1, &message);
-    if (resp) {
-        j->out = pbjson_from_message(resp, PBJSON_DEFAULTS);
-        protobuf_c_message_free_unpacked(resp, NULL);
-    }
     snprintf(j->message, sizeof j->message, "%s", message ? message : "");
     free(message);
-    protobuf_c_message_free_unpacked(req, NULL);
     return code;
 }
 

@@ -17,6 +17,7 @@
 #include <zmq.h>
 
 #include "client.h"
+#include "jsoncall.h"
 #include "pbjson.h"
 #include "shop/common/v1/common.pb-c.h"
 #include "status.h"
@@ -171,69 +172,58 @@ static char *s_read_stdin(void)
 static int s_call(const opts_t *o, const char *service, const char *method, const char *text)
 {
     const ProtobufCServiceDescriptor *svc = s_service(service);
-    const ProtobufCMethodDescriptor *m;
-    char endpoint[256], err[300], full[256];
-    ProtobufCMessage *req, *resp = NULL;
+    char endpoint[256], err[300];
     char *input = NULL, *message = NULL;
+    json_t *json, *out = NULL;
     json_error_t jerr;
-    json_t *json;
+    status_t code;
     client_t *c;
     int rc;
 
     if (!svc)
         return s_usage_error("no service %s", service);
-    if (!(m = s_method(svc, method))) {
+    if (!s_method(svc, method)) {
         fprintf(stderr, "shopctl: %s has no method %s; it has:", svc->name, method);
         for (unsigned i = 0; i < svc->n_methods; i++)
             fprintf(stderr, " %s", svc->methods[i].name);
         fprintf(stderr, "\n");
         return EXIT_USAGE;
     }
-    if (!text || strcmp(text, "-") == 0)
-        text = input = s_read_stdin();
-    json = text && *text ? json_loads(text, JSON_REJECT_DUPLICATES, &jerr) : json_object();
-    if (!json) {
-        fprintf(stderr, "shopctl: the arguments are not JSON: %s (at character %d)\n", jerr.text,
-                jerr.position);
-        free(input);
-        return EXIT_USAGE;
-    }
-    req = pbjson_to_message(m->input, json, err, sizeof err);
-    json_decref(json);
-    free(input);
-    if (!req) {
-        fprintf(stderr, "shopctl: %s: %s\n", m->input->name, err);
-        return EXIT_USAGE;
-    }
     if (o->endpoint)
         snprintf(endpoint, sizeof endpoint, "%s", o->endpoint);
     else
         s_endpoint(service, "RPC", endpoint, sizeof endpoint);
-    if (!endpoint[0]) {
-        protobuf_c_message_free_unpacked(req, NULL);
+    if (!endpoint[0])
         return s_usage_error("no endpoint for %s: set SHOP_<SERVICE>_RPC or --endpoint", service);
+    if (!text || strcmp(text, "-") == 0)
+        text = input = s_read_stdin();
+    json = text && *text ? json_loads(text, JSON_REJECT_DUPLICATES, &jerr) : json_object();
+    free(input);
+    if (!json) {
+        fprintf(stderr, "shopctl: the arguments are not JSON: %s (at character %d)\n", jerr.text,
+                jerr.position);
+        return EXIT_USAGE;
     }
-    snprintf(full, sizeof full, "%s/%s", svc->name, m->name);
-    c = client_new(NULL, endpoint);
-    if (!c) {
-        protobuf_c_message_free_unpacked(req, NULL);
+    if (!(c = client_new(NULL, endpoint))) {
+        json_decref(json);
         fprintf(stderr, "shopctl: cannot connect to %s\n", endpoint);
         return EXIT_UNREACHABLE;
     }
     /* one attempt: a retry without an idempotency key could apply twice */
-    status_t code = client_call(c, full, req, m->output, &resp, o->key,
-                                o->timeout_ms, o->key ? 3 : 1, &message);
-    bool answered = !(code == STATUS_DEADLINE_EXCEEDED && message &&
-                      strcmp(message, "no reply before the deadline") == 0);
-    if (resp) {
-        json_t *out = pbjson_from_message(resp, PBJSON_DEFAULTS);
-        if (out)
-            s_print(out, JSON_INDENT(2));
-        json_decref(out);
+    rc = jsoncall(c, svc->name, method, json, o->key, o->timeout_ms, o->key ? 3 : 1,
+                  PBJSON_DEFAULTS, &code, &out, &message, err, sizeof err);
+    json_decref(json);
+    client_destroy(&c);
+    if (rc != 0) {
+        fprintf(stderr, "shopctl: %s/%s: %s\n", svc->name, method, err);
+        return EXIT_USAGE;   /* nothing was sent */
     }
+    if (out)
+        s_print(out, JSON_INDENT(2));
+    json_decref(out);
     if (code == STATUS_OK) {
         rc = 0;
-    } else if (!answered) {
+    } else if (code == STATUS_DEADLINE_EXCEEDED && message && strcmp(message, CLIENT_NO_REPLY) == 0) {
         fprintf(stderr, "error: no answer from %s at %s within %d ms\n", service, endpoint,
                 o->timeout_ms);
         rc = EXIT_UNREACHABLE;
@@ -242,10 +232,6 @@ static int s_call(const opts_t *o, const char *service, const char *method, cons
         rc = EXIT_STATUS;
     }
     free(message);
-    if (resp)
-        protobuf_c_message_free_unpacked(resp, NULL);
-    protobuf_c_message_free_unpacked(req, NULL);
-    client_destroy(&c);
     return rc;
 }
 
@@ -302,17 +288,7 @@ static int s_describe(const char *a, const char *b)
     for (unsigned i = 0; i < d->n_fields; i++) {
         const ProtobufCFieldDescriptor *f = &d->fields[i];
         char jn[128];
-        size_t o = 0;
-        bool up = false;
-        for (const char *p = f->name; *p && o + 1 < sizeof jn; p++) {
-            if (*p == '_') {
-                up = true;
-                continue;
-            }
-            jn[o++] = up ? (char)toupper((unsigned char)*p) : *p;
-            up = false;
-        }
-        jn[o] = '\0';
+        pbjson_json_name(f->name, jn, sizeof jn);
         printf("  %-24s %s%s\n", jn, f->label == PROTOBUF_C_LABEL_REPEATED ? "repeated " : "",
                s_type_name(f));
         if (f->type == PROTOBUF_C_TYPE_ENUM) {
