@@ -119,10 +119,8 @@ static coupon_t *s_read(call_t *call, const char *code, int *rc)
 {
     coupon_t *out = NULL;
     void *a[2] = {call, &out};
-    char codes[64];
 
-    snprintf(codes, sizeof codes, "[\"%s\"]", code);   /* codes are [A-Z0-9-] */
-    *rc = store_coupons(call_db(call), codes, "", false, s_on_coupon, a);
+    *rc = store_coupons(call_db(call), &code, 1, "", false, s_on_coupon, a);
     if (*rc == 0 && !out)
         *rc = 1;
     return out;

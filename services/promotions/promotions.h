@@ -44,13 +44,12 @@ bool promo_valid_sku(const char *code);
 /* Money in the call's arena. */
 Shop__Common__V1__Money *promo_money(call_t *call, int64_t minor, const char *currency);
 
-/* Where promo_rule_eng puts strings and arrays: the call's arena
- * (promo_call_mem) or the rule cache's. alloc never returns NULL. */
+/* Where promo_rule_eng puts strings and arrays (the rule cache's arena).
+ * alloc never returns NULL. */
 typedef struct {
     void *(*alloc)(void *ctx, size_t size);
     void *ctx;
 } promo_mem_t;
-promo_mem_t promo_call_mem(call_t *call);
 
 /* A stored rule as a message (in the call's arena), and as the engine's
  * input (in m). */

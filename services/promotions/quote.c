@@ -1,10 +1,9 @@
 /* quote: Quote, Redeem and Release. A quote loads the cart's SKUs (as the
- * catalog announced them), the candidate rules, the tier and the coupons,
- * and hands them to the engine. Redeem does the same with the counted rows
- * locked, then records each use against its limit in the same transaction,
- * once per order id. */
+ * catalog announced them), the candidate rules (terms from the rule cache,
+ * usage fresh), the tier and the coupons, and hands them to the engine.
+ * Redeem does the same with the counted rows locked, then records each use
+ * against its limit in the same transaction, once per order id. */
 #include <inttypes.h>
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +30,8 @@ typedef struct {
     bool has_tier;
     eng_quote_t q;
     status_t bad;           /* a problem found in a callback */
-    cache_snap_t *snap;     /* rules held from the cache (quotes only) */
+    char *sku_state;        /* per (sorted) line: 0 unknown, 1 for sale, 2 not for sale */
+    cache_snap_t *snap;     /* the rules' terms, held until cache_release */
 } quote_t;
 
 static int s_line_cmp(const void *a, const void *b)
@@ -50,7 +50,7 @@ static void s_on_sku(void *arg, const store_sku_t *s)
         l->category = call_strdup(qt->call, s->category);
         l->unit_price = s->list_price;
         l->unit_cost = s->cost_price;
-        l->held_by = s->active ? 0 : -2;   /* marks found / not for sale until priced */
+        qt->sku_state[i] = s->active ? 1 : 2;
         if (!qt->currency)
             qt->currency = call_strdup(qt->call, s->currency);
         else if (strcmp(qt->currency, s->currency) != 0)
@@ -71,23 +71,6 @@ static eng_rule_t *s_next_rule(quote_t *qt)
         qt->cap_rules = cap;
     }
     return &qt->rules[qt->n_rules++];
-}
-
-static void s_on_rule(void *arg, const store_rule_t *r)
-{
-    quote_t *qt = arg;
-
-    promo_mem_t mem = promo_call_mem(qt->call);
-    promo_rule_eng(&mem, r, s_next_rule(qt));
-}
-
-static char *s_json(call_t *call, json_t *j)
-{
-    char *text = json_dumps(j, JSON_COMPACT), *out = call_strdup(call, text ? text : "[]");
-
-    free(text);
-    json_decref(j);
-    return out;
 }
 
 /* A cached rule this cart may meet: it covers one of the lines (or the
@@ -132,8 +115,9 @@ static void s_on_usage(void *arg, const char *code, int32_t used, int64_t spent)
 }
 
 /* The candidates from the rule cache, with fresh usage for the capped or
- * budgeted ones. The snapshot is held in qt->snap until the caller lets go. */
-static status_t s_cached_rules(quote_t *qt)
+ * budgeted ones (locked first for a redemption). The snapshot is held in
+ * qt->snap until the caller lets go. */
+static status_t s_rules(quote_t *qt, bool lock)
 {
     db_t *db = call_db(qt->call);
     const eng_rule_t *all;
@@ -144,19 +128,19 @@ static status_t s_cached_rules(quote_t *qt)
         return call_db_fail(qt->call, "read rule version");
     if (!(qt->snap = cache_acquire(db, version, &all, &n_all)))
         return call_db_fail(qt->call, "load rules");
-    json_t *counted = json_array();
-    for (size_t i = 0; i < n_all; i++) {
-        if (!s_candidate(qt, &all[i]))
-            continue;
-        *s_next_rule(qt) = all[i];   /* strings stay in the snapshot */
-        if (all[i].usage_cap || all[i].budget)
-            json_array_append_new(counted, json_string(all[i].code));
-    }
-    if (json_array_size(counted) == 0) {
-        json_decref(counted);
+    for (size_t i = 0; i < n_all; i++)
+        if (s_candidate(qt, &all[i]))
+            *s_next_rule(qt) = all[i];   /* strings stay in the snapshot */
+    const char **counted = call_alloc(qt->call, (qt->n_rules + 1) * sizeof *counted);
+    size_t n_counted = 0;
+    for (size_t i = 0; i < qt->n_rules; i++)
+        if (qt->rules[i].usage_cap || qt->rules[i].budget)
+            counted[n_counted++] = qt->rules[i].code;
+    if (n_counted == 0)
         return STATUS_OK;
-    }
-    if (store_rule_usage(db, s_json(qt->call, counted), s_on_usage, qt) != 0)
+    if (lock && store_rule_lock(db, counted, n_counted) != 0)
+        return call_db_fail(qt->call, "lock rules");
+    if (store_rule_usage(db, counted, n_counted, s_on_usage, qt) != 0)
         return call_db_fail(qt->call, "read rule usage");
     return STATUS_OK;
 }
@@ -210,86 +194,67 @@ static status_t s_price(call_t *call, const quote_request_t *req, bool lock, quo
     qt->customer_id = req->customer_id;
     qt->lines = call_alloc(call, n * sizeof *qt->lines);
     qt->n = n;
-    json_t *skus = json_array();
     for (size_t i = 0; i < n; i++) {
         const Shop__Promotions__V1__CartLine *l = req->lines[i];
-        if (!promo_valid_sku(l->sku) || l->quantity < 1 || l->quantity > 1000000) {
-            json_decref(skus);
+        if (!promo_valid_sku(l->sku) || l->quantity < 1 || l->quantity > 1000000)
             return call_fail(call, STATUS_INVALID_ARGUMENT,
                              "lines[%zu]: a SKU code and a quantity of 1 to 1000000", i);
-        }
         qt->lines[i].sku = l->sku;
         qt->lines[i].qty = l->quantity;
-        qt->lines[i].held_by = -1;   /* not found yet */
-        json_array_append_new(skus, json_string(l->sku));
     }
     qsort(qt->lines, n, sizeof *qt->lines, s_line_cmp);
     for (size_t i = 1; i < n; i++)
-        if (strcmp(qt->lines[i].sku, qt->lines[i - 1].sku) == 0) {
-            json_decref(skus);
+        if (strcmp(qt->lines[i].sku, qt->lines[i - 1].sku) == 0)
             return call_fail(call, STATUS_INVALID_ARGUMENT, "lines: SKU %s appears twice",
                              qt->lines[i].sku);
-        }
-    if (store_skus(db, s_json(call, skus), s_on_sku, qt) != 0)
+    const char **skus = call_alloc(call, n * sizeof *skus);
+    for (size_t i = 0; i < n; i++)
+        skus[i] = qt->lines[i].sku;
+    qt->sku_state = call_alloc(call, n);
+    if (store_skus(db, skus, n, s_on_sku, qt) != 0)
         return call_db_fail(call, "read SKUs");
     if (qt->bad != STATUS_OK)
         return qt->bad;
-    json_t *keys = json_array();
     for (size_t i = 0; i < n; i++) {
-        char key[160];
-        if (qt->lines[i].held_by == -1) {
-            json_decref(keys);
+        if (qt->sku_state[i] == 0)
             return call_fail(call, STATUS_NOT_FOUND, "no SKU %s (the catalog has not announced it)",
                              qt->lines[i].sku);
-        }
-        if (qt->lines[i].held_by == -2) {
-            json_decref(keys);
+        if (qt->sku_state[i] == 2)
             return call_fail(call, STATUS_FAILED_PRECONDITION, "SKU %s is not for sale",
                              qt->lines[i].sku);
-        }
-        snprintf(key, sizeof key, "sku:%s", qt->lines[i].sku);
-        json_array_append_new(keys, json_string(key));
-        snprintf(key, sizeof key, "cat:%s", qt->lines[i].category);
-        json_array_append_new(keys, json_string(key));
     }
-    if (!lock) {
-        json_decref(keys);   /* quotes take the rules from the cache */
-        status_t rc = s_cached_rules(qt);
-        if (rc != STATUS_OK)
-            return rc;
-    } else if (store_rule_candidates(db, s_json(call, keys), qt->at_ms, true, s_on_rule, qt) != 0) {
-        return call_db_fail(call, "read rules");
-    }
+    status_t rc = s_rules(qt, lock);
+    if (rc != STATUS_OK)
+        return rc;
     if (req->tier[0]) {
-        int rc = store_tier_get(db, req->tier, &qt->tier.percent);
-        if (rc < 0)
+        int found = store_tier_get(db, req->tier, &qt->tier.percent);
+        if (found < 0)
             return call_db_fail(call, "read tier");
-        if (rc == 1)
+        if (found == 1)
             return call_fail(call, STATUS_INVALID_ARGUMENT, "tier: no tier %s", req->tier);
         qt->tier.name = req->tier;
         qt->has_tier = true;
     }
     if (req->n_coupon_codes) {
-        json_t *codes = json_array();
+        /* distinct codes; an unknown one is an error */
+        const char **codes = call_alloc(call, req->n_coupon_codes * sizeof *codes);
+        size_t want = 0;
         for (size_t i = 0; i < req->n_coupon_codes; i++) {
             bool dup = false;
-            for (size_t k = 0; k < i; k++)
-                dup = dup || strcmp(req->coupon_codes[k], req->coupon_codes[i]) == 0;
+            for (size_t k = 0; k < want; k++)
+                dup = dup || strcmp(codes[k], req->coupon_codes[i]) == 0;
             if (!dup)
-                json_array_append_new(codes, json_string(req->coupon_codes[i]));
+                codes[want++] = req->coupon_codes[i];
         }
-        size_t want = json_array_size(codes);
         qt->coupons = call_alloc(call, want * sizeof *qt->coupons);
-        if (store_coupons(db, s_json(call, codes), req->customer_id, lock, s_on_coupon, qt) != 0)
+        if (store_coupons(db, codes, want, req->customer_id, lock, s_on_coupon, qt) != 0)
             return call_db_fail(call, "read coupons");
-        if (qt->n_coupons != want) {
-            for (size_t i = 0; i < req->n_coupon_codes; i++) {
-                bool found = false;
-                for (size_t k = 0; k < qt->n_coupons; k++)
-                    found = found || strcmp(qt->coupons[k].code, req->coupon_codes[i]) == 0;
-                if (!found)
-                    return call_fail(call, STATUS_NOT_FOUND, "no coupon %s", req->coupon_codes[i]);
-            }
+        for (size_t i = 0; i < want && qt->n_coupons != want; i++) {
+            bool found = false;
+            for (size_t k = 0; k < qt->n_coupons; k++)
+                found = found || strcmp(qt->coupons[k].code, codes[i]) == 0;
+            if (!found)
+                return call_fail(call, STATUS_NOT_FOUND, "no coupon %s", codes[i]);
         }
     }
     size_t room = ENG_MAX_ENTRIES(qt->n_rules, qt->n_coupons);
@@ -390,15 +355,13 @@ static void s_arena_free(void *data, void *p)
     (void)p;
 }
 
-PROMO_HANDLER(promo_redeem)
+static status_t s_redeem(call_t *call, const Shop__Promotions__V1__RedeemRequest *req,
+                         Shop__Promotions__V1__RedeemResponse *resp, quote_t *qt)
 {
-    const Shop__Promotions__V1__RedeemRequest *req = (const void *)request;
-    Shop__Promotions__V1__RedeemResponse *resp = (void *)response;
     db_t *db = call_db(call);
     size_t ol = strlen(req->order_id), req_len, quote_len, stored_len = 0, stored_qlen = 0;
     uint8_t *stored_req = NULL, *stored_quote = NULL;
     char state[16];
-    quote_t qt;
     char m1[40], m2[40];
     ProtobufCAllocator arena = {s_arena_alloc, s_arena_free, call};
 
@@ -424,15 +387,15 @@ PROMO_HANDLER(promo_redeem)
         free(stored_quote);
         return code;   /* the first result, unchanged */
     }
-    status_t code = s_price(call, req->quote, true, &qt);
+    status_t code = s_price(call, req->quote, true, qt);
     if (code != STATUS_OK)
         return code;
-    if (req->expected_total_saved && req->expected_total_saved->minor_units != qt.q.saved)
+    if (req->expected_total_saved && req->expected_total_saved->minor_units != qt->q.saved)
         return call_fail(call, STATUS_FAILED_PRECONDITION,
                          "the saving changed: expected %s, now %s",
-                         money_format(req->expected_total_saved->minor_units, qt.currency, m1, sizeof m1),
-                         money_format(qt.q.saved, qt.currency, m2, sizeof m2));
-    resp->quote = s_message(&qt);
+                         money_format(req->expected_total_saved->minor_units, qt->currency, m1, sizeof m1),
+                         money_format(qt->q.saved, qt->currency, m2, sizeof m2));
+    resp->quote = s_message(qt);
     const uint8_t *req_bytes = s_request_bytes(call, req->quote, &req_len);
     quote_len = shop__promotions__v1__quote__get_packed_size(resp->quote);
     uint8_t *quote_bytes = call_alloc(call, quote_len ? quote_len : 1);
@@ -446,15 +409,15 @@ PROMO_HANDLER(promo_redeem)
                              req->order_id);
         return call_db_fail(call, "insert redemption");
     }
-    for (size_t i = 0; i < qt.q.n_applied; i++) {
-        const eng_entry_t *e = &qt.q.applied[i];
+    for (size_t i = 0; i < qt->q.n_applied; i++) {
+        const eng_entry_t *e = &qt->q.applied[i];
         if (!e->counted)
             continue;
         if (e->source == ENG_SOURCE_COUPON) {
             int32_t per_customer = 0;
-            for (size_t k = 0; k < qt.n_coupons; k++)
-                if (strcmp(qt.coupons[k].code, e->code) == 0)
-                    per_customer = qt.coupons[k].per_customer_limit;
+            for (size_t k = 0; k < qt->n_coupons; k++)
+                if (strcmp(qt->coupons[k].code, e->code) == 0)
+                    per_customer = qt->coupons[k].per_customer_limit;
             rc = store_coupon_use(db, req->order_id, e->code, req->quote->customer_id,
                                   per_customer, e->saved);
             if (rc < 0)
@@ -465,7 +428,7 @@ PROMO_HANDLER(promo_redeem)
             ev.code = (char *)e->code;
             ev.order_id = req->order_id;
             ev.customer_id = req->quote->customer_id;
-            ev.saved = promo_money(call, e->saved, qt.currency);
+            ev.saved = promo_money(call, e->saved, qt->currency);
             if (call_emit(call, &ev.base) != 0)
                 return call_db_fail(call, "emit CouponRedeemed");
         } else {
@@ -486,6 +449,16 @@ PROMO_HANDLER(promo_redeem)
         }
     }
     return STATUS_OK;
+}
+
+
+PROMO_HANDLER(promo_redeem)
+{
+    quote_t qt = {0};
+    status_t code = s_redeem(call, (const void *)request, (void *)response, &qt);
+
+    cache_release(qt.snap);   /* the rules' terms were held while pricing */
+    return code;
 }
 
 typedef struct {

@@ -56,7 +56,7 @@ static void *s_call_alloc(void *ctx, size_t size)
     return call_alloc(ctx, size);
 }
 
-promo_mem_t promo_call_mem(call_t *call)
+static promo_mem_t s_call_mem(call_t *call)
 {
     return (promo_mem_t){s_call_alloc, call};
 }
@@ -81,7 +81,7 @@ Shop__Promotions__V1__Rule *promo_rule_msg(call_t *call, const store_rule_t *r)
 {
     rule_t *m = call_alloc(call, sizeof *m);
     const char *cur = r->currency[0] ? r->currency : "";
-    promo_mem_t mem = promo_call_mem(call);
+    promo_mem_t mem = s_call_mem(call);
 
     shop__promotions__v1__rule__init(m);
     m->code = call_strdup(call, r->code);

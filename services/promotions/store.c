@@ -3,7 +3,6 @@
 #include "store.h"
 
 #include <inttypes.h>
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,52 +12,40 @@
 
 static void s_i64(char *buf, size_t len, int64_t v) { snprintf(buf, len, "%" PRId64, v); }
 
-/* A JSON array of strings as a PostgreSQL text[] literal ({"a","b"}), so
- * `= ANY ($1::text[])` lets the planner use the index; malloc'd, NULL if
- * the input is not such an array. */
-static char *s_pg_array(const char *json_text)
+/* Strings as a PostgreSQL text[] literal ({"a","b"}), so `= ANY ($1::text[])`
+ * lets the planner use the index; malloc'd, NULL on OOM. */
+static char *s_pg_array(const char *const *v, size_t n)
 {
-    json_t *arr = json_loads(json_text, 0, NULL);
     size_t cap = 3, len = 0;
-    char *out = NULL;
+    char *out;
 
-    if (!json_is_array(arr))
-        goto done;
-    for (size_t i = 0; i < json_array_size(arr); i++)
-        cap += 3 + 2 * json_string_length(json_array_get(arr, i));
+    for (size_t i = 0; i < n; i++)
+        cap += 3 + 2 * strlen(v[i]);
     if (!(out = malloc(cap)))
-        goto done;
+        return NULL;
     out[len++] = '{';
-    for (size_t i = 0; i < json_array_size(arr); i++) {
-        const char *v = json_string_value(json_array_get(arr, i));
-        if (!v) {
-            free(out);
-            out = NULL;
-            goto done;
-        }
+    for (size_t i = 0; i < n; i++) {
         if (i)
             out[len++] = ',';
         out[len++] = '"';
-        for (; *v; v++) {
-            if (*v == '"' || *v == '\\')
+        for (const char *c = v[i]; *c; c++) {
+            if (*c == '"' || *c == '\\')
                 out[len++] = '\\';
-            out[len++] = *v;
+            out[len++] = *c;
         }
         out[len++] = '"';
     }
     out[len++] = '}';
     out[len] = '\0';
-done:
-    json_decref(arr);
     return out;
 }
 
-/* Runs a one-parameter statement whose parameter is a text[] built from a
- * JSON array (and optionally a second text parameter). */
-static PGresult *s_exec_array(db_t *db, const db_stmt_t *stmt, const char *json_text,
+/* Runs a statement whose first parameter is the text[] of `v` (and whose
+ * second, if any, is `second`). */
+static PGresult *s_exec_array(db_t *db, const db_stmt_t *stmt, const char *const *v, size_t n,
                               const char *second)
 {
-    char *arr = s_pg_array(json_text);
+    char *arr = s_pg_array(v, n);
     const char *p[2] = {arr, second};
 
     if (!arr)
@@ -102,9 +89,9 @@ int store_sku_upsert(db_t *db, const store_sku_t *s)
     return 0;
 }
 
-int store_skus(db_t *db, const char *skus, store_sku_fn fn, void *arg)
+int store_skus(db_t *db, const char *const *skus, size_t n, store_sku_fn fn, void *arg)
 {
-    PGresult *r = s_exec_array(db, &s_skus, skus, NULL);
+    PGresult *r = s_exec_array(db, &s_skus, skus, n, NULL);
 
     if (!r)
         return -1;
@@ -173,24 +160,11 @@ static const db_stmt_t s_rule_list = {
     "ORDER BY priority DESC, code",
     1};
 
-/* A rule is a candidate if the cart holds one of its targets, or it covers
- * the whole order; windows a week either side are kept for the reasons. */
-#define CANDIDATES                                                                   \
-    "FROM rule WHERE status = 'active' AND (scope = 'order' OR targets && ARRAY(SELECT json_array_elements_text($1::json))) " \
-    "  AND (ends_at IS NULL OR ends_at > to_timestamp($2::bigint / 1000.0) - interval '7 days') " \
-    "  AND (starts_at IS NULL OR starts_at < to_timestamp($2::bigint / 1000.0) + interval '7 days') "
-
-static const db_stmt_t s_rule_candidates = {
-    "pro_rule_candidates", "SELECT " RULE_COLS " " CANDIDATES, 2};
-
-/* Locks the candidates whose counters a redemption moves, in code order (so
- * two redemptions never deadlock on them). Run before reading them: in READ
- * COMMITTED the next statement then sees their latest committed counts. */
+/* Locks rules whose counters a redemption moves, in code order (so two
+ * redemptions never deadlock on them); run before reading their usage, so
+ * that read (a new statement in READ COMMITTED) sees the latest counts. */
 static const db_stmt_t s_rule_lock = {
-    "pro_rule_lock",
-    "SELECT code " CANDIDATES " AND (usage_cap > 0 OR budget IS NOT NULL) "
-    "ORDER BY code FOR UPDATE",
-    2};
+    "pro_rule_lock", "SELECT code FROM rule WHERE code = ANY ($1::text[]) ORDER BY code FOR UPDATE", 1};
 
 static const db_stmt_t s_rule_version = {
     "pro_rule_version", "SELECT version FROM rule_version WHERE id = 1", 0};
@@ -317,20 +291,14 @@ int store_rule_list(db_t *db, int64_t at_ms, store_rule_fn fn, void *arg)
     return s_rules(db, &s_rule_list, p, fn, arg, NULL);
 }
 
-int store_rule_candidates(db_t *db, const char *keys, int64_t at_ms, bool lock,
-                          store_rule_fn fn, void *arg)
+int store_rule_lock(db_t *db, const char *const *codes, size_t n)
 {
-    char at[24];
-    const char *p[2] = {keys, at};
+    PGresult *r = s_exec_array(db, &s_rule_lock, codes, n, NULL);
 
-    s_i64(at, sizeof at, at_ms);
-    if (lock) {
-        PGresult *r = db_exec(db, &s_rule_lock, p);
-        if (!r)
-            return -1;
-        PQclear(r);
-    }
-    return s_rules(db, &s_rule_candidates, p, fn, arg, NULL);
+    if (!r)
+        return -1;
+    PQclear(r);
+    return 0;
 }
 
 int store_rule_tie(db_t *db, const store_rule_t *x, const char *targets, char *other, size_t len)
@@ -369,9 +337,10 @@ int store_rule_active(db_t *db, store_rule_fn fn, void *arg)
     return s_rules(db, &s_rule_active, NULL, fn, arg, NULL);
 }
 
-int store_rule_usage(db_t *db, const char *codes, store_usage_fn fn, void *arg)
+int store_rule_usage(db_t *db, const char *const *codes, size_t n, store_usage_fn fn,
+                     void *arg)
 {
-    PGresult *r = s_exec_array(db, &s_rule_usage, codes, NULL);
+    PGresult *r = s_exec_array(db, &s_rule_usage, codes, n, NULL);
 
     if (!r)
         return -1;
@@ -439,17 +408,17 @@ int store_coupon_insert(db_t *db, const store_coupon_t *c)
     return rc;
 }
 
-int store_coupons(db_t *db, const char *codes, const char *customer_id, bool lock,
+int store_coupons(db_t *db, const char *const *codes, size_t n, const char *customer_id, bool lock,
                   store_coupon_fn fn, void *arg)
 {
     PGresult *r;
 
     if (lock) {
-        if (!(r = s_exec_array(db, &s_coupons_lock, codes, NULL)))
+        if (!(r = s_exec_array(db, &s_coupons_lock, codes, n, NULL)))
             return -1;
         PQclear(r);
     }
-    r = s_exec_array(db, &s_coupons, codes, customer_id);
+    r = s_exec_array(db, &s_coupons, codes, n, customer_id);
 
     if (!r)
         return -1;

@@ -22,8 +22,8 @@ typedef void (*store_sku_fn)(void *arg, const store_sku_t *s);
 
 int store_sku_upsert(db_t *db, const store_sku_t *s) __attribute__((warn_unused_result));
 
-/* The SKUs among `skus` (a JSON array of codes) that are known. */
-int store_skus(db_t *db, const char *skus, store_sku_fn fn, void *arg)
+/* Those of the n `skus` that are known. */
+int store_skus(db_t *db, const char *const *skus, size_t n, store_sku_fn fn, void *arg)
     __attribute__((warn_unused_result));
 
 /* --- rules ------------------------------------------------------------------- */
@@ -56,12 +56,8 @@ int store_rule_get(db_t *db, const char *code, store_rule_fn fn, void *arg)
 int store_rule_list(db_t *db, int64_t at_ms, store_rule_fn fn, void *arg)
     __attribute__((warn_unused_result));
 
-/* Active rules a cart with these `keys` (JSON array of "sku:X" and
- * "cat:Y") may meet, valid within a week of at_ms either way (so a quote
- * can say "expired" or "not yet"). With lock, the capped or budgeted ones
- * are locked FOR UPDATE, in code order. */
-int store_rule_candidates(db_t *db, const char *keys, int64_t at_ms, bool lock,
-                          store_rule_fn fn, void *arg) __attribute__((warn_unused_result));
+/* Locks the rules among the n `codes` FOR UPDATE, in code order. */
+int store_rule_lock(db_t *db, const char *const *codes, size_t n) __attribute__((warn_unused_result));
 
 /* An active exclusive rule other than `code` with the same priority whose
  * targets (or order scope) and window overlap; its code into `other`.
@@ -75,9 +71,9 @@ int store_rule_version(db_t *db, int64_t *version) __attribute__((warn_unused_re
 /* Every active rule, for the cache. */
 int store_rule_active(db_t *db, store_rule_fn fn, void *arg) __attribute__((warn_unused_result));
 
-/* Usage and spending of the rules among `codes` (a JSON array). */
+/* Usage and spending of the rules among the n `codes`. */
 typedef void (*store_usage_fn)(void *arg, const char *code, int32_t used, int64_t spent);
-int store_rule_usage(db_t *db, const char *codes, store_usage_fn fn, void *arg)
+int store_rule_usage(db_t *db, const char *const *codes, size_t n, store_usage_fn fn, void *arg)
     __attribute__((warn_unused_result));
 
 /* --- coupons and tiers ----------------------------------------------------- */
@@ -92,9 +88,9 @@ typedef void (*store_coupon_fn)(void *arg, const store_coupon_t *c);
 /* 1 if the code is taken. */
 int store_coupon_insert(db_t *db, const store_coupon_t *c) __attribute__((warn_unused_result));
 
-/* Coupons among `codes` (a JSON array), with how often `customer_id` used
- * each; with lock, FOR UPDATE in code order. */
-int store_coupons(db_t *db, const char *codes, const char *customer_id, bool lock,
+/* Coupons among the n `codes`, with how often `customer_id` used each;
+ * with lock, FOR UPDATE in code order. */
+int store_coupons(db_t *db, const char *const *codes, size_t n, const char *customer_id, bool lock,
                   store_coupon_fn fn, void *arg) __attribute__((warn_unused_result));
 
 /* Inserts or replaces a tier. */
