@@ -435,7 +435,6 @@ int main(void)
     char *conninfo = harness_create_db("t_promotions", svcs);
     char *cat_conn = harness_conninfo("t_promotions", "catalog");
     harness_service_t cat = {0}, pro = {0};
-    char env_rpc[96], env_pub[96];
 
     slog_init("test_promotions", SLOG_ERROR);
     s_zctx = zmq_ctx_new();
@@ -444,10 +443,7 @@ int main(void)
     if (!conninfo)
         return check_done();
     CHECK_INT(harness_start_service(&cat, "shop-catalog", cat_conn, NULL), 0);
-    snprintf(env_rpc, sizeof env_rpc, "SHOP_CATALOG_RPC=%s", cat.rpc);
-    snprintf(env_pub, sizeof env_pub, "SHOP_CATALOG_PUB=%s", cat.pub);
-    const char *extra[] = {env_rpc, env_pub, NULL};
-    CHECK_INT(harness_start_service(&pro, "shop-promotions", conninfo, extra), 0);
+    CHECK_INT(harness_start_consumer(&pro, "shop-promotions", conninfo, "catalog", &cat), 0);
     s_cat.client = client_new(s_zctx, cat.rpc);
     s_pro.client = client_new(s_zctx, pro.rpc);
     snprintf(s_rpc, sizeof s_rpc, "%s", pro.rpc);
@@ -459,14 +455,9 @@ int main(void)
         s_product("Cup", "teaware", "CUP-1", 2000, 500);
         s_product("Race tea", "race", "RACE-1", 5000, 1000);
         /* promotions learns them from the catalog's events */
-        status_t st = STATUS_NOT_FOUND;
-        for (int i = 0; i < 100 && st != STATUS_OK; i++) {
-            st = P("Quote", "{\"lines\":[{\"sku\":\"TEA-A\",\"quantity\":1},{\"sku\":\"RACE-1\","
-                            "\"quantity\":1}]}");
-            if (st != STATUS_OK)
-                util_sleep_ms(100);
-        }
-        CHECK_INT(st, STATUS_OK);
+        CHECK_INT(jcall_until_ok(&s_pro, 10000, "Quote", "{\"lines\":[{\"sku\":\"TEA-A\",\"quantity\":1},"
+                                                          "{\"sku\":\"RACE-1\",\"quantity\":1}]}"),
+                  STATUS_OK);
         CHECK_INT(s_sql("SELECT cost_price FROM promotions.product_sku WHERE sku = 'POT-1'"), 20000);
         s_scenario_a();
         s_scenario_b();

@@ -61,7 +61,6 @@ int main(void)
     harness_service_t cat = {0}, pro = {0};
     jcall_t c = {.service = "shop.catalog.v1.CatalogService"};
     jcall_t p = {.service = "shop.promotions.v1.PromotionsService"};
-    char env_rpc[96], env_pub[96];
     PGconn *pg = NULL;
 
     slog_init("test_promotions_kill", SLOG_ERROR);
@@ -70,10 +69,7 @@ int main(void)
     if (!conninfo)
         return check_done();
     CHECK_INT(harness_start_service(&cat, "shop-catalog", cat_conn, NULL), 0);
-    snprintf(env_rpc, sizeof env_rpc, "SHOP_CATALOG_RPC=%s", cat.rpc);
-    snprintf(env_pub, sizeof env_pub, "SHOP_CATALOG_PUB=%s", cat.pub);
-    const char *extra[] = {env_rpc, env_pub, NULL};
-    CHECK_INT(harness_start_service(&pro, "shop-promotions", conninfo, extra), 0);
+    CHECK_INT(harness_start_consumer(&pro, "shop-promotions", conninfo, "catalog", &cat), 0);
     c.client = client_new(s_zctx, cat.rpc);
     p.client = client_new(s_zctx, pro.rpc);
     snprintf(s_rpc, sizeof s_rpc, "%s", pro.rpc);
@@ -92,13 +88,8 @@ int main(void)
                                       "\"RULE_KIND_PERCENT_OFF\",\"scope\":\"RULE_SCOPE_SKUS\",\"skus\":"
                                       "[\"KILL-1\"],\"percentOff\":10,\"usageCap\":150,\"budget\":"
                                       "{\"minorUnits\":60000,\"currency\":\"CNY\"}}}"), STATUS_OK);
-    status_t st = STATUS_NOT_FOUND;
-    for (int i = 0; i < 100 && st != STATUS_OK; i++) {
-        st = jcall(&p, "Quote", "{\"lines\":[{\"sku\":\"KILL-1\",\"quantity\":1}]}");
-        if (st != STATUS_OK)
-            util_sleep_ms(100);
-    }
-    CHECK_INT(st, STATUS_OK);
+    CHECK_INT(jcall_until_ok(&p, 10000, "Quote", "{\"lines\":[{\"sku\":\"KILL-1\",\"quantity\":1}]}"),
+              STATUS_OK);
 
     /* the burst, and a kill in the middle of it */
     pthread_t th[BUYERS];
@@ -115,7 +106,7 @@ int main(void)
     CHECK(before < BUYERS * ORDERS);   /* killed mid-burst, not after it */
 
     /* restarted: retry every order that was attempted */
-    CHECK_INT(harness_start_service(&pro, "shop-promotions", conninfo, extra), 0);
+    CHECK_INT(harness_start_consumer(&pro, "shop-promotions", conninfo, "catalog", &cat), 0);
     client_destroy(&p.client);
     p.client = client_new(s_zctx, pro.rpc);
     int attempted = 0, redeemed = 0;

@@ -601,3 +601,18 @@ long long harness_sql(void *pg, const char *fmt, ...)
     PQclear(r);
     return v;
 }
+
+int harness_start_consumer(harness_service_t *s, const char *binary, const char *conninfo,
+                           const char *stream, const harness_service_t *producer)
+{
+    char rpc[160], pub[160], upper[64];
+    size_t i = 0;
+
+    for (; stream[i] && i + 1 < sizeof upper; i++)
+        upper[i] = (char)(stream[i] >= 'a' && stream[i] <= 'z' ? stream[i] - 'a' + 'A' : stream[i]);
+    upper[i] = '\0';
+    snprintf(rpc, sizeof rpc, "SHOP_%s_RPC=%s", upper, producer->rpc);
+    snprintf(pub, sizeof pub, "SHOP_%s_PUB=%s", upper, producer->pub);
+    const char *env[] = {rpc, pub, NULL};
+    return harness_start_service(s, binary, conninfo, env);
+}

@@ -62,6 +62,12 @@ typedef struct {
 int harness_start_service(harness_service_t *s, const char *binary, const char *conninfo,
                           const char *const *extra_env);
 
+/* Starts `binary` like harness_start_service, as a consumer of the stream
+ * of `producer` (SHOP_<STREAM>_RPC and SHOP_<STREAM>_PUB, `stream` being
+ * the producer's service name). */
+int harness_start_consumer(harness_service_t *s, const char *binary, const char *conninfo,
+                           const char *stream, const harness_service_t *producer);
+
 /* Runs a query expected to give one integer (printf-style) on `pg`;
  * returns it, or -1 (after printing the error) if it did not. */
 long long harness_sql(void *pg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -8,19 +8,16 @@
 
 #include "jsoncall.h"
 #include "pbjson.h"
+#include "util.h"
 
-status_t jcall(jcall_t *j, const char *method, const char *fmt, ...)
+static status_t s_call_text(jcall_t *j, const char *method, const char *text)
 {
-    char text[16384], err[256], *message = NULL;
+    char err[256], *message = NULL;
     status_t code = STATUS_UNKNOWN;
-    va_list ap;
 
     json_decref(j->out);
     j->out = NULL;
     j->message[0] = '\0';
-    va_start(ap, fmt);
-    vsnprintf(text, sizeof text, fmt, ap);
-    va_end(ap);
     json_t *in = json_loads(text, JSON_REJECT_DUPLICATES, NULL);
     if (!in || jsoncall(j->client, j->service, method, in, NULL, j->timeout_ms ? j->timeout_ms : 20000,
                         1, PBJSON_DEFAULTS, &code, &j->out, &message, err, sizeof err) != 0) {
@@ -31,6 +28,34 @@ status_t jcall(jcall_t *j, const char *method, const char *fmt, ...)
     json_decref(in);
     snprintf(j->message, sizeof j->message, "%s", message ? message : "");
     free(message);
+    return code;
+}
+
+status_t jcall(jcall_t *j, const char *method, const char *fmt, ...)
+{
+    char text[16384];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    return s_call_text(j, method, text);
+}
+
+status_t jcall_until_ok(jcall_t *j, int timeout_ms, const char *method, const char *fmt, ...)
+{
+    char text[16384];
+    status_t code = STATUS_UNKNOWN;
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    for (int waited = 0; waited <= timeout_ms; waited += 100) {
+        if ((code = s_call_text(j, method, text)) == STATUS_OK)
+            break;
+        util_sleep_ms(100);
+    }
     return code;
 }
 

@@ -22,6 +22,11 @@ typedef struct {
 status_t jcall(jcall_t *j, const char *method, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* The same call repeated every 100 ms until it answers OK or timeout_ms
+ * passes (e.g. until a consumer has caught up); the last status. */
+status_t jcall_until_ok(jcall_t *j, int timeout_ms, const char *method, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 /* The value at a path such as "product.skus[1].code" in the last reply. */
 json_t *jcall_at(const jcall_t *j, const char *path);
 /* Its string ("(none)" if absent), integer (64-bit strings too; -999999 if
