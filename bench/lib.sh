@@ -1,13 +1,13 @@
 # bench/lib.sh: what the benchmark scripts share, sourced by them: a
 # throwaway durable PostgreSQL, services started on 127.0.0.1 and stopped on
 # exit, and children run so that Ctrl-C interrupts at once.
-# The sourcing script sets NAME (for messages), WORK (a temporary folder),
-# ROOT and KEEP, then calls bench_traps.
+# The sourcing script sets ROOT and NAME (for messages) before sourcing,
+# then WORK (a temporary folder) and KEEP, and calls bench_traps.
 
 PG_START=${SHOP_BENCH_PG_START:-$ROOT/tests/pg/start}
 PG_STOP=${SHOP_BENCH_PG_STOP:-$ROOT/tests/pg/stop}
 SERVICE_SQL=${SHOP_BENCH_SERVICE_SQL:-$ROOT/deploy/db/service.sql}
-PGDIR=$WORK/pg
+PGDIR=
 PG_STARTED=0
 SERVICE_PIDS=()
 CHILD=
@@ -70,6 +70,7 @@ bench_ports_free() {
 # A throwaway cluster made durable (tests/pg/start tunes for tests). Sets
 # ADMIN_CONN, PG_PORT, DBNAME and SETTINGS.
 bench_cluster() {
+  PGDIR=$WORK/pg
   [ -x "$PG_START" ] || die "$PG_START is missing"
   echo "== postgres ($PGDIR)" >&2
   mkdir -p "$PGDIR"

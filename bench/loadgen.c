@@ -31,7 +31,7 @@ typedef struct {
     int index;
     uint32_t *lat_us;
     size_t nlat, cap;
-    uint64_t ok, errors;
+    uint64_t ok, errors, unrecorded;
     int64_t end_us;
     bool setup_failed;
     char first_error[200];   /* "CODE: " and up to 160 of the message */
@@ -60,13 +60,15 @@ static void *s_worker(void *arg)
     pthread_mutex_unlock(&w->gate->mu);
     for (uint64_t seq = 0; c && go && util_mono_us() < deadline; seq++) {
         char err[160] = "";
-        int64_t t0 = util_mono_us();
-        status_t st = w->op(w->ctx, c, w->index, seq, &rng, err, sizeof err);
-        int64_t us = util_mono_us() - t0;
+        int64_t untimed = 0, t0 = util_mono_us();
+        status_t st = w->op(w->ctx, c, w->index, seq, &rng, &untimed, err, sizeof err);
+        int64_t us = util_mono_us() - t0 - untimed;
         if (st == STATUS_OK) {
             w->ok++;
             if (w->nlat < w->cap)
                 w->lat_us[w->nlat++] = (uint32_t)(us > UINT32_MAX ? UINT32_MAX : us);
+            else
+                w->unrecorded++;
         } else {
             w->errors++;
             if (!w->first_error[0])
@@ -113,7 +115,8 @@ int lg_run(void *zctx, const char *endpoint, int conc, double duration_s, lg_op_
     if (!th || !w)
         goto done;
     for (int i = 0; i < conc; i++) {
-        w[i] = (worker_t){zctx, endpoint, duration_s, op, ctx, &gate, i, NULL, 0, cap, 0, 0, 0, false, ""};
+        w[i] = (worker_t){.zctx = zctx, .endpoint = endpoint, .duration_s = duration_s, .op = op,
+                          .ctx = ctx, .gate = &gate, .index = i, .cap = cap};
         if (!(w[i].lat_us = malloc(cap * sizeof *w[i].lat_us)))
             goto done;
     }
@@ -142,6 +145,7 @@ int lg_run(void *zctx, const char *endpoint, int conc, double duration_s, lg_op_
         total += w[i].nlat;
         r->ok += w[i].ok;
         r->errors += w[i].errors;
+        r->unrecorded += w[i].unrecorded;
         if (!r->first_error[0] && w[i].first_error[0])
             snprintf(r->first_error, sizeof r->first_error, "%s", w[i].first_error);
     }

@@ -10,14 +10,16 @@
 #include "client.h"
 
 /* One timed operation by thread `thread` (its `seq`-th); `rng` is the
- * thread's random state (lg_rand). Returns the call's status; on failure
- * may write why into err. */
+ * thread's random state (lg_rand). Time the op spends on work that is not
+ * to be measured (a clean-up call) it adds to *untimed_us. Returns the
+ * call's status; on failure may write why into err. */
 typedef status_t (*lg_op_fn)(void *ctx, client_t *c, int thread, uint64_t seq, uint64_t *rng,
-                             char *err, size_t errlen);
+                             int64_t *untimed_us, char *err, size_t errlen);
 
 typedef struct {
     int concurrency;
     uint64_t ok, errors;
+    uint64_t unrecorded;    /* successes past the latency buffer (counted, not timed) */
     double elapsed_s, per_s, p50_ms, p99_ms, max_ms;
     char first_error[200];
 } lg_result_t;

@@ -200,10 +200,11 @@ static void s_cart(const opts_t *o, uint64_t *rng, Shop__Promotions__V1__CartLin
     }
 }
 
-static status_t s_op(void *arg, client_t *c, int thread, uint64_t seq, uint64_t *rng, char *err,
-                     size_t errlen)
+static status_t s_op(void *arg, client_t *c, int thread, uint64_t seq, uint64_t *rng,
+                     int64_t *untimed_us, char *err, size_t errlen)
 {
     ctx_t *x = arg;
+    (void)untimed_us;
     bool redeem = strcmp(x->o->mode, "redeem") == 0;
     Shop__Promotions__V1__CartLine lines[LINES], *lp[LINES];
     char skus[LINES][16], customer[32], order[64], *code = NULL;

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,7 @@
 #include <zmq.h>
 
 #include "client.h"
+#include "loadgen.h"
 #include "shop/catalog/v1/catalog.pb-c.h"
 #include "status.h"
 #include "util.h"
@@ -20,9 +22,6 @@
 #define S_METHOD_RELEASE "shop.catalog.v1.CatalogService/ReleaseReservation"
 #define S_MAX_LEVELS 16
 #define S_SKUS_PER_PRODUCT 100
-/* A synchronous caller cannot exceed this many calls per second on loopback;
- * latencies past this are counted but not recorded (reported as "dropped"). */
-#define S_MAX_RATE_PER_THREAD 40000
 
 typedef struct {
     const char *endpoint;
@@ -41,36 +40,12 @@ typedef struct {
     bool no_run;
 } s_opts_t;
 
-/* Holds the workers until all are connected, then starts them together (or
- * tells them to give up when a thread could not be started). */
-typedef struct {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    int state; /* 0 wait, 1 go, -1 abort */
-    int64_t start_us;
-} s_gate_t;
-
+/* Shared by the load generator's threads during one level. */
 typedef struct {
     const s_opts_t *opts;
-    void *zctx;
-    s_gate_t *gate;
-    int index;
     uint64_t nonce;
-    /* results */
-    uint32_t *lat_us;    /* pre-sized; one entry per timed reserve */
-    size_t nlat;
-    size_t cap;
-    uint64_t ok;
-    uint64_t errors;
-    uint64_t dropped;
-    uint64_t release_errors;
-    int64_t release_us_total;
-    uint64_t releases;
-    int64_t end_us;
-    int first_error_code;
-    char first_error[160];
-    int setup_failed;
-} s_worker_t;
+    atomic_uint_fast64_t releases, release_errors, release_us;
+} s_ctx_t;
 
 typedef struct {
     int concurrency;
@@ -84,20 +59,8 @@ typedef struct {
     double p99_ms;
     double max_ms;
     double release_avg_ms;
-    int first_error_code;
-    char first_error[160];
+    char first_error[200];
 } s_result_t;
-
-static uint64_t s_rand(uint64_t *state)
-{
-    /* xorshift64*: cheap, per-thread, good enough to pick SKUs. */
-    uint64_t x = *state;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *state = x;
-    return x * 2685821657736338717ULL;
-}
 
 static void s_sku_code(const s_opts_t *o, int i, char *out, size_t cap)
 {
@@ -348,214 +311,86 @@ static int s_load(const s_opts_t *o, void *zctx)
 
 /* ---- the measured loop ---- */
 
-static void s_note_error(s_worker_t *w, status_t st, const char *msg)
+/* One reservation of two distinct random SKUs (timed), then its release
+ * when asked (untimed, counted apart). */
+static status_t s_op(void *arg, client_t *c, int thread, uint64_t seq, uint64_t *rng,
+                     int64_t *untimed_us, char *err, size_t errlen)
 {
-    if (w->first_error[0] == '\0') {
-        w->first_error_code = (int)st;
-        snprintf(w->first_error, sizeof w->first_error, "%s: %s", status_name(st), msg ? msg : "");
+    s_ctx_t *x = arg;
+    const s_opts_t *o = x->opts;
+    char order_id[96], code_a[48], code_b[48], *msg = NULL;
+    int a = (int)(lg_rand(rng) % (uint64_t)o->nskus);
+    /* A distinct second SKU: an offset in [1, nskus-1]. */
+    int b = (a + 1 + (int)(lg_rand(rng) % (uint64_t)(o->nskus - 1))) % o->nskus;
+    Shop__Catalog__V1__ReservationLine lines[2], *linep[2] = {&lines[0], &lines[1]};
+    Shop__Catalog__V1__ReserveStockRequest req = SHOP__CATALOG__V1__RESERVE_STOCK_REQUEST__INIT;
+    ProtobufCMessage *resp = NULL;
+
+    s_sku_code(o, a + 1, code_a, sizeof code_a);
+    s_sku_code(o, b + 1, code_b, sizeof code_b);
+    snprintf(order_id, sizeof order_id, "bench-%016" PRIx64 "-%d-%" PRIu64, x->nonce, thread, seq);
+    for (int k = 0; k < 2; k++) {
+        shop__catalog__v1__reservation_line__init(&lines[k]);
+        lines[k].quantity = 1;
     }
-}
-
-static void *s_worker(void *arg)
-{
-    s_worker_t *w = arg;
-    const s_opts_t *o = w->opts;
-    uint64_t rng = (w->nonce ^ (0x9E3779B97F4A7C15ULL * (uint64_t)(w->index + 1))) | 1;
-    uint64_t seq = 0;
-    char order_id[96];
-    char code_a[48], code_b[48];
-    client_t *c = client_new(w->zctx, o->endpoint);
-    if (!c)
-        w->setup_failed = 1;
-    pthread_mutex_lock(&w->gate->mu);
-    while (w->gate->state == 0)
-        pthread_cond_wait(&w->gate->cv, &w->gate->mu);
-    bool go = w->gate->state == 1;
-    int64_t start = w->gate->start_us;
-    pthread_mutex_unlock(&w->gate->mu);
-    if (!c || !go) {
-        client_destroy(&c);
-        return NULL;
-    }
-    int64_t deadline = start + (int64_t)(o->duration_s * 1e6);
-
-    Shop__Catalog__V1__ReservationLine lines[2];
-    Shop__Catalog__V1__ReservationLine *linep[2] = {&lines[0], &lines[1]};
-    Shop__Catalog__V1__ReserveStockRequest req;
-    Shop__Catalog__V1__ReleaseReservationRequest rel;
-    for (;;) {
-        int64_t now = util_mono_us();
-        if (now >= deadline)
-            break;
-        int a = (int)(s_rand(&rng) % (uint64_t)o->nskus);
-        /* A distinct second SKU: an offset in [1, nskus-1]. */
-        int b = (a + 1 + (int)(s_rand(&rng) % (uint64_t)(o->nskus - 1))) % o->nskus;
-        s_sku_code(o, a + 1, code_a, sizeof code_a);
-        s_sku_code(o, b + 1, code_b, sizeof code_b);
-        snprintf(order_id, sizeof order_id, "bench-%016" PRIx64 "-%d-%" PRIu64, w->nonce, w->index, seq++);
-
-        shop__catalog__v1__reserve_stock_request__init(&req);
-        for (int k = 0; k < 2; k++) {
-            shop__catalog__v1__reservation_line__init(&lines[k]);
-            lines[k].quantity = 1;
-        }
-        lines[0].sku = code_a;
-        lines[1].sku = code_b;
-        req.order_id = order_id;
-        req.n_lines = 2;
-        req.lines = linep;
-
-        ProtobufCMessage *resp = NULL;
-        char *msg = NULL;
+    lines[0].sku = code_a;
+    lines[1].sku = code_b;
+    req.order_id = order_id;
+    req.n_lines = 2;
+    req.lines = linep;
+    status_t st = client_call(c, S_METHOD_RESERVE, &req.base,
+                              &shop__catalog__v1__reserve_stock_response__descriptor, &resp, order_id,
+                              o->timeout_ms, 1, &msg);
+    if (resp)
+        protobuf_c_message_free_unpacked(resp, NULL);
+    if (st != STATUS_OK)
+        snprintf(err, errlen, "%s", msg ? msg : "");
+    free(msg);
+    if (st == STATUS_OK && o->release) {
+        Shop__Catalog__V1__ReleaseReservationRequest rel = SHOP__CATALOG__V1__RELEASE_RESERVATION_REQUEST__INIT;
         int64_t t0 = util_mono_us();
-        status_t st = client_call(c, S_METHOD_RESERVE, &req.base, &shop__catalog__v1__reserve_stock_response__descriptor,
-                                  &resp, order_id, o->timeout_ms, 1, &msg);
-        int64_t t1 = util_mono_us();
+        rel.order_id = order_id;
+        rel.reason = "bench";
+        resp = NULL;
+        msg = NULL;
+        status_t rs = client_call(c, S_METHOD_RELEASE, &rel.base,
+                                  &shop__catalog__v1__release_reservation_response__descriptor, &resp,
+                                  NULL, o->timeout_ms, 1, &msg);
+        int64_t us = util_mono_us() - t0;
+        *untimed_us += us;
+        atomic_fetch_add(&x->releases, 1);
+        atomic_fetch_add(&x->release_us, (uint64_t)us);
+        if (rs != STATUS_OK)
+            atomic_fetch_add(&x->release_errors, 1);
         if (resp)
             protobuf_c_message_free_unpacked(resp, NULL);
-        if (st == STATUS_OK) {
-            w->ok++;
-            if (w->nlat < w->cap)
-                w->lat_us[w->nlat++] = (uint32_t)(t1 - t0 > UINT32_MAX ? UINT32_MAX : t1 - t0);
-            else
-                w->dropped++;
-        } else {
-            w->errors++;
-            s_note_error(w, st, msg);
-        }
         free(msg);
-        if (st == STATUS_OK && o->release) {
-            shop__catalog__v1__release_reservation_request__init(&rel);
-            rel.order_id = order_id;
-            rel.reason = "bench";
-            resp = NULL;
-            msg = NULL;
-            st = client_call(c, S_METHOD_RELEASE, &rel.base,
-                             &shop__catalog__v1__release_reservation_response__descriptor, &resp, NULL,
-                             o->timeout_ms, 1, &msg);
-            w->release_us_total += util_mono_us() - t1;
-            w->releases++;
-            if (resp)
-                protobuf_c_message_free_unpacked(resp, NULL);
-            if (st != STATUS_OK) {
-                w->release_errors++;
-                s_note_error(w, st, msg);
-            }
-            free(msg);
-        }
     }
-    w->end_us = util_mono_us();
-    client_destroy(&c);
-    return NULL;
-}
-
-static int s_cmp_u32(const void *x, const void *y)
-{
-    uint32_t a = *(const uint32_t *)x, b = *(const uint32_t *)y;
-    return (a > b) - (a < b);
-}
-
-/* Nearest-rank percentile of a sorted array. */
-static double s_pct_ms(const uint32_t *v, size_t n, double p)
-{
-    if (n == 0)
-        return 0;
-    size_t rank = (size_t)(p / 100.0 * (double)n + 0.999999);
-    if (rank < 1)
-        rank = 1;
-    if (rank > n)
-        rank = n;
-    return (double)v[rank - 1] / 1000.0;
+    return st;
 }
 
 static int s_run_level(const s_opts_t *o, void *zctx, int conc, s_result_t *r)
 {
-    int rc = -1;
-    int started = 0;
-    uint32_t *all = NULL;
-    s_gate_t gate = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
-    pthread_t *threads = calloc((size_t)conc, sizeof *threads);
-    s_worker_t *w = calloc((size_t)conc, sizeof *w);
-    size_t cap = (size_t)(o->duration_s * S_MAX_RATE_PER_THREAD) + 16;
-    uint64_t nonce = ((uint64_t)util_now_ms() << 20) ^ (uint64_t)getpid() ^ ((uint64_t)conc << 56);
+    s_ctx_t x = {.opts = o, .nonce = ((uint64_t)util_now_ms() << 20) ^ (uint64_t)getpid() ^ ((uint64_t)conc << 56)};
+    lg_result_t lg;
 
     memset(r, 0, sizeof *r);
     r->concurrency = conc;
-    if (!threads || !w)
-        goto fail;
-    for (int i = 0; i < conc; i++) {
-        w[i] = (s_worker_t){.opts = o, .zctx = zctx, .gate = &gate, .index = i, .nonce = nonce, .cap = cap};
-        w[i].lat_us = malloc(cap * sizeof *w[i].lat_us);
-        if (!w[i].lat_us)
-            goto fail;
-    }
-    for (; started < conc; started++)
-        if (pthread_create(&threads[started], NULL, s_worker, &w[started]) != 0)
-            break;
-    /* Give the DEALERs a moment to connect before the clock starts. */
-    if (started == conc)
-        usleep(100 * 1000);
-    pthread_mutex_lock(&gate.mu);
-    gate.state = started == conc ? 1 : -1;
-    gate.start_us = util_mono_us();
-    pthread_cond_broadcast(&gate.cv);
-    pthread_mutex_unlock(&gate.mu);
-    int64_t start = gate.start_us, end = gate.start_us;
-    bool setup_failed = false;
-    for (int i = 0; i < started; i++) {
-        pthread_join(threads[i], NULL);
-        setup_failed = setup_failed || w[i].setup_failed;
-        if (w[i].end_us > end)
-            end = w[i].end_us;
-    }
-    if (started < conc) {
-        fprintf(stderr, "bench-reserve: cannot start %d threads\n", conc);
-        goto fail;
-    }
-    if (setup_failed) {
-        fprintf(stderr, "bench-reserve: a client could not connect to %s\n", o->endpoint);
-        goto fail;
-    }
-    size_t total = 0;
-    uint64_t releases = 0;
-    int64_t release_us = 0;
-    for (int i = 0; i < conc; i++) {
-        total += w[i].nlat;
-        r->reserves += w[i].ok;
-        r->errors += w[i].errors;
-        r->dropped += w[i].dropped;
-        r->release_errors += w[i].release_errors;
-        releases += w[i].releases;
-        release_us += w[i].release_us_total;
-        if (r->first_error[0] == '\0' && w[i].first_error[0] != '\0') {
-            r->first_error_code = w[i].first_error_code;
-            snprintf(r->first_error, sizeof r->first_error, "%s", w[i].first_error);
-        }
-    }
-    all = malloc((total ? total : 1) * sizeof *all);
-    if (!all)
-        goto fail;
-    size_t k = 0;
-    for (int i = 0; i < conc; i++) {
-        memcpy(all + k, w[i].lat_us, w[i].nlat * sizeof *all);
-        k += w[i].nlat;
-    }
-    qsort(all, total, sizeof *all, s_cmp_u32);
-    r->elapsed_s = (double)(end - start) / 1e6;
-    r->per_s = r->elapsed_s > 0 ? (double)r->reserves / r->elapsed_s : 0;
-    r->p50_ms = s_pct_ms(all, total, 50);
-    r->p99_ms = s_pct_ms(all, total, 99);
-    r->max_ms = total ? (double)all[total - 1] / 1000.0 : 0;
-    r->release_avg_ms = releases ? (double)release_us / (double)releases / 1000.0 : 0;
-    rc = 0;
-fail:
-    free(all);
-    if (w)
-        for (int i = 0; i < conc; i++)
-            free(w[i].lat_us);
-    free(w);
-    free(threads);
-    return rc;
+    if (lg_run(zctx, o->endpoint, conc, o->duration_s, s_op, &x, &lg) != 0)
+        return -1;
+    r->reserves = lg.ok;
+    r->errors = lg.errors;
+    r->dropped = lg.unrecorded;
+    r->release_errors = atomic_load(&x.release_errors);
+    r->elapsed_s = lg.elapsed_s;
+    r->per_s = lg.per_s;
+    r->p50_ms = lg.p50_ms;
+    r->p99_ms = lg.p99_ms;
+    r->max_ms = lg.max_ms;
+    uint64_t releases = atomic_load(&x.releases);
+    r->release_avg_ms = releases ? (double)atomic_load(&x.release_us) / (double)releases / 1000.0 : 0;
+    snprintf(r->first_error, sizeof r->first_error, "%s", lg.first_error);
+    return 0;
 }
 
 static void s_print(const s_opts_t *o, const s_result_t *r, int n)
