@@ -269,3 +269,29 @@ void db_rollback(db_t *db)
 const char *db_sqlstate(const db_t *db) { return db->sqlstate; }
 const char *db_error(const db_t *db) { return db->error; }
 bool db_lost(const db_t *db) { return db->lost; }
+
+char *db_text_array(const char *const *v, size_t n)
+{
+    size_t cap = 3, len = 0;
+    char *out;
+
+    for (size_t i = 0; i < n; i++)
+        cap += 3 + 2 * strlen(v[i]);
+    if (!(out = malloc(cap)))
+        return NULL;
+    out[len++] = '{';
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            out[len++] = ',';
+        out[len++] = '"';
+        for (const char *c = v[i]; *c; c++) {
+            if (*c == '"' || *c == '\\')
+                out[len++] = '\\';
+            out[len++] = *c;
+        }
+        out[len++] = '"';
+    }
+    out[len++] = '}';
+    out[len] = '\0';
+    return out;
+}

@@ -59,6 +59,11 @@ int db_commit(db_t *db) __attribute__((warn_unused_result));
 /* Rolls back if a transaction is open; never fails loudly. */
 void db_rollback(db_t *db);
 
+/* The n strings as a PostgreSQL text[] literal ({"a","b"}, quoted and
+ * escaped), for a parameter such as `code = ANY ($1::text[])`, which lets
+ * the planner use the index. malloc'd; NULL on OOM. */
+char *db_text_array(const char *const *v, size_t n);
+
 /* SQLSTATE of the last failure ("23505" …), or "" if none / connection lost. */
 const char *db_sqlstate(const db_t *db);
 /* Human message of the last failure. */

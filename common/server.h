@@ -74,7 +74,7 @@ const char *call_method(const call_t *call);
 const char *call_idempotency_key(const call_t *call);
 int64_t call_deadline_ms(const call_t *call);
 
-/* Memory that lives until the reply is sent (for response fields). Never
+/* Zeroed memory that lives until the reply is sent (for response fields). Never
  * NULL: allocation failure aborts, as protobuf-c's own allocator would. */
 void *call_alloc(call_t *call, size_t size);
 char *call_strdup(call_t *call, const char *s);

@@ -105,6 +105,22 @@ status_t catalog_adjust_stock(call_t *call, const ProtobufCMessage *request,
     return STATUS_OK;
 }
 
+typedef struct {
+    call_t *call;
+    const char *const *skus;
+    Shop__Catalog__V1__StockLevel **found;   /* by the request's order */
+    size_t n;
+} stock_many_t;
+
+static void s_on_stock(void *arg, const char *sku, const store_stock_t *st)
+{
+    stock_many_t *m = arg;
+
+    for (size_t i = 0; i < m->n; i++)
+        if (strcmp(m->skus[i], sku) == 0)
+            m->found[i] = s_level(m->call, sku, st);
+}
+
 status_t catalog_get_stock(call_t *call, const ProtobufCMessage *request, ProtobufCMessage *response)
 {
     const Shop__Catalog__V1__GetStockRequest *req = (const void *)request;
@@ -114,18 +130,18 @@ status_t catalog_get_stock(call_t *call, const ProtobufCMessage *request, Protob
     if (req->n_skus < 1 || req->n_skus > (size_t)set->max_lines)
         return call_fail(call, STATUS_INVALID_ARGUMENT, "skus: 1 to %" PRId64 " codes",
                          set->max_lines);
-    resp->stock = call_alloc(call, req->n_skus * sizeof *resp->stock);
-    for (size_t i = 0; i < req->n_skus; i++) {
-        store_stock_t st;
+    for (size_t i = 0; i < req->n_skus; i++)
         if (!catalog_valid_sku(req->skus[i]))
             return call_fail(call, STATUS_INVALID_ARGUMENT, "skus[%zu]: not a SKU code", i);
-        int rc = store_stock_get(call_db(call), req->skus[i], &st);
-        if (rc < 0)
-            return call_db_fail(call, "read stock");
-        if (rc == 1)
+    stock_many_t m = {call, (const char *const *)req->skus,
+                      call_alloc(call, req->n_skus * sizeof *m.found), req->n_skus};
+    if (store_stock_many(call_db(call), m.skus, m.n, s_on_stock, &m) != 0)
+        return call_db_fail(call, "read stock");
+    for (size_t i = 0; i < m.n; i++)
+        if (!m.found[i])
             return call_fail(call, STATUS_NOT_FOUND, "no SKU %s", req->skus[i]);
-        resp->stock[resp->n_stock++] = s_level(call, req->skus[i], &st);
-    }
+    resp->stock = m.found;
+    resp->n_stock = m.n;
     return STATUS_OK;
 }
 

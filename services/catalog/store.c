@@ -21,6 +21,10 @@ static const db_stmt_t s_sku_insert = {
 static const db_stmt_t s_stock_get = {
     "cat_stock_get", "SELECT on_hand, reserved, low_stock_threshold FROM sku WHERE code = $1", 1};
 
+static const db_stmt_t s_stock_many = {
+    "cat_stock_many",
+    "SELECT code, on_hand, reserved, low_stock_threshold FROM sku WHERE code = ANY ($1::text[])", 1};
+
 static const db_stmt_t s_adjustment_by_key = {
     "cat_adjustment_by_key",
     "SELECT sku, delta, id FROM stock_adjustment WHERE idempotency_key = $1", 1};
@@ -168,6 +172,26 @@ int store_stock_get(db_t *db, const char *sku, store_stock_t *out)
     }
     PQclear(r);
     return rc;
+}
+
+int store_stock_many(db_t *db, const char *const *skus, size_t n, store_stock_fn fn, void *arg)
+{
+    char *arr = db_text_array(skus, n);
+    const char *p[1] = {arr};
+
+    if (!arr)
+        return -1;
+    PGresult *r = db_exec(db, &s_stock_many, p);
+    free(arr);
+    if (!r)
+        return -1;
+    for (int i = 0; i < PQntuples(r); i++) {
+        store_stock_t st = {atoi(PQgetvalue(r, i, 1)), atoi(PQgetvalue(r, i, 2)),
+                            atoi(PQgetvalue(r, i, 3))};
+        fn(arg, PQgetvalue(r, i, 0), &st);
+    }
+    PQclear(r);
+    return 0;
 }
 
 int store_adjustment_by_key(db_t *db, const char *key, char *sku, size_t skulen, int32_t *delta,

@@ -24,6 +24,11 @@ typedef struct {
 /* Stock of one SKU; 1 if there is no such SKU. */
 int store_stock_get(db_t *db, const char *sku, store_stock_t *out) __attribute__((warn_unused_result));
 
+/* Stock of those of the n `skus` that exist (one statement). */
+typedef void (*store_stock_fn)(void *arg, const char *sku, const store_stock_t *st);
+int store_stock_many(db_t *db, const char *const *skus, size_t n, store_stock_fn fn, void *arg)
+    __attribute__((warn_unused_result));
+
 /* The first result of an adjustment made with `key`: 1 if none. */
 int store_adjustment_by_key(db_t *db, const char *key, char *sku, size_t skulen, int32_t *delta,
                             int64_t *id) __attribute__((warn_unused_result));

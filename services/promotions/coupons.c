@@ -126,6 +126,22 @@ static coupon_t *s_read(call_t *call, const char *code, int *rc)
     return out;
 }
 
+/* Codes inserted so far (in the call's arena). */
+typedef struct {
+    call_t *call;
+    char **codes;
+    size_t n;
+} issued_t;
+
+static void s_on_issued(void *arg, const char *code)
+{
+    issued_t *is = arg;
+
+    if (is->codes)
+        is->codes[is->n] = call_strdup(is->call, code);
+    is->n++;
+}
+
 static int s_issued(call_t *call, char **codes, size_t n, const store_coupon_t *c)
 {
     Shop__Promotions__V1__CouponIssued ev = SHOP__PROMOTIONS__V1__COUPON_ISSUED__INIT;
@@ -150,10 +166,10 @@ PROMO_HANDLER(promo_create_coupon)
     if (!s_valid_code(req->coupon->code))
         return call_fail(call, STATUS_INVALID_ARGUMENT, "coupon.code: 3 to 40 of A-Z 0-9 -");
     c.code = req->coupon->code;
-    rc = store_coupon_insert(call_db(call), &c);
-    if (rc < 0)
+    issued_t one = {call, NULL, 0};
+    if (store_coupon_insert(call_db(call), &c, &c.code, 1, s_on_issued, &one) != 0)
         return call_db_fail(call, "insert coupon");
-    if (rc == 1)
+    if (one.n == 0)
         return call_fail(call, STATUS_ALREADY_EXISTS, "coupon %s already exists", c.code);
     resp->coupon = s_read(call, c.code, &rc);
     if (!resp->coupon)
@@ -190,27 +206,28 @@ PROMO_HANDLER(promo_issue_coupons)
                          "template.customer_id: a customer's coupon is issued one at a time");
     if (req->count > 1 || !c.total_limit)
         c.total_limit = 1;   /* bulk codes are single-use */
-    resp->codes = call_alloc(call, req->count * sizeof *resp->codes);
-    for (uint32_t k = 0; k < req->count; k++) {
-        int rc = 1;
-        for (int attempt = 0; attempt < 8 && rc == 1; attempt++) {
+    /* random codes, inserted together; a taken one (rare) is drawn again */
+    issued_t out = {call, call_alloc(call, req->count * sizeof *out.codes), 0};
+    const char **draw = call_alloc(call, req->count * sizeof *draw);
+    for (int round = 0; round < 8 && out.n < req->count; round++) {
+        size_t want = req->count - out.n;
+        for (size_t k = 0; k < want; k++) {
             uint8_t rnd[10];
-            char codebuf[32];
+            char *drawn = call_alloc(call, pl + 2 + sizeof rnd);
             if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
                 return call_fail(call, STATUS_INTERNAL, "no randomness");
-            size_t o = (size_t)snprintf(codebuf, sizeof codebuf, "%s-", req->prefix);
+            size_t o = (size_t)sprintf(drawn, "%s-", req->prefix);
             for (size_t i = 0; i < sizeof rnd; i++)
-                codebuf[o++] = alphabet[rnd[i] % 32];
-            codebuf[o] = '\0';
-            c.code = codebuf;
-            rc = store_coupon_insert(call_db(call), &c);
-            if (rc == 0)
-                resp->codes[resp->n_codes++] = call_strdup(call, codebuf);
+                drawn[o++] = alphabet[rnd[i] % 32];
+            draw[k] = drawn;
         }
-        if (rc != 0)
-            return rc < 0 ? call_db_fail(call, "insert coupon")
-                          : call_fail(call, STATUS_ABORTED, "could not find a free code; retry");
+        if (store_coupon_insert(call_db(call), &c, draw, want, s_on_issued, &out) != 0)
+            return call_db_fail(call, "insert coupons");
     }
+    if (out.n < req->count)
+        return call_fail(call, STATUS_ABORTED, "could not find free codes; retry");
+    resp->codes = out.codes;
+    resp->n_codes = out.n;
     if (s_issued(call, resp->codes, resp->n_codes, &c) != 0)
         return call_db_fail(call, "emit CouponIssued");
     return STATUS_OK;

@@ -12,40 +12,12 @@
 
 static void s_i64(char *buf, size_t len, int64_t v) { snprintf(buf, len, "%" PRId64, v); }
 
-/* Strings as a PostgreSQL text[] literal ({"a","b"}), so `= ANY ($1::text[])`
- * lets the planner use the index; malloc'd, NULL on OOM. */
-static char *s_pg_array(const char *const *v, size_t n)
-{
-    size_t cap = 3, len = 0;
-    char *out;
-
-    for (size_t i = 0; i < n; i++)
-        cap += 3 + 2 * strlen(v[i]);
-    if (!(out = malloc(cap)))
-        return NULL;
-    out[len++] = '{';
-    for (size_t i = 0; i < n; i++) {
-        if (i)
-            out[len++] = ',';
-        out[len++] = '"';
-        for (const char *c = v[i]; *c; c++) {
-            if (*c == '"' || *c == '\\')
-                out[len++] = '\\';
-            out[len++] = *c;
-        }
-        out[len++] = '"';
-    }
-    out[len++] = '}';
-    out[len] = '\0';
-    return out;
-}
-
 /* Runs a statement whose first parameter is the text[] of `v` (and whose
  * second, if any, is `second`). */
 static PGresult *s_exec_array(db_t *db, const db_stmt_t *stmt, const char *const *v, size_t n,
                               const char *second)
 {
-    char *arr = s_pg_array(v, n);
+    char *arr = db_text_array(v, n);
     const char *p[2] = {arr, second};
 
     if (!arr)
@@ -357,12 +329,14 @@ int store_rule_usage(db_t *db, const char *const *codes, size_t n, store_usage_f
     "c.total_limit, c.per_customer_limit, c.used, c.amount_off, c.min_spend, "             \
     MS("c.starts_at") ", " MS("c.ends_at")
 
+/* Coupons with the same terms under each of the codes in $1; taken codes
+ * are skipped (and not returned). */
 static const db_stmt_t s_coupon_insert = {
     "pro_coupon_insert",
     "INSERT INTO coupon (code, kind, currency, customer_id, campaign, percent_off, total_limit, "
     "  per_customer_limit, amount_off, min_spend, starts_at, ends_at) "
-    "VALUES ($1, $2, nullif($3, ''), $4, $5, $6, $7, $8, $9, $10, " TS("$11") ", " TS("$12") ") "
-    "ON CONFLICT (code) DO NOTHING RETURNING code",
+    "SELECT code, $2, nullif($3, ''), $4, $5, $6, $7, $8, $9, $10, " TS("$11") ", " TS("$12") " "
+    "FROM unnest($1::text[]) AS code ON CONFLICT (code) DO NOTHING RETURNING code",
     12};
 
 #define COUPONS                                                                          \
@@ -387,12 +361,16 @@ static const db_stmt_t s_tier_set = {
 static const db_stmt_t s_tier_get = {"pro_tier_get", "SELECT percent_off FROM tier WHERE name = $1", 1};
 static const db_stmt_t s_tier_list = {"pro_tier_list", "SELECT name, percent_off FROM tier ORDER BY name", 0};
 
-int store_coupon_insert(db_t *db, const store_coupon_t *c)
+int store_coupon_insert(db_t *db, const store_coupon_t *c, const char *const *codes, size_t n,
+                        store_code_fn fn, void *arg)
 {
     char pct[16], tl[16], pcl[16], amt[24], ms[24], st[24], en[24];
-    const char *p[12] = {c->code, c->kind, c->currency, c->customer_id, c->campaign, pct, tl,
+    char *arr = db_text_array(codes, n);
+    const char *p[12] = {arr, c->kind, c->currency, c->customer_id, c->campaign, pct, tl,
                          pcl, amt, ms, st, en};
 
+    if (!arr)
+        return -1;
     snprintf(pct, sizeof pct, "%d", c->percent_off);
     snprintf(tl, sizeof tl, "%d", c->total_limit);
     snprintf(pcl, sizeof pcl, "%d", c->per_customer_limit);
@@ -401,11 +379,13 @@ int store_coupon_insert(db_t *db, const store_coupon_t *c)
     s_i64(st, sizeof st, c->starts_ms);
     s_i64(en, sizeof en, c->ends_ms);
     PGresult *r = db_exec(db, &s_coupon_insert, p);
+    free(arr);
     if (!r)
         return -1;
-    int rc = PQntuples(r) == 1 ? 0 : 1;
+    for (int i = 0; i < PQntuples(r); i++)
+        fn(arg, PQgetvalue(r, i, 0));
     PQclear(r);
-    return rc;
+    return 0;
 }
 
 int store_coupons(db_t *db, const char *const *codes, size_t n, const char *customer_id, bool lock,

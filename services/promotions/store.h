@@ -85,8 +85,12 @@ typedef struct {
 } store_coupon_t;
 typedef void (*store_coupon_fn)(void *arg, const store_coupon_t *c);
 
-/* 1 if the code is taken. */
-int store_coupon_insert(db_t *db, const store_coupon_t *c) __attribute__((warn_unused_result));
+/* Coupons with the terms of `c` (its code ignored) under each of the n
+ * `codes`, in one statement; fn sees each code inserted (taken ones are
+ * skipped). */
+typedef void (*store_code_fn)(void *arg, const char *code);
+int store_coupon_insert(db_t *db, const store_coupon_t *c, const char *const *codes, size_t n,
+                        store_code_fn fn, void *arg) __attribute__((warn_unused_result));
 
 /* Coupons among the n `codes`, with how often `customer_id` used each;
  * with lock, FOR UPDATE in code order. */
@@ -126,7 +130,6 @@ int store_rule_use(db_t *db, const char *order_id, const char *code, int64_t sav
 
 /* Marks the redemption released and gives every use back; the coupon codes
  * given back through fn. 1 if it was not redeemed. */
-typedef void (*store_code_fn)(void *arg, const char *code);
 int store_redemption_release(db_t *db, const char *order_id, store_code_fn fn, void *arg)
     __attribute__((warn_unused_result));
 
