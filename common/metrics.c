@@ -22,8 +22,15 @@ typedef struct {
     _Atomic uint64_t applied, cursor, head, errors;
 } stream_t;
 
+typedef struct {
+    char *kind;
+    _Atomic uint64_t count;
+} anomaly_t;
+
 struct metrics {
     char *service;
+    anomaly_t *anomalies;
+    size_t n_anomalies;
     method_t *methods;   /* n_methods + 1: the last is "unknown" */
     size_t n_methods;
     stream_t *streams;
@@ -70,6 +77,9 @@ void metrics_destroy(metrics_t **p)
     if (m->streams)
         for (size_t i = 0; i < m->n_streams; i++)
             free(m->streams[i].name);
+    for (size_t i = 0; i < m->n_anomalies; i++)
+        free(m->anomalies[i].kind);
+    free(m->anomalies);
     free(m->methods);
     free(m->streams);
     free(m->service);
@@ -115,6 +125,24 @@ void metrics_consumer_error(metrics_t *m, size_t stream_index)
 {
     if (stream_index < m->n_streams)
         atomic_fetch_add_explicit(&m->streams[stream_index].errors, 1, memory_order_relaxed);
+}
+
+int metrics_set_anomalies(metrics_t *m, const char *const *kinds, size_t n)
+{
+    if (n == 0)
+        return 0;
+    if (!(m->anomalies = calloc(n, sizeof *m->anomalies)))
+        return -1;
+    for (; m->n_anomalies < n; m->n_anomalies++)
+        if (!(m->anomalies[m->n_anomalies].kind = strdup(kinds[m->n_anomalies])))
+            return -1;
+    return 0;
+}
+
+void metrics_anomaly(metrics_t *m, size_t index)
+{
+    if (index < m->n_anomalies)
+        atomic_fetch_add_explicit(&m->anomalies[index].count, 1, memory_order_relaxed);
 }
 
 /* Writes `v` as a Prometheus label value (escapes \, " and newlines). */
@@ -214,6 +242,15 @@ char *metrics_render(const metrics_t *m)
             fputs("shop_consumer_errors_total{stream=\"", f);
             s_label(f, m->streams[i].name);
             fprintf(f, "\"} %llu\n", (unsigned long long)atomic_load(&m->streams[i].errors));
+        }
+    }
+    if (m->n_anomalies) {
+        s_family(f, "shop_anomalies_total", "counter",
+                 "Inconsistencies the service saw and logged, by kind.");
+        for (size_t i = 0; i < m->n_anomalies; i++) {
+            fputs("shop_anomalies_total{kind=\"", f);
+            s_label(f, m->anomalies[i].kind);
+            fprintf(f, "\"} %llu\n", (unsigned long long)atomic_load(&m->anomalies[i].count));
         }
     }
     if (fclose(f) != 0) {

@@ -30,6 +30,11 @@ void metrics_published(metrics_t *m, uint64_t count, uint64_t head, int64_t lag_
 void metrics_applied(metrics_t *m, size_t stream_index, uint64_t count, uint64_t cursor, uint64_t head);
 void metrics_consumer_error(metrics_t *m, size_t stream_index);
 
+/* Declares the service's anomaly kinds (copied; call before any thread
+ * counts): shop_anomalies_total{kind} starts at 0 for each. */
+int metrics_set_anomalies(metrics_t *m, const char *const *kinds, size_t n);
+/* Counts one anomaly of kind `index` (out of range: ignored). */
+void metrics_anomaly(metrics_t *m, size_t index);
 /* Prometheus text exposition; caller frees. NULL on allocation failure. */
 char *metrics_render(const metrics_t *m);
 

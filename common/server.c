@@ -18,6 +18,7 @@
 
 #include "admin.h"
 #include "arena.h"
+#include "client.h"
 #include "metrics.h"
 #include "outbox.h"
 #include "slog.h"
@@ -94,6 +95,7 @@ struct call {
     const char *traceparent;
     int64_t deadline_ms;
     bool keep_writes;
+    client_t **clients;         /* one per def->calls entry */
     char message[512];
     /* Runs after the response is packed (for responses not in the arena). */
     void (*cleanup)(ProtobufCMessage *response);
@@ -177,6 +179,26 @@ static void s_budget_free(void *data, void *ptr)
     free(ptr);
 }
 
+/* The running server, for what runs outside a call (server_anomaly). */
+static server_t *s_running;
+
+void server_anomaly(const char *kind, const char *fmt, ...)
+{
+    char text[512];
+    va_list ap;
+    size_t i = 0;
+    const char *const *kinds = s_running ? s_running->def->anomalies : NULL;
+
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    slog_error("anomaly %s: %s", kind, text);
+    while (kinds && kinds[i] && strcmp(kinds[i], kind) != 0)
+        i++;
+    if (kinds && kinds[i] && s_running->metrics)
+        metrics_anomaly(s_running->metrics, i);
+}
+
 /* --- the call API ------------------------------------------------------- */
 
 db_t *call_db(call_t *call) { return call->db; }
@@ -186,6 +208,37 @@ const char *call_method(const call_t *call) { return call->method; }
 const char *call_idempotency_key(const call_t *call) { return call->idempotency_key; }
 int64_t call_deadline_ms(const call_t *call) { return call->deadline_ms; }
 void call_keep_writes(call_t *call) { call->keep_writes = true; }
+
+int call_commit(call_t *call)
+{
+    if (db_commit(call->db) != 0)
+        return -1;
+    return db_begin_lazy(call->db);
+}
+
+status_t call_remote(call_t *call, const char *service, const char *method,
+                     const ProtobufCMessage *request, const ProtobufCMessageDescriptor *response_type,
+                     ProtobufCMessage **response, int timeout_ms, char **message)
+{
+    const char *const *calls = call->srv->def->calls;
+    int64_t left = call->deadline_ms - util_now_ms();
+
+    *response = NULL;
+    if (message)
+        *message = NULL;
+    for (size_t i = 0; calls && calls[i]; i++) {
+        if (strcmp(calls[i], service) != 0)
+            continue;
+        if (left <= 0)
+            return STATUS_DEADLINE_EXCEEDED;
+        if (left < timeout_ms)
+            timeout_ms = (int)left;
+        return client_call(call->clients[i], method, request, response_type, response, NULL,
+                           timeout_ms, 2, message);
+    }
+    slog_error("call_remote: %s is not among the services %s calls", service, call->srv->def->name);
+    return STATUS_INTERNAL;
+}
 
 void *call_alloc(call_t *call, size_t size)
 {
@@ -860,6 +913,11 @@ static metrics_t *s_metrics_new(server_t *srv)
     for (size_t i = 0; i < srv->def->n_consumes; i++)
         streams[i] = srv->def->consumes[i].stream;
     m = metrics_new(srv->def->name, names, n, streams, srv->def->n_consumes);
+    size_t n_kinds = 0;
+    while (srv->def->anomalies && srv->def->anomalies[n_kinds])
+        n_kinds++;
+    if (m && metrics_set_anomalies(m, srv->def->anomalies, n_kinds) != 0)
+        metrics_destroy(&m);
 done:
     if (owned)
         for (size_t i = 0; i < n; i++)
@@ -868,6 +926,44 @@ done:
     free(names);
     free(streams);
     return m;
+}
+
+/* SHOP_<SERVICE>_<what>: where another service's sockets are. */
+static void s_peer_var(char *buf, size_t len, const char *service, const char *what)
+{
+    size_t k = 0;
+    char upper[64];
+
+    for (; service[k] && k + 1 < sizeof upper; k++)
+        upper[k] = (char)(service[k] >= 'a' && service[k] <= 'z' ? service[k] - 32 : service[k]);
+    upper[k] = '\0';
+    snprintf(buf, len, "SHOP_%s_%s", upper, what);
+}
+
+/* The worker's clients to the services the def calls; -1 (logged) if an
+ * endpoint is not configured. */
+static int s_worker_clients(server_t *srv, worker_t *w)
+{
+    const char *const *calls = srv->def->calls;
+    size_t n = 0;
+
+    while (calls && calls[n])
+        n++;
+    w->call.clients = calloc(n + 1, sizeof *w->call.clients);
+    if (!w->call.clients)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        char var[96];
+        s_peer_var(var, sizeof var, calls[i], "RPC");
+        const char *endpoint = getenv(var);
+        if (!endpoint || !*endpoint) {
+            slog_error("%s: required to call the %s service but not set", var, calls[i]);
+            return -1;
+        }
+        if (!(w->call.clients[i] = client_new(srv->zctx, endpoint)))
+            return -1;
+    }
+    return 0;
 }
 
 static int s_start_workers(server_t *srv)
@@ -893,7 +989,7 @@ static int s_start_workers(server_t *srv)
         w->db = db_new(srv->cfg.database_url, srv->def->name, app, (int)srv->cfg.statement_timeout_ms);
         w->call.db = w->db;
         w->sock = s_socket(srv, ZMQ_DEALER);
-        if (!w->call.arena || !w->db || !w->sock)
+        if (!w->call.arena || !w->db || !w->sock || s_worker_clients(srv, w) != 0)
             goto done;
         if (zmq_setsockopt(w->sock, ZMQ_ROUTING_ID, wid, (size_t)n) != 0 ||
             zmq_connect(w->sock, srv->back_endpoint) != 0)
@@ -928,13 +1024,8 @@ static int s_start_consumers(server_t *srv)
     for (size_t i = 0; i < def->n_consumes; i++) {
         char rpc_var[96], pub_var[96];
         const char *name = def->consumes[i].stream;
-        size_t k = 0;
-        char upper[64];
-        for (; name[k] && k + 1 < sizeof upper; k++)
-            upper[k] = (char)(name[k] >= 'a' && name[k] <= 'z' ? name[k] - 32 : name[k]);
-        upper[k] = '\0';
-        snprintf(rpc_var, sizeof rpc_var, "SHOP_%s_RPC", upper);
-        snprintf(pub_var, sizeof pub_var, "SHOP_%s_PUB", upper);
+        s_peer_var(rpc_var, sizeof rpc_var, name, "RPC");
+        s_peer_var(pub_var, sizeof pub_var, name, "PUB");
         const char *rpc = getenv(rpc_var), *pub = getenv(pub_var);
         if (!rpc || !*rpc || !pub || !*pub) {
             slog_error("%s: required to consume the %s stream but not set",
@@ -1059,6 +1150,9 @@ static void s_stop(server_t *srv)
             if (w->started)
                 pthread_join(w->thread, NULL);
             s_close(&w->sock);
+            for (size_t k = 0; w->call.clients && srv->def->calls && srv->def->calls[k]; k++)
+                client_destroy(&w->call.clients[k]);
+            free(w->call.clients);
             db_destroy(&w->db);
             arena_destroy(&w->call.arena);
         }
@@ -1103,6 +1197,7 @@ int server_main(const server_def_t *def, int argc, char **argv)
 
     memset(&srv, 0, sizeof srv);
     srv.def = def;
+    s_running = &srv;
     srv.settings = def->settings_out;
     if (argc > 1 && strcmp(argv[1], "--print-config") == 0) {
         cfg_print_markdown(s_runtime_vars, stdout);
@@ -1138,6 +1233,7 @@ int server_main(const server_def_t *def, int argc, char **argv)
     rc = 0;
 done:
     s_stop(&srv);
+    s_running = NULL;
     cfg_free(s_runtime_vars, &srv.cfg);
     if (def->settings)
         cfg_free(def->settings, def->settings_out);

@@ -56,6 +56,14 @@ typedef struct {
     /* Event streams this service applies (may be empty). */
     const sub_stream_t *consumes;
     size_t n_consumes;
+    /* Services this one calls from its handlers (NULL-terminated names, may
+     * be NULL). Each endpoint comes from SHOP_<NAME>_RPC, required at
+     * start-up; every worker has its own client to each. */
+    const char *const *calls;
+    /* Kinds of inconsistency the service can see and report with
+     * server_anomaly (NULL-terminated, may be NULL), e.g. "reservation_lost":
+     * each is a shop_anomalies_total{kind} counter in /metrics. */
+    const char *const *anomalies;
 } server_def_t;
 
 /* Runs the service until SIGTERM/SIGINT, then drains in-flight calls and
@@ -98,8 +106,32 @@ void call_keep_writes(call_t *call);
  * or -1 (then return call_db_fail). */
 int call_emit(call_t *call, const ProtobufCMessage *event) __attribute__((warn_unused_result));
 
+/* Commits what the call has written so far (its events included) and opens
+ * a new transaction for the rest, so a handler can make its progress durable
+ * before it calls another service. Returns 0, or -1 (then return
+ * call_db_fail). */
+int call_commit(call_t *call) __attribute__((warn_unused_result));
+
+/* Calls `method` ("shop.catalog.v1.CatalogService/ReserveStock") of
+ * `service`, one of the server_def_t's `calls`, within the call's own
+ * deadline (at most `timeout_ms`), sending again once if no reply comes in
+ * half of it; the request must be safe to repeat. Never call it while the
+ * transaction holds row locks another call could wait for. On return
+ * *response (freed by the caller with protobuf_c_message_free_unpacked(…,
+ * NULL)) and *message (malloc'd, may be NULL) are as client_call gives
+ * them. Returns the reply's status; DEADLINE_EXCEEDED if none came. */
+status_t call_remote(call_t *call, const char *service, const char *method,
+                     const ProtobufCMessage *request, const ProtobufCMessageDescriptor *response_type,
+                     ProtobufCMessage **response, int timeout_ms, char **message);
+
 /* The same outside a call (maintenance, consumers): in `db`'s transaction. */
 int server_emit(db_t *db, const ProtobufCMessage *event, const char *correlation_id)
     __attribute__((warn_unused_result));
+
+/* Reports an inconsistency the service can see but not repair by itself
+ * (an event it cannot apply, a reservation it lost): logs it as an error
+ * with the kind and counts it in shop_anomalies_total{kind}. `kind` must be
+ * one of the server_def_t's anomalies. Callable from any thread. */
+void server_anomaly(const char *kind, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #endif

@@ -36,6 +36,10 @@ CATALOG_HANDLER(catalog_list_low_stock);
 CATALOG_HANDLER(catalog_best_sellers);
 CATALOG_HANDLER(catalog_pareto_report);
 
+/* order_events.c: applies the orders stream (payments, cancellations,
+ * reviews). */
+int catalog_apply_orders(db_t *db, const Shop__Common__V1__Envelope *event, void *settings);
+
 /* Releases expired reservations (the maintenance tick). */
 int catalog_maintain(db_t *db, void *settings);
 

@@ -25,6 +25,14 @@ static const server_method_t s_methods[] = {
     {&shop__catalog__v1__pareto_report_request__descriptor, catalog_pareto_report},
 };
 
+/* Orders' payments confirm reservations, cancellations give stock back and
+ * reviews feed the products' ratings. */
+static const sub_stream_t s_consumes[] = {
+    {"orders", "shop.orders.v1.", catalog_apply_orders},
+};
+
+static const char *const s_anomalies[] = {"paid_reservation_lost", "review_of_unknown_sku", NULL};
+
 #define SET(field) offsetof(catalog_settings_t, field)
 static const cfg_var_t s_settings[] = {
     {"CATALOG_RESERVATION_TTL_S", CFG_INT, "900", 1, 604800, SET(reservation_ttl_s),
@@ -47,6 +55,9 @@ int main(int argc, char **argv)
         .settings = s_settings,
         .settings_out = &settings,
         .maintain = catalog_maintain,
+        .consumes = s_consumes,
+        .n_consumes = sizeof s_consumes / sizeof s_consumes[0],
+        .anomalies = s_anomalies,
     };
     return server_main(&def, argc, argv);
 }

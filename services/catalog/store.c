@@ -103,8 +103,40 @@ static const db_stmt_t s_release = {
     "SELECT l.sku, l.quantity, (SELECT count(*) FROM u) FROM l ORDER BY l.sku",
     2};
 
+/* confirmed -> released: the order was cancelled after payment but before
+ * shipping, so its units go back on hand. */
+static const db_stmt_t s_restock = {
+    "cat_restock",
+    "WITH r AS (UPDATE reservation SET state = 'released', released_at = now() "
+    "           WHERE order_id = $1 AND state = 'confirmed' RETURNING order_id), "
+    "l AS (SELECT sku, quantity FROM reservation_line WHERE order_id = (SELECT order_id FROM r)), "
+    "u AS (UPDATE sku s SET on_hand = s.on_hand + l.quantity "
+    "      FROM l WHERE s.code = l.sku RETURNING s.code) "
+    "SELECT l.sku, l.quantity, (SELECT count(*) FROM u) FROM l ORDER BY l.sku",
+    1};
+
 static const db_stmt_t s_reservation_exists = {
     "cat_reservation_exists", "SELECT state FROM reservation WHERE order_id = $1", 1};
+
+static const db_stmt_t s_rating = {
+    "cat_rating",
+    "UPDATE product SET rating_count = rating_count + 1, rating_sum = rating_sum + $2 "
+    "WHERE id = (SELECT product_id FROM sku WHERE code = $1) RETURNING id",
+    2};
+
+int store_rating_add(db_t *db, const char *sku, int32_t rating)
+{
+    char v[16];
+    const char *p[2] = {sku, v};
+
+    snprintf(v, sizeof v, "%d", (int)rating);
+    PGresult *r = db_exec(db, &s_rating, p);
+    if (!r)
+        return -1;
+    int rc = PQntuples(r) == 1 ? 0 : 1;
+    PQclear(r);
+    return rc;
+}
 
 static const db_stmt_t s_expired = {
     "cat_expired",
@@ -320,7 +352,8 @@ int store_reservation_finish(db_t *db, const char *order_id, const char *state, 
 {
     const char *p[2] = {order_id, state};
     bool confirm = strcmp(state, "confirmed") == 0;
-    PGresult *r = db_exec(db, confirm ? &s_confirm : &s_release, p);
+    bool restock = strcmp(state, "restocked") == 0;
+    PGresult *r = db_exec(db, confirm ? &s_confirm : restock ? &s_restock : &s_release, p);
     int rc = 1;
 
     if (!r)

@@ -62,11 +62,16 @@ int store_reserve(db_t *db, const char *order_id, store_line_t *lines, size_t n,
                   bool *ok, int64_t *expires_ms) __attribute__((warn_unused_result));
 
 /* Moves a held reservation to `state` ("confirmed" or "released"/"expired"),
- * adjusting stock; 1 if it is not held (or does not exist). Lines of the
+ * adjusting stock, or with "restocked" a confirmed one to released, its
+ * units back on hand (an order cancelled after payment); 1 if it is not in
+ * the state that allows it, 2 if it does not exist. Lines of the
  * reservation are returned through the callback. */
 typedef void (*store_line_fn)(void *arg, const char *sku, int32_t quantity);
 int store_reservation_finish(db_t *db, const char *order_id, const char *state, store_line_fn fn,
                              void *arg) __attribute__((warn_unused_result));
+
+/* Adds a 1-5 rating to the product of `sku`; 1 if there is no such SKU. */
+int store_rating_add(db_t *db, const char *sku, int32_t rating) __attribute__((warn_unused_result));
 
 /* Held reservations past their expiry, up to `limit`, locked (SKIP LOCKED). */
 typedef void (*store_id_fn)(void *arg, const char *order_id);

@@ -27,6 +27,8 @@ static const server_method_t s_methods[] = {
 /* Prices, costs and categories come from the catalog's product events. */
 static const sub_stream_t s_consumes[] = {
     {"catalog", "shop.catalog.v1.Product", promo_apply_catalog},
+    /* Cancelled and abandoned orders give their coupon uses back. */
+    {"orders", "shop.orders.v1.Order", promo_apply_orders},
 };
 
 #define SET(field) offsetof(promo_settings_t, field)

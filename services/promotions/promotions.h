@@ -37,6 +37,8 @@ PROMO_HANDLER(promo_release);
 
 /* replica.c: applies the catalog's ProductCreated/ProductUpdated. */
 int promo_apply_catalog(db_t *db, const Shop__Common__V1__Envelope *event, void *settings);
+/* order_events.c: cancelled and abandoned orders give their redemptions back. */
+int promo_apply_orders(db_t *db, const Shop__Common__V1__Envelope *event, void *settings);
 
 /* A SKU code as the catalog allows it: 1 to 64 of A-Z a-z 0-9 . _ - */
 bool promo_valid_sku(const char *code);

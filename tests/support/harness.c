@@ -561,23 +561,52 @@ int harness_pg_restart(void)
     return 0;
 }
 
+void harness_ports(harness_service_t *s)
+{
+    memset(s, 0, sizeof *s);
+    s->admin_port = harness_free_port();
+    snprintf(s->rpc, sizeof s->rpc, "tcp://127.0.0.1:%d", harness_free_port());
+    snprintf(s->pub, sizeof s->pub, "tcp://127.0.0.1:%d", harness_free_port());
+}
+
 int harness_start_service(harness_service_t *s, const char *binary, const char *conninfo,
                           const char *const *extra_env)
+{
+    harness_ports(s);
+    return harness_launch(s, binary, conninfo, extra_env);
+}
+
+/* Where a peer no test started "is": the discard port, closed on loopback. */
+#define S_ABSENT "tcp://127.0.0.1:9"
+
+int harness_launch(harness_service_t *s, const char *binary, const char *conninfo,
+                   const char *const *extra_env)
 {
     char db[1024], rpc[96], pub[96], admin[48];
     const char *env[32] = {db, rpc, pub, admin, "SHOP_ADMIN_ADDR=127.0.0.1"};
     size_t n = 5;
 
-    memset(s, 0, sizeof *s);
-    s->admin_port = harness_free_port();
-    snprintf(s->rpc, sizeof s->rpc, "tcp://127.0.0.1:%d", harness_free_port());
-    snprintf(s->pub, sizeof s->pub, "tcp://127.0.0.1:%d", harness_free_port());
     snprintf(db, sizeof db, "SHOP_DATABASE_URL=%s", conninfo);
     snprintf(rpc, sizeof rpc, "SHOP_RPC_BIND=%s", s->rpc);
     snprintf(pub, sizeof pub, "SHOP_PUB_BIND=%s", s->pub);
     snprintf(admin, sizeof admin, "SHOP_ADMIN_PORT=%d", s->admin_port);
     for (size_t i = 0; extra_env && extra_env[i] && n + 1 < sizeof env / sizeof env[0]; i++)
         env[n++] = extra_env[i];
+    /* Peers the test did not start: a closed port, so a service that
+     * consumes or calls them starts (and finds nobody there). */
+    static const char *const absent[] = {
+        "SHOP_CATALOG_RPC=" S_ABSENT,    "SHOP_CATALOG_PUB=" S_ABSENT,
+        "SHOP_PROMOTIONS_RPC=" S_ABSENT, "SHOP_PROMOTIONS_PUB=" S_ABSENT,
+        "SHOP_ORDERS_RPC=" S_ABSENT,     "SHOP_ORDERS_PUB=" S_ABSENT,
+    };
+    for (size_t i = 0; i < sizeof absent / sizeof absent[0] && n + 1 < sizeof env / sizeof env[0]; i++) {
+        size_t nl = strcspn(absent[i], "=");
+        bool given = false;
+        for (size_t k = 0; k < n && !given; k++)
+            given = strncmp(env[k], absent[i], nl + 1) == 0;
+        if (!given && !getenv(strndupa(absent[i], nl)))
+            env[n++] = absent[i];
+    }
     env[n] = NULL;
     s->proc = harness_spawn(binary, env);
     if (!s->proc)

@@ -62,6 +62,15 @@ typedef struct {
 int harness_start_service(harness_service_t *s, const char *binary, const char *conninfo,
                           const char *const *extra_env);
 
+/* The two steps of harness_start_service, for services that need each
+ * other's endpoints before either starts: harness_ports picks s's free
+ * ports (clearing s), harness_launch starts `binary` on them and waits for
+ * /readyz. Peers the environment does not name (SHOP_<X>_RPC/PUB) point at
+ * a closed port. */
+void harness_ports(harness_service_t *s);
+int harness_launch(harness_service_t *s, const char *binary, const char *conninfo,
+                   const char *const *extra_env);
+
 /* Starts `binary` like harness_start_service, as a consumer of the stream
  * of `producer` (SHOP_<STREAM>_RPC and SHOP_<STREAM>_PUB, `stream` being
  * the producer's service name). */

@@ -1,0 +1,64 @@
+/* shop-orders: placing orders across catalog and promotions, their state
+ * machine, imports from other channels, reviews and the daily summary. */
+#include <stddef.h>
+
+#include "orders.h"
+
+extern const migrate_file_t orders_migrations[];
+extern const size_t orders_migrations_count;
+
+/* Every method of OrdersService; the runtime refuses to start if one is
+ * missing. */
+static const server_method_t s_methods[] = {
+    {&shop__orders__v1__place_order_request__descriptor, orders_place},
+    {&shop__orders__v1__import_order_request__descriptor, orders_import},
+    {&shop__orders__v1__get_order_request__descriptor, orders_get},
+    {&shop__orders__v1__list_orders_request__descriptor, orders_list},
+    {&shop__orders__v1__mark_paid_request__descriptor, orders_mark_paid},
+    {&shop__orders__v1__start_fulfilment_request__descriptor, orders_start_fulfilment},
+    {&shop__orders__v1__mark_shipped_request__descriptor, orders_mark_shipped},
+    {&shop__orders__v1__mark_delivered_request__descriptor, orders_mark_delivered},
+    {&shop__orders__v1__complete_order_request__descriptor, orders_complete},
+    {&shop__orders__v1__cancel_order_request__descriptor, orders_cancel},
+    {&shop__orders__v1__refund_order_request__descriptor, orders_refund},
+    {&shop__orders__v1__post_review_request__descriptor, orders_post_review},
+    {&shop__orders__v1__daily_summary_request__descriptor, orders_daily_summary},
+};
+
+/* Placement reserves stock in the catalog and prices through promotions. */
+static const char *const s_calls[] = {"catalog", "promotions", NULL};
+
+static const char *const s_anomalies[] = {"placement_abandoned", NULL};
+
+#define SET(field) offsetof(orders_settings_t, field)
+static const cfg_var_t s_settings[] = {
+    {"ORDERS_MAX_LINES", CFG_INT, "100", 1, 1000, SET(max_lines), "most lines in one order"},
+    {"ORDERS_UNPAID_TIMEOUT_S", CFG_INT, "1800", 10, 604800, SET(unpaid_timeout_s),
+     "an order not paid this long after placement is cancelled (stock and coupons go back)"},
+    {"ORDERS_PENDING_TIMEOUT_S", CFG_INT, "60", 5, 3600, SET(pending_timeout_s),
+     "a placement not finished this long (a crash mid-way) is given up and what it took given back"},
+    {"ORDERS_CALL_TIMEOUT_MS", CFG_INT, "3000", 100, 60000, SET(call_timeout_ms),
+     "longest wait for the catalog or promotions during a placement"},
+    {"ORDERS_TIMEZONE", CFG_STR, "UTC", 0, 0, SET(timezone),
+     "time zone of the daily summary's days (a PostgreSQL zone name: Asia/Shanghai)"},
+    CFG_END,
+};
+
+int main(int argc, char **argv)
+{
+    static orders_settings_t settings;
+    server_def_t def = {
+        .name = "orders",
+        .service = &shop__orders__v1__orders_service__descriptor,
+        .methods = s_methods,
+        .n_methods = sizeof s_methods / sizeof s_methods[0],
+        .migrations = orders_migrations,
+        .n_migrations = orders_migrations_count,
+        .settings = s_settings,
+        .settings_out = &settings,
+        .maintain = orders_maintain,
+        .calls = s_calls,
+        .anomalies = s_anomalies,
+    };
+    return server_main(&def, argc, argv);
+}

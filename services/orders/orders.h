@@ -1,0 +1,71 @@
+/* orders: the service's settings and handlers, shared by main.c (which
+ * binds them to the OrdersService methods), place.c (placement and
+ * import), lifecycle.c (the state machine and its timers) and queries.c. */
+#ifndef ORDERS_ORDERS_H
+#define ORDERS_ORDERS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include "server.h"
+#include "shop/orders/v1/orders.pb-c.h"
+#include "store.h"
+
+typedef struct {
+    int64_t max_lines;
+    int64_t unpaid_timeout_s;
+    int64_t pending_timeout_s;
+    int64_t call_timeout_ms;
+    char *timezone;
+} orders_settings_t;
+
+typedef Shop__Orders__V1__Order order_t;
+
+#define ORDERS_HANDLER(name) \
+    status_t name(call_t *call, const ProtobufCMessage *request, ProtobufCMessage *response)
+
+/* place.c */
+ORDERS_HANDLER(orders_place);
+ORDERS_HANDLER(orders_import);
+/* lifecycle.c */
+ORDERS_HANDLER(orders_mark_paid);
+ORDERS_HANDLER(orders_start_fulfilment);
+ORDERS_HANDLER(orders_mark_shipped);
+ORDERS_HANDLER(orders_mark_delivered);
+ORDERS_HANDLER(orders_complete);
+ORDERS_HANDLER(orders_cancel);
+ORDERS_HANDLER(orders_refund);
+/* Cancels orders left unpaid and gives back placements left pending (the
+ * maintenance tick). */
+int orders_maintain(db_t *db, void *settings);
+/* queries.c */
+ORDERS_HANDLER(orders_get);
+ORDERS_HANDLER(orders_list);
+ORDERS_HANDLER(orders_post_review);
+ORDERS_HANDLER(orders_daily_summary);
+
+/* --- order.c: the Order message and its rows ------------------------------ */
+
+/* An allocator that takes from the call's arena (freeing nothing). */
+ProtobufCAllocator orders_call_allocator(call_t *call);
+
+/* The order of a row: its body with the row's mutable columns laid over
+ * it, allocated with `a` (NULL = malloc; free with
+ * protobuf_c_message_free_unpacked(…, NULL)). NULL if the body does not
+ * unpack. */
+order_t *orders_from_row(const store_order_t *row, ProtobufCAllocator *a);
+
+/* "placed" -> SHOP__ORDERS__V1__ORDER_STATE__ORDER_STATE_PLACED, and back. */
+Shop__Orders__V1__OrderState orders_state(const char *name);
+const char *orders_state_name(Shop__Orders__V1__OrderState state);
+
+/* Emits OrderAbandoned for a pending placement and frees its keys. 0, or
+ * -1 on a database failure. */
+int orders_abandon(db_t *db, const char *id, const char *reason, const char *correlation_id);
+
+/* Checks an address for a new order: 0, or -1 with what is wrong in `why`. */
+int orders_check_address(const Shop__Orders__V1__Address *a, char *why, size_t len);
+
+/* A SKU code: 1 to 64 of A-Z a-z 0-9 . _ - */
+bool orders_valid_sku(const char *code);
+
+#endif

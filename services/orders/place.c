@@ -1,0 +1,600 @@
+/* place: PlaceOrder and ImportOrder, the saga that takes an order from a
+ * cart to a stored order across three services.
+ *
+ * 1. A 'pending' row, keyed by the idempotency key (or the channel's order
+ *    id), is committed first: from then on the placement is on record.
+ * 2. The catalog reserves the stock (all lines or none) under the order id.
+ * 3. Promotions prices the cart and redeems its coupons and capped rules
+ *    under the order id (PlaceOrder only; imports come priced).
+ * 4. The row becomes 'placed' with its prices, and OrderPlaced is written
+ *    in the same transaction.
+ * Steps 2 and 3 are idempotent by order id, so a retry with the same key
+ * (even concurrent with the first attempt, or after a crash) drives the
+ * same order forward and step 4's conditional update lets exactly one
+ * attempt finish it. A placement that cannot finish is 'failed' with
+ * OrderAbandoned, which the catalog and promotions apply by giving back
+ * what steps 2 and 3 took; one left pending by a crash is given back the
+ * same way by the maintenance tick after ORDERS_PENDING_TIMEOUT_S, and a
+ * held reservation also expires in the catalog. No stock row lock or
+ * transaction is held across a call to another service. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "orders.h"
+#include "shop/catalog/v1/catalog.pb-c.h"
+#include "shop/promotions/v1/promotions.pb-c.h"
+#include "util.h"
+
+#define RESERVE_METHOD "shop.catalog.v1.CatalogService/ReserveStock"
+#define REDEEM_METHOD  "shop.promotions.v1.PromotionsService/Redeem"
+
+typedef Shop__Common__V1__Money money_t;
+typedef Shop__Catalog__V1__Shortage shortage_t;
+
+/* The state of one placement attempt. */
+typedef struct {
+    call_t *call;
+    const orders_settings_t *set;
+    /* The request as sent, to tell a retry from another order. */
+    const uint8_t *request;
+    size_t request_len;
+    char id[40];
+    /* The key was taken by an order past pending: that order is the answer. */
+    order_t *existing;
+    /* The key was taken by a pending placement of another request. */
+    bool mismatch;
+    /* Shortages of a failed reservation, in the call's arena. */
+    shortage_t **shortages;
+    size_t n_shortages;
+} saga_t;
+
+static money_t *s_money(call_t *call, int64_t minor, const char *currency)
+{
+    money_t *m = call_alloc(call, sizeof *m);
+    shop__common__v1__money__init(m);
+    m->minor_units = minor;
+    m->currency = call_strdup(call, currency);
+    return m;
+}
+
+/* A deep copy of `msg` in the call's arena (through its wire form). */
+static void *s_copy(call_t *call, const ProtobufCMessage *msg)
+{
+    ProtobufCAllocator a = orders_call_allocator(call);
+    size_t len = protobuf_c_message_get_packed_size(msg);
+    uint8_t *buf = call_alloc(call, len ? len : 1);
+
+    protobuf_c_message_pack(msg, buf);
+    return protobuf_c_message_unpack(msg->descriptor, &a, len, buf);
+}
+
+static void s_on_existing(void *arg, const store_order_t *row)
+{
+    saga_t *s = arg;
+    ProtobufCAllocator a = orders_call_allocator(s->call);
+
+    snprintf(s->id, sizeof s->id, "%s", row->id);
+    if (strcmp(row->state, "pending") == 0) {
+        if (row->request_len != s->request_len ||
+            memcmp(row->request, s->request, row->request_len) != 0)
+            s->mismatch = true;
+        return;
+    }
+    s->existing = orders_from_row(row, &a);
+}
+
+/* Step 1: the pending row, committed. STATUS_OK with s->existing set means
+ * the answer is that order. */
+static status_t s_begin(saga_t *s, const char *customer_id, const char *key, const char *channel,
+                        const char *external_id)
+{
+    int rc = store_pending(call_db(s->call), customer_id, key, channel, external_id, s->request,
+                           s->request_len, s->id, sizeof s->id, s_on_existing, s);
+    if (rc < 0)
+        return call_db_fail(s->call, "start the order");
+    if (rc == 1 && s->mismatch)
+        return call_fail(s->call, STATUS_ALREADY_EXISTS,
+                         "%s is already being used for another order (%s)",
+                         key ? "this idempotency key" : "this external order id", s->id);
+    if (rc == 1 && !s->existing && !s->id[0])
+        return call_fail(s->call, STATUS_INTERNAL, "the existing order does not read back");
+    if (s->existing)
+        return STATUS_OK;
+    if (call_commit(s->call) != 0)
+        return call_db_fail(s->call, "commit the pending order");
+    return STATUS_OK;
+}
+
+/* Gives the placement up: 'failed' and OrderAbandoned, committed with the
+ * error the call returns. */
+static status_t s_fail(saga_t *s, status_t code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static status_t s_fail(saga_t *s, status_t code, const char *fmt, ...)
+{
+    char why[400];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    if (orders_abandon(call_db(s->call), s->id, why, call_request_id(s->call)) != 0)
+        return call_db_fail(s->call, "abandon the order");   /* the maintenance tick will */
+    call_keep_writes(s->call);
+    return call_fail(s->call, code, "%s", why);
+}
+
+/* What a failed call to another service means for the caller: its own
+ * verdict on the order, or "try again" when it did not answer. */
+static status_t s_remote_code(status_t st)
+{
+    switch (st) {
+    case STATUS_INVALID_ARGUMENT:
+    case STATUS_FAILED_PRECONDITION:
+    case STATUS_NOT_FOUND:
+        return st;
+    case STATUS_DEADLINE_EXCEEDED:
+    case STATUS_UNAVAILABLE:
+    case STATUS_ABORTED:
+        return STATUS_UNAVAILABLE;
+    default:
+        return STATUS_INTERNAL;
+    }
+}
+
+/* Step 2: the stock, all lines or none. */
+static status_t s_reserve(saga_t *s, Shop__Catalog__V1__ReservationLine **lines, size_t n)
+{
+    Shop__Catalog__V1__ReserveStockRequest req = SHOP__CATALOG__V1__RESERVE_STOCK_REQUEST__INIT;
+    ProtobufCMessage *out = NULL;
+    char *msg = NULL;
+    status_t code = STATUS_OK;
+
+    req.order_id = s->id;
+    req.lines = lines;
+    req.n_lines = n;
+    /* Held until the order is paid or cancelled, with room to spare past
+     * the unpaid timeout (which cancels it and gives the stock back). */
+    req.ttl_seconds = (uint32_t)(s->set->unpaid_timeout_s + 600);
+    status_t st = call_remote(s->call, "catalog", RESERVE_METHOD, &req.base,
+                              &shop__catalog__v1__reserve_stock_response__descriptor, &out,
+                              (int)s->set->call_timeout_ms, &msg);
+    if (st != STATUS_OK) {
+        const Shop__Catalog__V1__ReserveStockResponse *r = (const void *)out;
+        if (r && r->n_shortages) {
+            s->shortages = call_alloc(s->call, r->n_shortages * sizeof *s->shortages);
+            for (size_t i = 0; i < r->n_shortages; i++)
+                s->shortages[i] = s_copy(s->call, &r->shortages[i]->base);
+            s->n_shortages = r->n_shortages;
+        }
+        if (st == STATUS_DEADLINE_EXCEEDED || st == STATUS_UNAVAILABLE)
+            code = s_fail(s, STATUS_UNAVAILABLE, "the catalog did not answer (%s); nothing was "
+                          "placed, try again", msg ? msg : status_name(st));
+        else
+            code = s_fail(s, s_remote_code(st), "stock: %s", msg ? msg : status_name(st));
+    }
+    free(msg);
+    if (out)
+        protobuf_c_message_free_unpacked(out, NULL);
+    return code;
+}
+
+/* --- PlaceOrder -------------------------------------------------------------- */
+
+/* Step 3: prices and redemptions. On success *quote is promotions' reply
+ * (freed by the caller). */
+static status_t s_redeem(saga_t *s, const Shop__Orders__V1__PlaceOrderRequest *req,
+                         Shop__Promotions__V1__RedeemResponse **quote)
+{
+    Shop__Promotions__V1__RedeemRequest rr = SHOP__PROMOTIONS__V1__REDEEM_REQUEST__INIT;
+    Shop__Promotions__V1__QuoteRequest q = SHOP__PROMOTIONS__V1__QUOTE_REQUEST__INIT;
+    Shop__Promotions__V1__CartLine *cart = call_alloc(s->call, req->n_lines * sizeof *cart);
+    Shop__Promotions__V1__CartLine **lines = call_alloc(s->call, req->n_lines * sizeof *lines);
+    ProtobufCMessage *out = NULL;
+    char *msg = NULL;
+    status_t code = STATUS_OK;
+
+    for (size_t i = 0; i < req->n_lines; i++) {
+        shop__promotions__v1__cart_line__init(&cart[i]);
+        cart[i].sku = req->lines[i]->sku;
+        cart[i].quantity = req->lines[i]->quantity;
+        lines[i] = &cart[i];
+    }
+    q.lines = lines;
+    q.n_lines = req->n_lines;
+    q.customer_id = req->customer_id;
+    q.tier = req->tier;
+    q.coupon_codes = req->coupon_codes;
+    q.n_coupon_codes = req->n_coupon_codes;
+    rr.order_id = s->id;
+    rr.quote = &q;
+    rr.expected_total_saved = req->expected_total_saved;
+    status_t st = call_remote(s->call, "promotions", REDEEM_METHOD, &rr.base,
+                              &shop__promotions__v1__redeem_response__descriptor, &out,
+                              (int)s->set->call_timeout_ms, &msg);
+    Shop__Promotions__V1__RedeemResponse *r = (void *)out;
+    if (st == STATUS_OK && (!r || !r->quote || !r->quote->total)) {
+        code = s_fail(s, STATUS_INTERNAL, "promotions answered without a quote");
+    } else if (st == STATUS_DEADLINE_EXCEEDED || st == STATUS_UNAVAILABLE) {
+        code = s_fail(s, STATUS_UNAVAILABLE, "promotions did not answer (%s); nothing was placed, "
+                      "try again", msg ? msg : status_name(st));
+    } else if (st != STATUS_OK) {
+        code = s_fail(s, s_remote_code(st), "prices: %s", msg ? msg : status_name(st));
+    } else {
+        /* Every coupon the buyer gave must have been applied. */
+        const Shop__Promotions__V1__Quote *qt = r->quote;
+        for (size_t i = 0; i < req->n_coupon_codes && code == STATUS_OK; i++) {
+            const char *c = req->coupon_codes[i];
+            bool applied = false;
+            for (size_t k = 0; k < qt->n_applied && !applied; k++)
+                applied = qt->applied[k]->source == SHOP__PROMOTIONS__V1__SOURCE__SOURCE_COUPON &&
+                          strcmp(qt->applied[k]->code, c) == 0;
+            if (applied)
+                continue;
+            const char *why = "it does not apply to this cart";
+            for (size_t k = 0; k < qt->n_rejected; k++)
+                if (qt->rejected[k]->source == SHOP__PROMOTIONS__V1__SOURCE__SOURCE_COUPON &&
+                    strcmp(qt->rejected[k]->code, c) == 0)
+                    why = qt->rejected[k]->reason;
+            code = s_fail(s, STATUS_FAILED_PRECONDITION, "coupon %s: %s", c, why);
+        }
+    }
+    free(msg);
+    if (code == STATUS_OK) {
+        *quote = r;
+        return STATUS_OK;
+    }
+    if (out)
+        protobuf_c_message_free_unpacked(out, NULL);
+    return code;
+}
+
+/* The order as placed, from promotions' quote: packed into *body. */
+static uint8_t *s_placed_body(call_t *call, const saga_t *s,
+                              const Shop__Orders__V1__PlaceOrderRequest *req,
+                              const Shop__Promotions__V1__Quote *qt, size_t *len)
+{
+    order_t o = SHOP__ORDERS__V1__ORDER__INIT;
+    const char *cur = qt->total->currency;
+
+    o.id = (char *)s->id;
+    o.customer_id = req->customer_id;
+    o.channel = "shop";
+    o.tier = req->tier;
+    o.shipping_address = req->shipping_address;
+    o.subtotal = qt->subtotal;
+    o.discount = qt->total_saved ? qt->total_saved : s_money(call, 0, cur);
+    o.total = qt->total;
+    o.n_lines = qt->n_lines;
+    o.lines = call_alloc(call, (qt->n_lines + 1) * sizeof *o.lines);
+    for (size_t i = 0; i < qt->n_lines; i++) {
+        const Shop__Promotions__V1__LinePrice *lp = qt->lines[i];
+        Shop__Orders__V1__OrderLine *l = call_alloc(call, sizeof *l);
+        shop__orders__v1__order_line__init(l);
+        l->sku = lp->sku;
+        l->quantity = lp->quantity;
+        l->unit_price = lp->unit_price;
+        l->discount = lp->discount ? lp->discount : s_money(call, 0, cur);
+        l->total = lp->total;
+        o.lines[i] = l;
+    }
+    o.promotions = call_alloc(call, (qt->n_applied + 1) * sizeof *o.promotions);
+    o.coupon_codes = call_alloc(call, (qt->n_applied + 1) * sizeof *o.coupon_codes);
+    for (size_t i = 0; i < qt->n_applied; i++) {
+        const Shop__Promotions__V1__Applied *ap = qt->applied[i];
+        Shop__Orders__V1__AppliedPromotion *p = call_alloc(call, sizeof *p);
+        shop__orders__v1__applied_promotion__init(p);
+        p->code = ap->code;
+        p->reason = ap->reason;
+        p->saved = ap->saved;
+        o.promotions[o.n_promotions++] = p;
+        if (ap->source == SHOP__PROMOTIONS__V1__SOURCE__SOURCE_COUPON)
+            o.coupon_codes[o.n_coupon_codes++] = ap->code;
+    }
+    *len = shop__orders__v1__order__get_packed_size(&o);
+    uint8_t *buf = call_alloc(call, *len ? *len : 1);
+    shop__orders__v1__order__pack(&o, buf);
+    return buf;
+}
+
+typedef struct {
+    call_t *call;
+    order_t *order;
+} placed_t;
+
+static void s_on_placed(void *arg, const store_order_t *row)
+{
+    placed_t *p = arg;
+    ProtobufCAllocator a = orders_call_allocator(p->call);
+    p->order = orders_from_row(row, &a);
+}
+
+/* Step 4: the order stored, with its events; *out is the order as stored.
+ * If another attempt finished it first, that order is the answer. */
+static status_t s_finish(saga_t *s, const char *state, const uint8_t *body, size_t body_len,
+                         const char *currency, int64_t total, const char *payment_ref,
+                         order_t **out)
+{
+    db_t *db = call_db(s->call);
+    placed_t p = {s->call, NULL};
+    int rc = store_place(db, s->id, state, body, body_len, currency, total, payment_ref,
+                         s_on_placed, &p);
+
+    if (rc < 0)
+        return call_db_fail(s->call, "store the order");
+    if (rc == 1) {
+        rc = store_order_get(db, s->id, "", "", false, s_on_placed, &p);
+        if (rc < 0)
+            return call_db_fail(s->call, "read the order");
+        if (rc == 0 && p.order && p.order->state != SHOP__ORDERS__V1__ORDER_STATE__ORDER_STATE_UNSPECIFIED) {
+            *out = p.order;   /* a concurrent retry placed it */
+            return STATUS_OK;
+        }
+        /* Given up meanwhile (the pending timeout): what this attempt took
+         * must go back as well. */
+        return s_fail(s, STATUS_ABORTED, "the placement of %s took too long and was given up; "
+                      "try again", s->id);
+    }
+    if (!p.order)
+        return call_fail(s->call, STATUS_INTERNAL, "order %s does not read back", s->id);
+    Shop__Orders__V1__OrderPlaced placed = SHOP__ORDERS__V1__ORDER_PLACED__INIT;
+    placed.order = p.order;
+    if (call_emit(s->call, &placed.base) != 0)
+        return call_db_fail(s->call, "emit OrderPlaced");
+    if (strcmp(state, "paid") == 0) {
+        Shop__Orders__V1__OrderPaid paid = SHOP__ORDERS__V1__ORDER_PAID__INIT;
+        paid.order = p.order;
+        if (call_emit(s->call, &paid.base) != 0)
+            return call_db_fail(s->call, "emit OrderPaid");
+    }
+    *out = p.order;
+    return STATUS_OK;
+}
+
+/* Checks lines shared by both paths: 0 or a status already failed. */
+static status_t s_check_line(call_t *call, const char *what, size_t i, const char *sku,
+                             int32_t quantity)
+{
+    if (!orders_valid_sku(sku))
+        return call_fail(call, STATUS_INVALID_ARGUMENT, "%s[%zu].sku: 1 to 64 of A-Z a-z 0-9 . _ -",
+                         what, i);
+    if (quantity < 1 || quantity > 10000)
+        return call_fail(call, STATUS_INVALID_ARGUMENT, "%s[%zu].quantity: 1 to 10000", what, i);
+    return STATUS_OK;
+}
+
+static status_t s_check_customer(call_t *call, const char *customer_id)
+{
+    size_t n = strlen(customer_id);
+    if (n < 1 || n > 128)
+        return call_fail(call, STATUS_INVALID_ARGUMENT, "customer_id: 1 to 128 characters");
+    return STATUS_OK;
+}
+
+static status_t s_check_place(call_t *call, const orders_settings_t *set,
+                              const Shop__Orders__V1__PlaceOrderRequest *req)
+{
+    char why[160];
+    status_t code;
+
+    if ((code = s_check_customer(call, req->customer_id)) != STATUS_OK)
+        return code;
+    if (req->n_lines < 1 || req->n_lines > (size_t)set->max_lines)
+        return call_fail(call, STATUS_INVALID_ARGUMENT, "lines: 1 to %lld lines",
+                         (long long)set->max_lines);
+    for (size_t i = 0; i < req->n_lines; i++) {
+        if ((code = s_check_line(call, "lines", i, req->lines[i]->sku, req->lines[i]->quantity)))
+            return code;
+        for (size_t k = 0; k < i; k++)
+            if (strcmp(req->lines[k]->sku, req->lines[i]->sku) == 0)
+                return call_fail(call, STATUS_INVALID_ARGUMENT,
+                                 "lines[%zu].sku: %s is already on line %zu", i, req->lines[i]->sku, k);
+    }
+    if (orders_check_address(req->shipping_address, why, sizeof why) != 0)
+        return call_fail(call, STATUS_INVALID_ARGUMENT, "%s", why);
+    if (strlen(req->tier) > 64)
+        return call_fail(call, STATUS_INVALID_ARGUMENT, "tier: at most 64 characters");
+    if (req->n_coupon_codes > 5)
+        return call_fail(call, STATUS_INVALID_ARGUMENT, "coupon_codes: at most 5");
+    for (size_t i = 0; i < req->n_coupon_codes; i++)
+        if (!util_valid_code(req->coupon_codes[i], 64))
+            return call_fail(call, STATUS_INVALID_ARGUMENT,
+                             "coupon_codes[%zu]: 1 to 64 of A-Z a-z 0-9 . _ -", i);
+    return STATUS_OK;
+}
+
+/* The request in its wire form: what a retry must repeat. */
+static const uint8_t *s_request_bytes(call_t *call, const ProtobufCMessage *req, size_t *len)
+{
+    *len = protobuf_c_message_get_packed_size(req);
+    uint8_t *buf = call_alloc(call, *len ? *len : 1);
+    protobuf_c_message_pack(req, buf);
+    return buf;
+}
+
+ORDERS_HANDLER(orders_place)
+{
+    const Shop__Orders__V1__PlaceOrderRequest *req = (const void *)request;
+    Shop__Orders__V1__PlaceOrderResponse *resp = (void *)response;
+    saga_t s = {.call = call, .set = call_settings(call)};
+    const char *key = call_idempotency_key(call);
+    Shop__Promotions__V1__RedeemResponse *quote = NULL;
+    status_t code;
+
+    if ((code = s_check_place(call, s.set, req)) != STATUS_OK)
+        return code;
+    if (strlen(key) > 128)
+        return call_fail(call, STATUS_INVALID_ARGUMENT, "idempotency key: at most 128 characters");
+    s.request = s_request_bytes(call, request, &s.request_len);
+    if ((code = s_begin(&s, req->customer_id, key[0] ? key : NULL, "shop", NULL)) != STATUS_OK)
+        return code;
+    if (s.existing) {
+        resp->order = s.existing;
+        return STATUS_OK;
+    }
+
+    Shop__Catalog__V1__ReservationLine **lines = call_alloc(call, req->n_lines * sizeof *lines);
+    for (size_t i = 0; i < req->n_lines; i++) {
+        lines[i] = call_alloc(call, sizeof *lines[i]);
+        shop__catalog__v1__reservation_line__init(lines[i]);
+        lines[i]->sku = req->lines[i]->sku;
+        lines[i]->quantity = req->lines[i]->quantity;
+    }
+    code = s_reserve(&s, lines, req->n_lines);
+    if (code != STATUS_OK) {
+        resp->shortages = s.shortages;
+        resp->n_shortages = s.n_shortages;
+        return code;
+    }
+    if ((code = s_redeem(&s, req, &quote)) != STATUS_OK)
+        return code;
+    size_t body_len;
+    const Shop__Promotions__V1__Quote *qt = quote->quote;
+    const uint8_t *body = s_placed_body(call, &s, req, qt, &body_len);
+    code = s_finish(&s, "placed", body, body_len, qt->total->currency, qt->total->minor_units, "",
+                    &resp->order);
+    protobuf_c_message_free_unpacked(&quote->base, NULL);
+    return code;
+}
+
+/* --- ImportOrder --------------------------------------------------------------- */
+
+static status_t s_check_money(call_t *call, const char *what, size_t i, const money_t *m,
+                              const char *currency, bool required)
+{
+    if (!m) {
+        if (required)
+            return call_fail(call, STATUS_INVALID_ARGUMENT, "lines[%zu].%s: required", i, what);
+        return STATUS_OK;
+    }
+    if (m->minor_units < 0 || m->minor_units > 1000000000000LL)
+        return call_fail(call, STATUS_INVALID_ARGUMENT, "lines[%zu].%s: 0 to 10^12 minor units",
+                         i, what);
+    if (strcmp(m->currency, currency) != 0)
+        return call_fail(call, STATUS_INVALID_ARGUMENT,
+                         "lines[%zu].%s: currency %s, but the order is in %s", i, what,
+                         m->currency, currency);
+    return STATUS_OK;
+}
+
+static status_t s_check_import(call_t *call, const orders_settings_t *set,
+                               const Shop__Orders__V1__ImportOrderRequest *req)
+{
+    char why[160];
+    status_t code;
+
+    if (!util_valid_code(req->channel, 64))
+        return call_fail(call, STATUS_INVALID_ARGUMENT, "channel: 1 to 64 of A-Z a-z 0-9 . _ -");
+    if (strcmp(req->channel, "shop") == 0)
+        return call_fail(call, STATUS_INVALID_ARGUMENT, "channel: \"shop\" is this shop's own");
+    size_t n = strlen(req->external_id);
+    if (n < 1 || n > 128)
+        return call_fail(call, STATUS_INVALID_ARGUMENT, "external_id: 1 to 128 characters");
+    if ((code = s_check_customer(call, req->customer_id)) != STATUS_OK)
+        return code;
+    if (req->n_lines < 1 || req->n_lines > (size_t)set->max_lines)
+        return call_fail(call, STATUS_INVALID_ARGUMENT, "lines: 1 to %lld lines",
+                         (long long)set->max_lines);
+    if (!req->lines[0]->unit_price || strlen(req->lines[0]->unit_price->currency) != 3)
+        return call_fail(call, STATUS_INVALID_ARGUMENT,
+                         "lines[0].unit_price: required, with a three-letter currency");
+    const char *cur = req->lines[0]->unit_price->currency;
+    for (size_t i = 0; i < req->n_lines; i++) {
+        const Shop__Orders__V1__ImportLine *l = req->lines[i];
+        if ((code = s_check_line(call, "lines", i, l->sku, l->quantity)) ||
+            (code = s_check_money(call, "unit_price", i, l->unit_price, cur, true)) ||
+            (code = s_check_money(call, "discount", i, l->discount, cur, false)))
+            return code;
+        if (l->discount && l->discount->minor_units > l->unit_price->minor_units * l->quantity)
+            return call_fail(call, STATUS_INVALID_ARGUMENT,
+                             "lines[%zu].discount: more than the line is worth", i);
+        for (size_t k = 0; k < i; k++)
+            if (strcmp(req->lines[k]->sku, l->sku) == 0)
+                return call_fail(call, STATUS_INVALID_ARGUMENT,
+                                 "lines[%zu].sku: %s is already on line %zu", i, l->sku, k);
+    }
+    if (orders_check_address(req->shipping_address, why, sizeof why) != 0)
+        return call_fail(call, STATUS_INVALID_ARGUMENT, "%s", why);
+    if (strlen(req->payment_reference) > 200)
+        return call_fail(call, STATUS_INVALID_ARGUMENT, "payment_reference: at most 200 characters");
+    return STATUS_OK;
+}
+
+/* The imported order as placed, priced by its channel: packed. */
+static uint8_t *s_imported_body(call_t *call, const saga_t *s,
+                                const Shop__Orders__V1__ImportOrderRequest *req, int64_t *total,
+                                size_t *len)
+{
+    order_t o = SHOP__ORDERS__V1__ORDER__INIT;
+    const char *cur = req->lines[0]->unit_price->currency;
+    int64_t subtotal = 0, discount = 0;
+
+    o.id = (char *)s->id;
+    o.customer_id = req->customer_id;
+    o.channel = req->channel;
+    o.external_id = req->external_id;
+    o.shipping_address = req->shipping_address;
+    o.n_lines = req->n_lines;
+    o.lines = call_alloc(call, req->n_lines * sizeof *o.lines);
+    for (size_t i = 0; i < req->n_lines; i++) {
+        const Shop__Orders__V1__ImportLine *il = req->lines[i];
+        Shop__Orders__V1__OrderLine *l = call_alloc(call, sizeof *l);
+        int64_t gross = il->unit_price->minor_units * il->quantity;
+        int64_t off = il->discount ? il->discount->minor_units : 0;
+        shop__orders__v1__order_line__init(l);
+        l->sku = il->sku;
+        l->quantity = il->quantity;
+        l->unit_price = il->unit_price;
+        l->discount = s_money(call, off, cur);
+        l->total = s_money(call, gross - off, cur);
+        subtotal += gross;
+        discount += off;
+        o.lines[i] = l;
+    }
+    o.subtotal = s_money(call, subtotal, cur);
+    o.discount = s_money(call, discount, cur);
+    o.total = s_money(call, subtotal - discount, cur);
+    *total = subtotal - discount;
+    *len = shop__orders__v1__order__get_packed_size(&o);
+    uint8_t *buf = call_alloc(call, *len ? *len : 1);
+    shop__orders__v1__order__pack(&o, buf);
+    return buf;
+}
+
+ORDERS_HANDLER(orders_import)
+{
+    const Shop__Orders__V1__ImportOrderRequest *req = (const void *)request;
+    Shop__Orders__V1__ImportOrderResponse *resp = (void *)response;
+    saga_t s = {.call = call, .set = call_settings(call)};
+    status_t code;
+
+    if ((code = s_check_import(call, s.set, req)) != STATUS_OK)
+        return code;
+    s.request = s_request_bytes(call, request, &s.request_len);
+    if ((code = s_begin(&s, req->customer_id, NULL, req->channel, req->external_id)) != STATUS_OK)
+        return code;
+    if (s.existing) {
+        resp->order = s.existing;
+        resp->duplicate = true;
+        return STATUS_OK;
+    }
+    Shop__Catalog__V1__ReservationLine **lines = call_alloc(call, req->n_lines * sizeof *lines);
+    for (size_t i = 0; i < req->n_lines; i++) {
+        lines[i] = call_alloc(call, sizeof *lines[i]);
+        shop__catalog__v1__reservation_line__init(lines[i]);
+        lines[i]->sku = req->lines[i]->sku;
+        lines[i]->quantity = req->lines[i]->quantity;
+    }
+    if ((code = s_reserve(&s, lines, req->n_lines)) != STATUS_OK) {
+        resp->shortages = s.shortages;
+        resp->n_shortages = s.n_shortages;
+        return code;
+    }
+    int64_t total;
+    size_t body_len;
+    const uint8_t *body = s_imported_body(call, &s, req, &total, &body_len);
+    return s_finish(&s, req->paid ? "paid" : "placed", body, body_len,
+                    req->lines[0]->unit_price->currency, total, req->payment_reference,
+                    &resp->order);
+}

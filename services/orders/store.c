@@ -1,0 +1,361 @@
+/* store: the orders service's SQL, parameterised and prepared once per
+ * connection. */
+#include "store.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MS(col) "coalesce((extract(epoch FROM " col ") * 1000)::bigint, 0)"
+
+/* The columns every order read returns, in store_order_t's order. */
+#define ORDER_COLS                                                                          \
+    "id, customer_id, state, channel, coalesce(external_id, ''), payment_ref, carrier, "    \
+    "tracking, reason, coalesce(currency, ''), body, request, total, " MS("created_at") ", " \
+    MS("updated_at") ", " MS("paid_at")
+
+static void s_i64(char *buf, size_t len, int64_t v) { snprintf(buf, len, "%" PRId64, v); }
+
+static int64_t s_int(PGresult *r, int row, int col) { return strtoll(PQgetvalue(r, row, col), NULL, 10); }
+
+/* Gives each row of ORDER_COLS (starting at column `at`) to the callbacks;
+ * -1 if a bytea does not decode. */
+static int s_rows(PGresult *r, int at, store_order_fn fn, store_list_fn lfn, void *arg)
+{
+    for (int i = 0; i < PQntuples(r); i++) {
+        unsigned char *body = NULL, *request = NULL;
+        size_t body_len = 0, request_len = 0;
+        if (!PQgetisnull(r, i, at + 10) &&
+            !(body = PQunescapeBytea((const unsigned char *)PQgetvalue(r, i, at + 10), &body_len)))
+            return -1;
+        if (!PQgetisnull(r, i, at + 11) &&
+            !(request = PQunescapeBytea((const unsigned char *)PQgetvalue(r, i, at + 11),
+                                        &request_len))) {
+            PQfreemem(body);
+            return -1;
+        }
+        store_order_t o = {
+            .id = PQgetvalue(r, i, at),
+            .customer_id = PQgetvalue(r, i, at + 1),
+            .state = PQgetvalue(r, i, at + 2),
+            .channel = PQgetvalue(r, i, at + 3),
+            .external_id = PQgetvalue(r, i, at + 4),
+            .payment_ref = PQgetvalue(r, i, at + 5),
+            .carrier = PQgetvalue(r, i, at + 6),
+            .tracking = PQgetvalue(r, i, at + 7),
+            .reason = PQgetvalue(r, i, at + 8),
+            .currency = PQgetvalue(r, i, at + 9),
+            .body = body,
+            .body_len = body_len,
+            .request = request,
+            .request_len = request_len,
+            .total = s_int(r, i, at + 12),
+            .created_ms = s_int(r, i, at + 13),
+            .updated_ms = s_int(r, i, at + 14),
+            .paid_ms = s_int(r, i, at + 15),
+        };
+        if (fn)
+            fn(arg, &o);
+        if (lfn)
+            lfn(arg, &o, s_int(r, i, at + 16));
+        PQfreemem(body);
+        PQfreemem(request);
+    }
+    return 0;
+}
+
+/* Runs a statement whose rows are ORDER_COLS; 1 if it returned none. */
+static int s_order_rows(db_t *db, const db_stmt_t *stmt, const char *const *p, const int *lengths,
+                        const int *formats, store_order_fn fn, void *arg)
+{
+    PGresult *r = lengths ? db_exec_bin(db, stmt, p, lengths, formats) : db_exec(db, stmt, p);
+    int rc;
+
+    if (!r)
+        return -1;
+    rc = PQntuples(r) == 0 ? 1 : s_rows(r, 0, fn, NULL, arg);
+    PQclear(r);
+    return rc;
+}
+
+/* --- placement -------------------------------------------------------------- */
+
+static const db_stmt_t s_pending = {
+    "ord_pending",
+    "INSERT INTO orders (id, customer_id, state, channel, idem_key, external_id, request) "
+    "VALUES ('O' || to_char(now() AT TIME ZONE 'UTC', 'YYMMDD') || "
+    "        lpad(nextval('order_number')::text, 7, '0'), $1, 'pending', $2, $3, $4, $5) "
+    "ON CONFLICT DO NOTHING RETURNING id",
+    5};
+
+static const db_stmt_t s_by_key = {
+    "ord_by_key",
+    "SELECT " ORDER_COLS " FROM orders "
+    "WHERE ($2::text IS NOT NULL AND customer_id = $1 AND idem_key = $2) "
+    "   OR ($4::text IS NOT NULL AND channel = $3 AND external_id = $4)",
+    4};
+
+int store_pending(db_t *db, const char *customer_id, const char *idem_key, const char *channel,
+                  const char *external_id, const uint8_t *request, size_t request_len, char *id,
+                  size_t idlen, store_order_fn fn, void *arg)
+{
+    const char *p[5] = {customer_id, channel, idem_key, external_id, (const char *)request};
+    const int lengths[5] = {0, 0, 0, 0, (int)request_len};
+    const int formats[5] = {0, 0, 0, 0, 1};
+
+    /* A key freed by a failed placement between the two statements makes
+     * the insert worth trying again. */
+    for (int attempt = 0; attempt < 3; attempt++) {
+        PGresult *r = db_exec_bin(db, &s_pending, p, lengths, formats);
+        if (!r)
+            return -1;
+        if (PQntuples(r) == 1) {
+            snprintf(id, idlen, "%s", PQgetvalue(r, 0, 0));
+            PQclear(r);
+            return 0;
+        }
+        PQclear(r);
+        const char *k[4] = {customer_id, idem_key, channel, external_id};
+        int rc = s_order_rows(db, &s_by_key, k, NULL, NULL, fn, arg);
+        if (rc <= 0)
+            return rc < 0 ? -1 : 1;
+    }
+    return -1;
+}
+
+static const db_stmt_t s_place = {
+    "ord_place",
+    "UPDATE orders SET state = $2, body = $3, currency = $4, total = $5, payment_ref = $6, "
+    "  request = NULL, placed_at = now(), updated_at = now(), "
+    "  paid_at = CASE WHEN $2 = 'paid' THEN now() END "
+    "WHERE id = $1 AND state = 'pending' RETURNING " ORDER_COLS,
+    6};
+
+int store_place(db_t *db, const char *id, const char *state, const uint8_t *body, size_t body_len,
+                const char *currency, int64_t total, const char *payment_ref, store_order_fn fn,
+                void *arg)
+{
+    char t[24];
+    const char *p[6] = {id, state, (const char *)body, currency, t, payment_ref};
+    const int lengths[6] = {0, 0, (int)body_len, 0, 0, 0};
+    const int formats[6] = {0, 0, 1, 0, 0, 0};
+
+    s_i64(t, sizeof t, total);
+    return s_order_rows(db, &s_place, p, lengths, formats, fn, arg);
+}
+
+static const db_stmt_t s_abandon = {
+    "ord_abandon",
+    "UPDATE orders SET state = 'failed', reason = $2, idem_key = NULL, external_id = NULL, "
+    "  request = NULL, updated_at = now() "
+    "WHERE id = $1 AND state = 'pending' RETURNING id",
+    2};
+
+int store_abandon(db_t *db, const char *id, const char *reason)
+{
+    const char *p[2] = {id, reason};
+    PGresult *r = db_exec(db, &s_abandon, p);
+    int rc;
+
+    if (!r)
+        return -1;
+    rc = PQntuples(r) == 1 ? 0 : 1;
+    PQclear(r);
+    return rc;
+}
+
+/* --- reads and transitions ---------------------------------------------------- */
+
+static const db_stmt_t s_get = {
+    "ord_get",
+    "SELECT " ORDER_COLS " FROM orders "
+    "WHERE CASE WHEN $1 <> '' THEN id = $1 ELSE channel = $2 AND external_id = $3 END",
+    3};
+
+static const db_stmt_t s_get_lock = {
+    "ord_get_lock",
+    "SELECT " ORDER_COLS " FROM orders "
+    "WHERE CASE WHEN $1 <> '' THEN id = $1 ELSE channel = $2 AND external_id = $3 END "
+    "FOR UPDATE",
+    3};
+
+int store_order_get(db_t *db, const char *id, const char *channel, const char *external_id,
+                    bool lock, store_order_fn fn, void *arg)
+{
+    const char *p[3] = {id, channel, external_id};
+
+    return s_order_rows(db, lock ? &s_get_lock : &s_get, p, NULL, NULL, fn, arg);
+}
+
+static const db_stmt_t s_set_state = {
+    "ord_set_state",
+    "UPDATE orders SET state = $2, updated_at = now(), "
+    "  payment_ref = CASE WHEN $3 = '' THEN payment_ref ELSE $3 END, "
+    "  carrier = CASE WHEN $4 = '' THEN carrier ELSE $4 END, "
+    "  tracking = CASE WHEN $5 = '' THEN tracking ELSE $5 END, "
+    "  reason = CASE WHEN $6 = '' THEN reason ELSE $6 END, "
+    "  paid_at = CASE WHEN $2 = 'paid' THEN now() ELSE paid_at END, "
+    "  cancelled_at = CASE WHEN $2 IN ('cancelled', 'refunded') THEN now() ELSE cancelled_at END "
+    "WHERE id = $1 RETURNING " ORDER_COLS,
+    6};
+
+int store_set_state(db_t *db, const char *id, const char *state, const char *payment_ref,
+                    const char *carrier, const char *tracking, const char *reason,
+                    store_order_fn fn, void *arg)
+{
+    const char *p[6] = {id, state, payment_ref, carrier, tracking, reason};
+
+    return s_order_rows(db, &s_set_state, p, NULL, NULL, fn, arg);
+}
+
+static const db_stmt_t s_stale = {
+    "ord_stale",
+    "SELECT id FROM orders WHERE state = $1 AND updated_at < now() - $2::bigint * interval '1 second' "
+    "ORDER BY state, created_at LIMIT $3 FOR UPDATE SKIP LOCKED",
+    3};
+
+int store_stale(db_t *db, const char *state, int64_t age_s, int limit, store_id_fn fn, void *arg)
+{
+    char a[24], l[24];
+    const char *p[3] = {state, a, l};
+
+    s_i64(a, sizeof a, age_s);
+    s_i64(l, sizeof l, limit);
+    PGresult *r = db_exec(db, &s_stale, p);
+    if (!r)
+        return -1;
+    for (int i = 0; i < PQntuples(r); i++)
+        fn(arg, PQgetvalue(r, i, 0));
+    PQclear(r);
+    return 0;
+}
+
+static const db_stmt_t s_list = {
+    "ord_list",
+    "SELECT " ORDER_COLS ", "
+    "  (extract(epoch FROM created_at) * 1000000)::bigint FROM orders "
+    "WHERE state NOT IN ('pending', 'failed') "
+    "  AND ($1 = '' OR customer_id = $1) AND ($2 = '' OR state = $2) "
+    "  AND ($3::bigint = 0 OR created_at >= to_timestamp($3::bigint / 1000.0)) "
+    "  AND ($4::bigint = 0 OR created_at < to_timestamp($4::bigint / 1000.0)) "
+    "  AND ($6 = '' OR (created_at, id) < "
+    "       ('epoch'::timestamptz + $5::bigint * interval '1 microsecond', $6)) "
+    "ORDER BY created_at DESC, id DESC LIMIT $7",
+    7};
+
+int store_order_list(db_t *db, const store_filter_t *f, int limit, store_list_fn fn, void *arg)
+{
+    char since[24], until[24], after[24], lim[24];
+    const char *p[7] = {f->customer_id, f->state, since, until, after, f->after_id, lim};
+
+    s_i64(since, sizeof since, f->since_ms);
+    s_i64(until, sizeof until, f->until_ms);
+    s_i64(after, sizeof after, f->after_us);
+    s_i64(lim, sizeof lim, limit);
+    PGresult *r = db_exec(db, &s_list, p);
+    if (!r)
+        return -1;
+    int rc = s_rows(r, 0, NULL, fn, arg);
+    PQclear(r);
+    return rc;
+}
+
+/* --- reviews ------------------------------------------------------------------- */
+
+static const db_stmt_t s_review_insert = {
+    "ord_review_insert",
+    "INSERT INTO review (order_id, sku, customer_id, rating, text, sentiment) "
+    "VALUES ($1, $2, $3, $4, $5, $6) RETURNING " MS("created_at"),
+    6};
+
+int store_review_insert(db_t *db, const store_review_t *rv, int64_t *created_ms)
+{
+    char rating[16];
+    const char *p[6] = {rv->order_id, rv->sku, rv->customer_id, rating, rv->text, rv->sentiment};
+
+    snprintf(rating, sizeof rating, "%d", (int)rv->rating);
+    PGresult *r = db_exec(db, &s_review_insert, p);
+    if (!r)
+        return -1;
+    *created_ms = s_int(r, 0, 0);
+    PQclear(r);
+    return 0;
+}
+
+static const db_stmt_t s_reviews = {
+    "ord_reviews",
+    "SELECT order_id, sku, customer_id, rating, text, sentiment, " MS("created_at")
+    " FROM review WHERE order_id = $1 ORDER BY sku",
+    1};
+
+int store_reviews(db_t *db, const char *order_id, store_review_fn fn, void *arg)
+{
+    const char *p[1] = {order_id};
+    PGresult *r = db_exec(db, &s_reviews, p);
+
+    if (!r)
+        return -1;
+    for (int i = 0; i < PQntuples(r); i++) {
+        store_review_t rv = {
+            .order_id = PQgetvalue(r, i, 0),
+            .sku = PQgetvalue(r, i, 1),
+            .customer_id = PQgetvalue(r, i, 2),
+            .rating = (int32_t)s_int(r, i, 3),
+            .text = PQgetvalue(r, i, 4),
+            .sentiment = PQgetvalue(r, i, 5),
+            .created_ms = s_int(r, i, 6),
+        };
+        fn(arg, &rv);
+    }
+    PQclear(r);
+    return 0;
+}
+
+/* --- the daily summary ------------------------------------------------------------ */
+
+/* Both days in one statement. A day is [local midnight, next midnight) in
+ * $2, so the indexes on created_at and paid_at serve it. */
+static const db_stmt_t s_days = {
+    "ord_days",
+    "WITH p(day0) AS (SELECT coalesce(nullif($1, '')::date, "
+    "                                 (now() AT TIME ZONE $2)::date - 1)), "
+    "d(day) AS (SELECT day0 FROM p UNION ALL SELECT day0 - 1 FROM p), "
+    "b AS (SELECT day, day::timestamp AT TIME ZONE $2 AS lo, "
+    "             (day + 1)::timestamp AT TIME ZONE $2 AS hi FROM d), "
+    "cur(c) AS (SELECT coalesce(nullif($3, ''), "
+    "  (SELECT o.currency FROM orders o, b WHERE b.day = (SELECT day0 FROM p) "
+    "     AND o.state NOT IN ('pending', 'failed') AND o.created_at >= b.lo AND o.created_at < b.hi "
+    "   GROUP BY o.currency ORDER BY count(*) DESC, o.currency LIMIT 1), '')) "
+    "SELECT to_char(b.day, 'YYYY-MM-DD'), cur.c, "
+    "  (SELECT count(*) FROM orders o WHERE o.state NOT IN ('pending', 'failed') "
+    "     AND o.created_at >= b.lo AND o.created_at < b.hi AND o.currency = cur.c), "
+    "  (SELECT count(*) FROM orders o WHERE o.state = 'cancelled' "
+    "     AND o.created_at >= b.lo AND o.created_at < b.hi AND o.currency = cur.c), "
+    "  (SELECT count(*) FROM orders o WHERE o.paid_at >= b.lo AND o.paid_at < b.hi "
+    "     AND o.currency = cur.c), "
+    "  (SELECT coalesce(sum(o.total), 0) FROM orders o WHERE o.paid_at >= b.lo "
+    "     AND o.paid_at < b.hi AND o.currency = cur.c) "
+    "FROM b, cur ORDER BY b.day DESC",
+    3};
+
+int store_days(db_t *db, const char *date, const char *timezone, const char *currency,
+               store_day_t *day, store_day_t *before)
+{
+    const char *p[3] = {date, timezone, currency};
+    PGresult *r = db_exec(db, &s_days, p);
+
+    if (!r)
+        return strncmp(db_sqlstate(db), "22", 2) == 0 ? 1 : -1;
+    for (int i = 0; i < PQntuples(r) && i < 2; i++) {
+        store_day_t *d = i == 0 ? day : before;
+        snprintf(d->date, sizeof d->date, "%s", PQgetvalue(r, i, 0));
+        snprintf(d->currency, sizeof d->currency, "%s", PQgetvalue(r, i, 1));
+        d->orders = s_int(r, i, 2);
+        d->cancelled = s_int(r, i, 3);
+        d->paid_orders = s_int(r, i, 4);
+        d->paid_amount = s_int(r, i, 5);
+    }
+    PQclear(r);
+    return 0;
+}

@@ -1,0 +1,67 @@
+/* order_events: an order cancelled, or a placement abandoned, gives its
+ * coupon uses and rule budget back (the same as Release), applied by the
+ * runtime's subscriber exactly once and in order. */
+#include <string.h>
+
+#include "promotions.h"
+#include "shop/orders/v1/orders.pb-c.h"
+#include "slog.h"
+
+typedef struct {
+    db_t *db;
+    const char *order_id, *reason;
+    int rc;
+} released_t;
+
+static void s_on_released(void *arg, const char *code)
+{
+    released_t *r = arg;
+    Shop__Promotions__V1__CouponReleased ev = SHOP__PROMOTIONS__V1__COUPON_RELEASED__INIT;
+
+    ev.code = (char *)code;
+    ev.order_id = (char *)r->order_id;
+    ev.reason = (char *)r->reason;
+    if (r->rc == 0 && server_emit(r->db, &ev.base, r->order_id) != 0)
+        r->rc = -1;
+}
+
+static int s_release(db_t *db, const char *order_id, const char *reason)
+{
+    released_t r = {db, order_id, reason, 0};
+    int rc = store_redemption_release(db, order_id, s_on_released, &r);
+
+    if (rc < 0)
+        return -1;
+    return r.rc;   /* 1 (nothing redeemed, or released before) is fine */
+}
+
+int promo_apply_orders(db_t *db, const Shop__Common__V1__Envelope *event, void *settings)
+{
+    const ProtobufCBinaryData *b = &event->payload;
+    int rc = 0;
+
+    (void)settings;
+    if (strcmp(event->type, "shop.orders.v1.OrderCancelled") == 0) {
+        Shop__Orders__V1__OrderCancelled *e =
+            shop__orders__v1__order_cancelled__unpack(NULL, b->len, b->data);
+        if (!e || !e->order) {
+            slog_error("promotions: event %s %llu is malformed; skipped", event->type,
+                       (unsigned long long)event->sequence);
+        } else {
+            rc = s_release(db, e->order->id, "order cancelled");
+        }
+        if (e)
+            shop__orders__v1__order_cancelled__free_unpacked(e, NULL);
+    } else if (strcmp(event->type, "shop.orders.v1.OrderAbandoned") == 0) {
+        Shop__Orders__V1__OrderAbandoned *e =
+            shop__orders__v1__order_abandoned__unpack(NULL, b->len, b->data);
+        if (!e) {
+            slog_error("promotions: event %s %llu is malformed; skipped", event->type,
+                       (unsigned long long)event->sequence);
+        } else {
+            rc = s_release(db, e->order_id, "order not placed");
+            shop__orders__v1__order_abandoned__free_unpacked(e, NULL);
+        }
+    }
+    return rc;
+}
