@@ -63,7 +63,7 @@ static void s_on_row(void *arg, const store_order_t *o)
 
 /* The transition's event, carrying the order (and for a cancellation,
  * whether money is due back). */
-static int s_emit(call_t *call, db_t *db, const transition_t *t, order_t *order, bool refund_due)
+static int s_emit(db_t *db, const transition_t *t, order_t *order, bool refund_due)
 {
     const ProtobufCMessageDescriptor *d = t->event;
     ProtobufCMessage *ev = calloc(1, d->sizeof_message);
@@ -79,7 +79,7 @@ static int s_emit(call_t *call, db_t *db, const transition_t *t, order_t *order,
     f = protobuf_c_message_descriptor_get_field_by_name(d, "refund_due");
     if (f)
         *(protobuf_c_boolean *)((char *)ev + f->offset) = refund_due;
-    rc = call ? call_emit(call, ev) : server_emit(db, ev, order->id);
+    rc = server_emit(db, ev, order->id);   /* correlated by order */
     free(ev);
     return rc;
 }
@@ -143,7 +143,7 @@ static status_t s_transition(call_t *call, db_t *db, const char *id, const trans
     bool refund_due = strcmp(r.state, "paid") == 0 || strcmp(r.state, "fulfilling") == 0;
     rc = store_set_state(db, id, t->to, x->payment_ref, x->carrier, x->tracking, x->reason, s_on_row,
                          &r);
-    if (rc != 0 || s_emit(call, db, t, r.order, refund_due) != 0) {
+    if (rc != 0 || s_emit(db, t, r.order, refund_due) != 0) {
         snprintf(why, len, "store the change");
         code = STATUS_INTERNAL;
     }

@@ -43,8 +43,8 @@ typedef struct {
     char id[40];
     /* The key was taken by an order past pending: that order is the answer. */
     order_t *existing;
-    /* The key was taken by a pending placement of another request. */
-    bool mismatch;
+    /* The key was taken, by the same request (or another). */
+    bool same;
     /* Shortages of a failed reservation, in the call's arena. */
     shortage_t **shortages;
     size_t n_shortages;
@@ -76,13 +76,10 @@ static void s_on_existing(void *arg, const store_order_t *row)
     ProtobufCAllocator a = orders_call_allocator(s->call);
 
     snprintf(s->id, sizeof s->id, "%s", row->id);
-    if (strcmp(row->state, "pending") == 0) {
-        if (row->request_len != s->request_len ||
-            memcmp(row->request, s->request, row->request_len) != 0)
-            s->mismatch = true;
-        return;
-    }
-    s->existing = orders_from_row(row, &a);
+    if (strcmp(row->state, "pending") != 0)
+        s->existing = orders_from_row(row, &a);
+    /* else being placed by an earlier attempt (or one that crashed): this
+     * one drives it on */
 }
 
 /* Step 1: the pending row, committed. STATUS_OK with s->existing set means
@@ -91,10 +88,12 @@ static status_t s_begin(saga_t *s, const char *customer_id, const char *key, con
                         const char *external_id)
 {
     int rc = store_pending(call_db(s->call), customer_id, key, channel, external_id, s->request,
-                           s->request_len, s->id, sizeof s->id, s_on_existing, s);
+                           s->request_len, s->id, sizeof s->id, &s->same, s_on_existing, s);
     if (rc < 0)
         return call_db_fail(s->call, "start the order");
-    if (rc == 1 && s->mismatch)
+    /* A key stands for one request; an external order id for one order,
+     * however its channel sends it again. */
+    if (rc == 1 && !s->same && key)
         return call_fail(s->call, STATUS_ALREADY_EXISTS,
                          "%s is already being used for another order (%s)",
                          key ? "this idempotency key" : "this external order id", s->id);
@@ -119,7 +118,7 @@ static status_t s_fail(saga_t *s, status_t code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(why, sizeof why, fmt, ap);
     va_end(ap);
-    if (orders_abandon(call_db(s->call), s->id, why, call_request_id(s->call)) != 0)
+    if (orders_abandon(call_db(s->call), s->id, why, s->id) != 0)
         return call_db_fail(s->call, "abandon the order");   /* the maintenance tick will */
     call_keep_writes(s->call);
     return call_fail(s->call, code, "%s", why);
@@ -340,12 +339,12 @@ static status_t s_finish(saga_t *s, const char *state, const uint8_t *body, size
         return call_fail(s->call, STATUS_INTERNAL, "order %s does not read back", s->id);
     Shop__Orders__V1__OrderPlaced placed = SHOP__ORDERS__V1__ORDER_PLACED__INIT;
     placed.order = p.order;
-    if (call_emit(s->call, &placed.base) != 0)
+    if (server_emit(db, &placed.base, s->id) != 0)
         return call_db_fail(s->call, "emit OrderPlaced");
     if (strcmp(state, "paid") == 0) {
         Shop__Orders__V1__OrderPaid paid = SHOP__ORDERS__V1__ORDER_PAID__INIT;
         paid.order = p.order;
-        if (call_emit(s->call, &paid.base) != 0)
+        if (server_emit(db, &paid.base, s->id) != 0)
             return call_db_fail(s->call, "emit OrderPaid");
     }
     *out = p.order;

@@ -219,7 +219,7 @@ ORDERS_HANDLER(orders_post_review)
     resp->review = s_review(call, &r);
     Shop__Orders__V1__ReviewPosted ev = SHOP__ORDERS__V1__REVIEW_POSTED__INIT;
     ev.review = resp->review;
-    if (call_emit(call, &ev.base) != 0)
+    if (server_emit(db, &ev.base, req->order_id) != 0)
         return call_db_fail(call, "emit ReviewPosted");
     return STATUS_OK;
 }

@@ -12,7 +12,7 @@
 /* The columns every order read returns, in store_order_t's order. */
 #define ORDER_COLS                                                                          \
     "id, customer_id, state, channel, coalesce(external_id, ''), payment_ref, carrier, "    \
-    "tracking, reason, coalesce(currency, ''), body, request, total, " MS("created_at") ", " \
+    "tracking, reason, coalesce(currency, ''), body, total, " MS("created_at") ", " \
     MS("updated_at") ", " MS("paid_at")
 
 static void s_i64(char *buf, size_t len, int64_t v) { snprintf(buf, len, "%" PRId64, v); }
@@ -24,17 +24,11 @@ static int64_t s_int(PGresult *r, int row, int col) { return strtoll(PQgetvalue(
 static int s_rows(PGresult *r, int at, store_order_fn fn, store_list_fn lfn, void *arg)
 {
     for (int i = 0; i < PQntuples(r); i++) {
-        unsigned char *body = NULL, *request = NULL;
-        size_t body_len = 0, request_len = 0;
+        unsigned char *body = NULL;
+        size_t body_len = 0;
         if (!PQgetisnull(r, i, at + 10) &&
             !(body = PQunescapeBytea((const unsigned char *)PQgetvalue(r, i, at + 10), &body_len)))
             return -1;
-        if (!PQgetisnull(r, i, at + 11) &&
-            !(request = PQunescapeBytea((const unsigned char *)PQgetvalue(r, i, at + 11),
-                                        &request_len))) {
-            PQfreemem(body);
-            return -1;
-        }
         store_order_t o = {
             .id = PQgetvalue(r, i, at),
             .customer_id = PQgetvalue(r, i, at + 1),
@@ -48,19 +42,16 @@ static int s_rows(PGresult *r, int at, store_order_fn fn, store_list_fn lfn, voi
             .currency = PQgetvalue(r, i, at + 9),
             .body = body,
             .body_len = body_len,
-            .request = request,
-            .request_len = request_len,
-            .total = s_int(r, i, at + 12),
-            .created_ms = s_int(r, i, at + 13),
-            .updated_ms = s_int(r, i, at + 14),
-            .paid_ms = s_int(r, i, at + 15),
+            .total = s_int(r, i, at + 11),
+            .created_ms = s_int(r, i, at + 12),
+            .updated_ms = s_int(r, i, at + 13),
+            .paid_ms = s_int(r, i, at + 14),
         };
         if (fn)
             fn(arg, &o);
         if (lfn)
-            lfn(arg, &o, s_int(r, i, at + 16));
+            lfn(arg, &o, s_int(r, i, at + 15));
         PQfreemem(body);
-        PQfreemem(request);
     }
     return 0;
 }
@@ -83,24 +74,25 @@ static int s_order_rows(db_t *db, const db_stmt_t *stmt, const char *const *p, c
 
 static const db_stmt_t s_pending = {
     "ord_pending",
-    "INSERT INTO orders (id, customer_id, state, channel, idem_key, external_id, request) "
+    "INSERT INTO orders (id, customer_id, state, channel, idem_key, external_id, request_hash) "
     "VALUES ('O' || to_char(now() AT TIME ZONE 'UTC', 'YYMMDD') || "
-    "        lpad(nextval('order_number')::text, 7, '0'), $1, 'pending', $2, $3, $4, $5) "
+    "        lpad(nextval('order_number')::text, 7, '0'), $1, 'pending', $2, $3, $4, sha256($5)) "
     "ON CONFLICT DO NOTHING RETURNING id",
     5};
 
 static const db_stmt_t s_by_key = {
     "ord_by_key",
-    "SELECT " ORDER_COLS " FROM orders "
+    "SELECT " ORDER_COLS ", request_hash IS NOT DISTINCT FROM sha256($5) FROM orders "
     "WHERE ($2::text IS NOT NULL AND customer_id = $1 AND idem_key = $2) "
     "   OR ($4::text IS NOT NULL AND channel = $3 AND external_id = $4)",
-    4};
+    5};
 
 int store_pending(db_t *db, const char *customer_id, const char *idem_key, const char *channel,
                   const char *external_id, const uint8_t *request, size_t request_len, char *id,
-                  size_t idlen, store_order_fn fn, void *arg)
+                  size_t idlen, bool *same, store_order_fn fn, void *arg)
 {
     const char *p[5] = {customer_id, channel, idem_key, external_id, (const char *)request};
+    const char *p2[5] = {customer_id, idem_key, channel, external_id, (const char *)request};
     const int lengths[5] = {0, 0, 0, 0, (int)request_len};
     const int formats[5] = {0, 0, 0, 0, 1};
 
@@ -116,10 +108,18 @@ int store_pending(db_t *db, const char *customer_id, const char *idem_key, const
             return 0;
         }
         PQclear(r);
-        const char *k[4] = {customer_id, idem_key, channel, external_id};
-        int rc = s_order_rows(db, &s_by_key, k, NULL, NULL, fn, arg);
-        if (rc <= 0)
-            return rc < 0 ? -1 : 1;
+        PGresult *e = db_exec_bin(db, &s_by_key, p2, lengths, formats);
+        if (!e)
+            return -1;
+        int n = PQntuples(e);
+        if (n == 1) {
+            *same = PQgetvalue(e, 0, 15)[0] == 't';
+            if (s_rows(e, 0, fn, NULL, arg) != 0)
+                n = -1;
+        }
+        PQclear(e);
+        if (n != 0)
+            return n < 0 ? -1 : 1;
     }
     return -1;
 }
@@ -127,7 +127,7 @@ int store_pending(db_t *db, const char *customer_id, const char *idem_key, const
 static const db_stmt_t s_place = {
     "ord_place",
     "UPDATE orders SET state = $2, body = $3, currency = $4, total = $5, payment_ref = $6, "
-    "  request = NULL, placed_at = now(), updated_at = now(), "
+    "  placed_at = now(), updated_at = now(), "
     "  paid_at = CASE WHEN $2 = 'paid' THEN now() END "
     "WHERE id = $1 AND state = 'pending' RETURNING " ORDER_COLS,
     6};
@@ -148,7 +148,7 @@ int store_place(db_t *db, const char *id, const char *state, const uint8_t *body
 static const db_stmt_t s_abandon = {
     "ord_abandon",
     "UPDATE orders SET state = 'failed', reason = $2, idem_key = NULL, external_id = NULL, "
-    "  request = NULL, updated_at = now() "
+    "  updated_at = now() "
     "WHERE id = $1 AND state = 'pending' RETURNING id",
     2};
 

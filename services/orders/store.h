@@ -10,24 +10,25 @@
 #include "db.h"
 
 /* An order row; everything is valid only during the callback. `body` is
- * the packed Order as placed (NULL while pending), `request` the packed
- * placement request (pending only). */
+ * the packed Order as placed (NULL while pending). */
 typedef struct {
     const char *id, *customer_id, *state, *channel, *external_id;
     const char *payment_ref, *carrier, *tracking, *reason, *currency;
-    const uint8_t *body, *request;
-    size_t body_len, request_len;
+    const uint8_t *body;
+    size_t body_len;
     int64_t total, created_ms, updated_ms, paid_ms;
 } store_order_t;
 typedef void (*store_order_fn)(void *arg, const store_order_t *o);
 
 /* Starts a placement: a 'pending' order keyed by (customer_id, idem_key)
- * or (channel, external_id) (NULL = no key). A new order's id goes to
- * `id`; if the key is taken, the existing order is given to `fn` instead
- * and 1 is returned. */
+ * or (channel, external_id) (NULL = no key), remembering a hash of the
+ * request. A new order's id goes to `id`; if the key is taken, the existing
+ * order is given to `fn` instead, *same tells whether it was placed with
+ * the same request, and 1 is returned. */
 int store_pending(db_t *db, const char *customer_id, const char *idem_key, const char *channel,
                   const char *external_id, const uint8_t *request, size_t request_len, char *id,
-                  size_t idlen, store_order_fn fn, void *arg) __attribute__((warn_unused_result));
+                  size_t idlen, bool *same, store_order_fn fn, void *arg)
+    __attribute__((warn_unused_result));
 
 /* Finishes a pending placement as `state` ("placed" or "paid"); 1 if the
  * order is no longer pending. The row as stored goes to `fn`. */

@@ -19,7 +19,7 @@ static status_t s_call_text(jcall_t *j, const char *method, const char *text)
     j->out = NULL;
     j->message[0] = '\0';
     json_t *in = json_loads(text, JSON_REJECT_DUPLICATES, NULL);
-    if (!in || jsoncall(j->client, j->service, method, in, NULL, j->timeout_ms ? j->timeout_ms : 20000,
+    if (!in || jsoncall(j->client, j->service, method, in, j->key, j->timeout_ms ? j->timeout_ms : 20000,
                         1, PBJSON_DEFAULTS, &code, &j->out, &message, err, sizeof err) != 0) {
         fprintf(stderr, "jcall: bad call %s %s%s%s\n", method, text, in ? ": " : "", in ? err : "");
         json_decref(in);

@@ -12,6 +12,7 @@ typedef struct {
     client_t *client;
     const char *service;    /* "shop.catalog.v1.CatalogService" */
     int timeout_ms;         /* per call; 0 = 20000 */
+    const char *key;        /* idempotency key sent with each call (NULL = none) */
     json_t *out;            /* the last reply (NULL if it had no body) */
     char message[512];      /* the last status message */
 } jcall_t;

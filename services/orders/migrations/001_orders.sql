@@ -16,8 +16,8 @@ CREATE TABLE orders (
     -- The placement's idempotency key (freed when the placement fails, so a
     -- retry with it can place the order).
     idem_key      text,
-    -- The PlaceOrder request while pending: a retry must be the same order.
-    request       bytea,
+    -- sha256 of the placement request: a retry with the key must repeat it.
+    request_hash  bytea,
     body          bytea,
     currency      char(3),
     total         bigint NOT NULL DEFAULT 0 CHECK (total >= 0),

@@ -1,0 +1,597 @@
+/* test_orders: the orders service with the real catalog and promotions
+ * over real sockets: placement priced and reserved, idempotent retries
+ * (also concurrent), every rejection changing nothing that lasts, a flash
+ * sale that never oversells, each state transition legal and illegal with
+ * exactly one event, what the catalog and promotions do with the order
+ * events (stock confirmed, given back, restocked; coupons given back;
+ * ratings), the unpaid auto-cancel and the recovery of a placement left
+ * pending, imports deduplicated, queries and the daily summary. */
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <libpq-fe.h>
+#include <zmq.h>
+
+#include "check.h"
+#include "harness.h"
+#include "jcall.h"
+#include "slog.h"
+#include "util.h"
+
+static jcall_t s_cat = {.service = "shop.catalog.v1.CatalogService"};
+static jcall_t s_pro = {.service = "shop.promotions.v1.PromotionsService"};
+static jcall_t s_ord = {.service = "shop.orders.v1.OrdersService"};
+static PGconn *s_pg;
+static void *s_zctx;
+static harness_service_t s_cat_svc, s_pro_svc, s_ord_svc;
+
+#define s_sql(...) harness_sql(s_pg, __VA_ARGS__)
+#define O(...) jcall(&s_ord, __VA_ARGS__)
+#define STR(path) jcall_str(&s_ord, path)
+#define NUM(path) jcall_num(&s_ord, path)
+#define LEN(path) jcall_len(&s_ord, path)
+
+#define ADDRESS "\"shippingAddress\":{\"name\":\"Li Wei\",\"line1\":\"1 West Lake Road\"," \
+                "\"city\":\"Hangzhou\",\"country\":\"CN\"}"
+
+/* Waits up to 10 s for a query to give `want` (a consumer catching up). */
+static long long s_sql_until(long long want, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static long long s_sql_until(long long want, const char *fmt, ...)
+{
+    char sql[1024];
+    va_list ap;
+    long long v = -1;
+
+    va_start(ap, fmt);
+    vsnprintf(sql, sizeof sql, fmt, ap);
+    va_end(ap);
+    for (int i = 0; i < 100; i++) {
+        if ((v = harness_sql(s_pg, "%s", sql)) == want)
+            return v;
+        util_sleep_ms(100);
+    }
+    return v;
+}
+
+static void s_product(const char *title, const char *sku, int price, int cost, int stock)
+{
+    CHECK_INT(jcall(&s_cat, "CreateProduct",
+                    "{\"product\":{\"title\":\"%s\",\"category\":\"tea\",\"status\":"
+                    "\"PRODUCT_STATUS_ACTIVE\",\"skus\":[{\"code\":\"%s\",\"listPrice\":{"
+                    "\"minorUnits\":%d,\"currency\":\"CNY\"},\"costPrice\":{\"minorUnits\":%d,"
+                    "\"currency\":\"CNY\"}}]}}", title, sku, price, cost), STATUS_OK);
+    if (stock)
+        CHECK_INT(jcall(&s_cat, "AdjustStock", "{\"sku\":\"%s\",\"delta\":%d,\"reason\":\"receipt\"}",
+                        sku, stock), STATUS_OK);
+}
+
+static long long s_reserved(const char *sku)
+{
+    return s_sql("SELECT reserved FROM catalog.sku WHERE code = '%s'", sku);
+}
+
+static long long s_on_hand(const char *sku)
+{
+    return s_sql("SELECT on_hand FROM catalog.sku WHERE code = '%s'", sku);
+}
+
+static long long s_events(const char *id, const char *type)
+{
+    return s_sql("SELECT count(*) FROM orders.outbox WHERE correlation_id = '%s' "
+                 "AND type = 'shop.orders.v1.%s'", id, type);
+}
+
+/* Places an order (key may be NULL); the status, the order id in `id`. */
+static status_t s_place(char *id, const char *key, const char *customer, const char *lines,
+                        const char *coupons)
+{
+    s_ord.key = key;
+    status_t st = O("PlaceOrder", "{\"customerId\":\"%s\",\"lines\":[%s],\"couponCodes\":[%s],%s}",
+                    customer, lines, coupons ? coupons : "", ADDRESS);
+    s_ord.key = NULL;
+    if (id)
+        snprintf(id, 40, "%s", st == STATUS_OK ? STR("order.id") : "");
+    return st;
+}
+
+/* --- placement ----------------------------------------------------------------- */
+
+typedef struct {
+    const char *key, *lines, *customer;
+    status_t status;
+    char id[40];
+    char message[512];
+} racer_t;
+
+static void *s_racer(void *arg)
+{
+    racer_t *r = arg;
+    jcall_t j = {.service = "shop.orders.v1.OrdersService", .key = r->key};
+
+    j.client = client_new(s_zctx, s_ord_svc.rpc);
+    r->status = jcall(&j, "PlaceOrder", "{\"customerId\":\"%s\",\"lines\":[%s],%s}", r->customer,
+                      r->lines, ADDRESS);
+    snprintf(r->id, sizeof r->id, "%s", r->status == STATUS_OK ? jcall_str(&j, "order.id") : "");
+    snprintf(r->message, sizeof r->message, "%s", j.message);
+    jcall_done(&j);
+    client_destroy(&j.client);
+    return NULL;
+}
+
+/* n buyers at once, each with its own key when keys is true. */
+static int s_race(racer_t *r, size_t n)
+{
+    pthread_t t[32];
+    int ok = 0;
+
+    for (size_t i = 0; i < n; i++)
+        pthread_create(&t[i], NULL, s_racer, &r[i]);
+    for (size_t i = 0; i < n; i++) {
+        pthread_join(t[i], NULL);
+        ok += r[i].status == STATUS_OK;
+    }
+    return ok;
+}
+
+static void s_placement(void)
+{
+    char id[40], again[40];
+
+    /* priced by promotions, reserved by the catalog */
+    CHECK_INT(s_place(id, "k-1", "c1", "{\"sku\":\"TEA-A\",\"quantity\":2},{\"sku\":\"CUP-1\",\"quantity\":1}",
+                      "\"WELCOME10\""), STATUS_OK);
+    CHECK_STR(STR("order.state"), "ORDER_STATE_PLACED");
+    CHECK_STR(STR("order.channel"), "shop");
+    CHECK_INT(NUM("order.subtotal.minorUnits"), 22000);
+    /* 10% off the tea (2000) and the coupon (1000) */
+    CHECK_INT(NUM("order.discount.minorUnits"), 3000);
+    CHECK_INT(NUM("order.total.minorUnits"), 19000);
+    CHECK_INT(LEN("order.promotions"), 2);
+    CHECK_STR(STR("order.couponCodes[0]"), "WELCOME10");
+    CHECK(strstr(STR("order.promotions[0].reason"), "10%") != NULL);
+    CHECK_STR(STR("order.lines[0].sku"), "CUP-1");
+    /* the coupon is shared over the lines: their totals make the order's */
+    CHECK_INT(NUM("order.lines[0].total.minorUnits") + NUM("order.lines[1].total.minorUnits"), 19000);
+    CHECK_STR(STR("order.shippingAddress.city"), "Hangzhou");
+    CHECK_INT(s_reserved("TEA-A"), 2);
+    CHECK_INT(s_sql("SELECT used FROM promotions.coupon WHERE code = 'WELCOME10'"), 1);
+    CHECK_INT(s_events(id, "OrderPlaced"), 1);
+
+    /* the same key: the same order, nothing taken twice */
+    CHECK_INT(s_place(again, "k-1", "c1", "{\"sku\":\"TEA-A\",\"quantity\":2},{\"sku\":\"CUP-1\",\"quantity\":1}",
+                      "\"WELCOME10\""), STATUS_OK);
+    CHECK_STR(again, id);
+    CHECK_INT(s_reserved("TEA-A"), 2);
+    CHECK_INT(s_events(id, "OrderPlaced"), 1);
+    /* the same key for another cart */
+    CHECK_INT(s_place(NULL, "k-1", "c1", "{\"sku\":\"TEA-A\",\"quantity\":1}", NULL), STATUS_ALREADY_EXISTS);
+    /* another customer's key space */
+    CHECK_INT(s_place(again, "k-1", "c2", "{\"sku\":\"CUP-1\",\"quantity\":1}", NULL), STATUS_OK);
+    CHECK(strcmp(again, id) != 0);
+
+    /* concurrent retries of one placement: one order */
+    racer_t r[8];
+    for (size_t i = 0; i < 8; i++)
+        r[i] = (racer_t){.key = "k-same", .customer = "c3", .lines = "{\"sku\":\"CUP-1\",\"quantity\":3}"};
+    CHECK_INT(s_race(r, 8), 8);
+    for (size_t i = 1; i < 8; i++)
+        CHECK_STR(r[i].id, r[0].id);
+    CHECK_INT(s_sql("SELECT count(*) FROM orders.orders WHERE customer_id = 'c3'"), 1);
+    CHECK_INT(s_sql("SELECT sum(quantity) FROM catalog.reservation_line WHERE order_id = '%s'", r[0].id), 3);
+    CHECK_INT(s_events(r[0].id, "OrderPlaced"), 1);
+
+    /* a shortage: nothing kept, the key free again */
+    long long orders = s_sql("SELECT count(*) FROM orders.orders WHERE state <> 'failed'");
+    CHECK_INT(s_place(NULL, "k-pot", "c4", "{\"sku\":\"POT-1\",\"quantity\":6}", NULL), STATUS_FAILED_PRECONDITION);
+    CHECK_INT(LEN("shortages"), 1);
+    CHECK_STR(STR("shortages[0].sku"), "POT-1");
+    CHECK_INT(NUM("shortages[0].available"), 5);
+    CHECK_INT(s_reserved("POT-1"), 0);
+    CHECK_INT(s_sql("SELECT count(*) FROM orders.orders WHERE state <> 'failed'"), orders);
+    CHECK_INT(jcall(&s_cat, "AdjustStock", "{\"sku\":\"POT-1\",\"delta\":1,\"reason\":\"receipt\"}"), STATUS_OK);
+    CHECK_INT(s_place(id, "k-pot", "c4", "{\"sku\":\"POT-1\",\"quantity\":6}", NULL), STATUS_OK);
+    CHECK_INT(s_reserved("POT-1"), 6);
+    CHECK_INT(O("CancelOrder", "{\"orderId\":\"%s\"}", id), STATUS_OK);
+    CHECK_INT(s_sql_until(0, "SELECT reserved FROM catalog.sku WHERE code = 'POT-1'"), 0);
+
+    /* a coupon that no longer applies (one use per customer): the stock it
+     * had reserved goes back through OrderAbandoned */
+    long long tea = s_reserved("TEA-A");
+    CHECK_INT(s_place(NULL, "k-2", "c1", "{\"sku\":\"TEA-A\",\"quantity\":1}", "\"WELCOME10\""),
+              STATUS_FAILED_PRECONDITION);
+    CHECK(strstr(s_ord.message, "coupon WELCOME10") != NULL);
+    CHECK_INT(s_sql_until(tea, "SELECT reserved FROM catalog.sku WHERE code = 'TEA-A'"), tea);
+    CHECK_INT(s_sql("SELECT used FROM promotions.coupon WHERE code = 'WELCOME10'"), 1);
+    CHECK_INT(s_sql("SELECT count(*) FROM orders.orders o WHERE state = 'failed' AND EXISTS "
+                    "(SELECT 1 FROM orders.outbox x WHERE x.correlation_id = o.id "
+                    " AND x.type = 'shop.orders.v1.OrderAbandoned')"),
+              s_sql("SELECT count(*) FROM orders.orders WHERE state = 'failed'"));
+    /* an unknown SKU */
+    CHECK_INT(s_place(NULL, NULL, "c1", "{\"sku\":\"NOPE-1\",\"quantity\":1}", NULL), STATUS_NOT_FOUND);
+    CHECK(strstr(s_ord.message, "NOPE-1") != NULL);
+}
+
+static void s_flash_sale(void)
+{
+    racer_t r[20];
+    char keys[20][16];
+
+    for (size_t i = 0; i < 20; i++) {
+        snprintf(keys[i], sizeof keys[i], "flash-%zu", i);
+        r[i] = (racer_t){.key = keys[i], .customer = "flash", .lines = "{\"sku\":\"LAST-1\",\"quantity\":1}"};
+    }
+    CHECK_INT(s_race(r, 20), 3);
+    int short_ = 0;
+    for (size_t i = 0; i < 20; i++)
+        short_ += r[i].status == STATUS_FAILED_PRECONDITION;
+    CHECK_INT(short_, 17);
+    CHECK_INT(s_reserved("LAST-1"), 3);
+    CHECK_INT(s_sql("SELECT count(*) FROM orders.orders WHERE customer_id = 'flash' AND state = 'placed'"), 3);
+}
+
+static void s_bad_input(void)
+{
+    long long before = s_sql("SELECT count(*) FROM orders.orders");
+    const struct {
+        const char *json, *why;
+    } bad[] = {
+        {"{\"customerId\":\"c1\",\"lines\":[]," ADDRESS "}", "lines"},
+        {"{\"customerId\":\"\",\"lines\":[{\"sku\":\"TEA-A\",\"quantity\":1}]," ADDRESS "}", "customer_id"},
+        {"{\"customerId\":\"c1\",\"lines\":[{\"sku\":\"TEA A\",\"quantity\":1}]," ADDRESS "}", "lines[0].sku"},
+        {"{\"customerId\":\"c1\",\"lines\":[{\"sku\":\"TEA-A\",\"quantity\":0}]," ADDRESS "}", "quantity"},
+        {"{\"customerId\":\"c1\",\"lines\":[{\"sku\":\"TEA-A\",\"quantity\":1},{\"sku\":\"TEA-A\","
+         "\"quantity\":1}]," ADDRESS "}", "already on line 0"},
+        {"{\"customerId\":\"c1\",\"lines\":[{\"sku\":\"TEA-A\",\"quantity\":1}]}", "shipping_address"},
+        {"{\"customerId\":\"c1\",\"lines\":[{\"sku\":\"TEA-A\",\"quantity\":1}],\"shippingAddress\":"
+         "{\"name\":\"A\",\"line1\":\"B\",\"city\":\"C\",\"country\":\"China\"}}", "country"},
+        {"{\"customerId\":\"c1\",\"lines\":[{\"sku\":\"TEA-A\",\"quantity\":1}],\"couponCodes\":"
+         "[\"A\",\"B\",\"C\",\"D\",\"E\",\"F\"]," ADDRESS "}", "coupon_codes"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        CHECK_INT(O("PlaceOrder", "%s", bad[i].json), STATUS_INVALID_ARGUMENT);
+        if (!strstr(s_ord.message, bad[i].why))
+            fprintf(stderr, "test: \"%s\" does not name %s\n", s_ord.message, bad[i].why);
+        CHECK(strstr(s_ord.message, bad[i].why) != NULL);
+    }
+    CHECK_INT(s_sql("SELECT count(*) FROM orders.orders"), before);
+    CHECK_INT(O("MarkPaid", "{\"orderId\":\"O-nope\",\"amount\":{\"minorUnits\":1,\"currency\":\"CNY\"},"
+                "\"paymentReference\":\"p\"}"), STATUS_NOT_FOUND);
+    CHECK_INT(O("MarkPaid", "{\"orderId\":\"O-nope\",\"paymentReference\":\"p\"}"), STATUS_INVALID_ARGUMENT);
+    CHECK_INT(O("GetOrder", "{}"), STATUS_INVALID_ARGUMENT);
+    CHECK_INT(O("GetOrder", "{\"id\":\"x\",\"channel\":\"tmall\"}"), STATUS_INVALID_ARGUMENT);
+    CHECK_INT(O("GetOrder", "{\"id\":\"O-nope\"}"), STATUS_NOT_FOUND);
+}
+
+/* --- the state machine ------------------------------------------------------------ */
+
+static void s_lifecycle(void)
+{
+    char id[40];
+
+    CHECK_INT(s_place(id, "life-1", "c5", "{\"sku\":\"TEA-A\",\"quantity\":1}", NULL), STATUS_OK);
+    long long total = NUM("order.total.minorUnits");
+    long long on_hand = s_on_hand("TEA-A");
+    /* illegal from placed: nothing changes, no event */
+    CHECK_INT(O("StartFulfilment", "{\"orderId\":\"%s\"}", id), STATUS_FAILED_PRECONDITION);
+    CHECK(strstr(s_ord.message, "is placed") != NULL);
+    CHECK_INT(O("MarkShipped", "{\"orderId\":\"%s\",\"carrier\":\"SF\",\"trackingNumber\":\"1\"}", id),
+              STATUS_FAILED_PRECONDITION);
+    CHECK_INT(O("MarkDelivered", "{\"orderId\":\"%s\"}", id), STATUS_FAILED_PRECONDITION);
+    CHECK_INT(O("CompleteOrder", "{\"orderId\":\"%s\"}", id), STATUS_FAILED_PRECONDITION);
+    CHECK_INT(O("RefundOrder", "{\"orderId\":\"%s\"}", id), STATUS_FAILED_PRECONDITION);
+    /* paid: the amount must match */
+    CHECK_INT(O("MarkPaid", "{\"orderId\":\"%s\",\"amount\":{\"minorUnits\":%lld,\"currency\":\"CNY\"},"
+                "\"paymentReference\":\"pay-1\"}", id, total - 1), STATUS_FAILED_PRECONDITION);
+    CHECK(strstr(s_ord.message, "does not match") != NULL);
+    CHECK_INT(O("MarkPaid", "{\"orderId\":\"%s\",\"amount\":{\"minorUnits\":%lld,\"currency\":\"CNY\"},"
+                "\"paymentReference\":\"pay-1\"}", id, total), STATUS_OK);
+    CHECK_STR(STR("order.state"), "ORDER_STATE_PAID");
+    CHECK_STR(STR("order.paymentReference"), "pay-1");
+    CHECK(NUM("order.paidAtMs") > 0);
+    /* the provider calls back twice: no second event */
+    CHECK_INT(O("MarkPaid", "{\"orderId\":\"%s\",\"amount\":{\"minorUnits\":%lld,\"currency\":\"CNY\"},"
+                "\"paymentReference\":\"pay-1\"}", id, total), STATUS_OK);
+    CHECK_INT(O("MarkPaid", "{\"orderId\":\"%s\",\"amount\":{\"minorUnits\":%lld,\"currency\":\"CNY\"},"
+                "\"paymentReference\":\"pay-2\"}", id, total), STATUS_FAILED_PRECONDITION);
+    CHECK_INT(s_events(id, "OrderPaid"), 1);
+    /* the catalog sells the held unit */
+    CHECK_INT(s_sql_until(on_hand - 1, "SELECT on_hand FROM catalog.sku WHERE code = 'TEA-A'"), on_hand - 1);
+    CHECK_INT(s_sql("SELECT count(*) FROM catalog.reservation WHERE order_id = '%s' AND state = 'confirmed'", id), 1);
+
+    CHECK_INT(O("MarkDelivered", "{\"orderId\":\"%s\"}", id), STATUS_FAILED_PRECONDITION);
+    CHECK_INT(O("StartFulfilment", "{\"orderId\":\"%s\"}", id), STATUS_OK);
+    CHECK_STR(STR("order.state"), "ORDER_STATE_FULFILLING");
+    CHECK_INT(O("MarkShipped", "{\"orderId\":\"%s\",\"carrier\":\"\",\"trackingNumber\":\"1\"}", id),
+              STATUS_INVALID_ARGUMENT);
+    CHECK_INT(O("MarkShipped", "{\"orderId\":\"%s\",\"carrier\":\"SF Express\",\"trackingNumber\":\"SF123\"}", id),
+              STATUS_OK);
+    CHECK_STR(STR("order.trackingNumber"), "SF123");
+    CHECK_INT(O("CancelOrder", "{\"orderId\":\"%s\"}", id), STATUS_FAILED_PRECONDITION);
+    CHECK(strstr(s_ord.message, "is shipped") != NULL);
+    /* no review before delivery */
+    CHECK_INT(O("PostReview", "{\"orderId\":\"%s\",\"sku\":\"TEA-A\",\"customerId\":\"c5\",\"rating\":5}", id),
+              STATUS_FAILED_PRECONDITION);
+    CHECK_INT(O("MarkDelivered", "{\"orderId\":\"%s\"}", id), STATUS_OK);
+    CHECK_STR(STR("order.state"), "ORDER_STATE_DELIVERED");
+
+    /* reviews */
+    CHECK_INT(O("PostReview", "{\"orderId\":\"%s\",\"sku\":\"TEA-A\",\"customerId\":\"c9\",\"rating\":5}", id),
+              STATUS_PERMISSION_DENIED);
+    CHECK_INT(O("PostReview", "{\"orderId\":\"%s\",\"sku\":\"CUP-1\",\"customerId\":\"c5\",\"rating\":5}", id),
+              STATUS_INVALID_ARGUMENT);
+    CHECK_INT(O("PostReview", "{\"orderId\":\"%s\",\"sku\":\"TEA-A\",\"customerId\":\"c5\",\"rating\":6}", id),
+              STATUS_INVALID_ARGUMENT);
+    long long count = s_sql("SELECT rating_count FROM catalog.product p JOIN catalog.sku s "
+                            "ON s.product_id = p.id WHERE s.code = 'TEA-A'");
+    CHECK_INT(O("PostReview", "{\"orderId\":\"%s\",\"sku\":\"TEA-A\",\"customerId\":\"c5\",\"rating\":2,"
+                "\"text\":\"Stale leaves\"}", id), STATUS_OK);
+    CHECK_STR(STR("review.sentiment"), "SENTIMENT_NEGATIVE");
+    CHECK_INT(O("PostReview", "{\"orderId\":\"%s\",\"sku\":\"TEA-A\",\"customerId\":\"c5\",\"rating\":4}", id),
+              STATUS_ALREADY_EXISTS);
+    CHECK_INT(s_sql_until(count + 1, "SELECT rating_count FROM catalog.product p JOIN catalog.sku s "
+                                     "ON s.product_id = p.id WHERE s.code = 'TEA-A'"), count + 1);
+    CHECK_INT(O("GetOrder", "{\"id\":\"%s\"}", id), STATUS_OK);
+    CHECK_INT(LEN("reviews"), 1);
+    CHECK_STR(STR("reviews[0].text"), "Stale leaves");
+
+    CHECK_INT(O("CompleteOrder", "{\"orderId\":\"%s\"}", id), STATUS_OK);
+    CHECK_INT(O("RefundOrder", "{\"orderId\":\"%s\",\"reason\":\"leaves were stale\"}", id), STATUS_OK);
+    CHECK_STR(STR("order.state"), "ORDER_STATE_REFUNDED");
+    CHECK_STR(STR("order.reason"), "leaves were stale");
+    CHECK_INT(O("RefundOrder", "{\"orderId\":\"%s\"}", id), STATUS_OK);   /* already */
+    CHECK_INT(O("CancelOrder", "{\"orderId\":\"%s\"}", id), STATUS_FAILED_PRECONDITION);
+    CHECK_INT(O("MarkPaid", "{\"orderId\":\"%s\",\"amount\":{\"minorUnits\":%lld,\"currency\":\"CNY\"},"
+                "\"paymentReference\":\"pay-1\"}", id, total), STATUS_FAILED_PRECONDITION);
+    /* one event per transition, nothing for the refusals and repeats */
+    const char *types[] = {"OrderPlaced", "OrderPaid", "OrderFulfilling", "OrderShipped",
+                           "OrderDelivered", "OrderCompleted", "OrderRefunded", "ReviewPosted"};
+    for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+        CHECK_INT(s_events(id, types[i]), 1);
+    CHECK_INT(s_events(id, "OrderCancelled"), 0);
+
+    /* cancelled before payment: stock and coupon back */
+    CHECK_INT(s_place(id, "life-2", "c6", "{\"sku\":\"TEA-A\",\"quantity\":1}", "\"WELCOME10\""), STATUS_OK);
+    long long used = s_sql("SELECT used FROM promotions.coupon WHERE code = 'WELCOME10'");
+    long long held = s_reserved("TEA-A");
+    CHECK_INT(O("CancelOrder", "{\"orderId\":\"%s\",\"reason\":\"changed my mind\"}", id), STATUS_OK);
+    CHECK_STR(STR("order.state"), "ORDER_STATE_CANCELLED");
+    CHECK_INT(s_sql_until(held - 1, "SELECT reserved FROM catalog.sku WHERE code = 'TEA-A'"), held - 1);
+    CHECK_INT(s_sql_until(used - 1, "SELECT used FROM promotions.coupon WHERE code = 'WELCOME10'"), used - 1);
+    CHECK_INT(O("CancelOrder", "{\"orderId\":\"%s\"}", id), STATUS_OK);   /* already */
+    CHECK_INT(s_events(id, "OrderCancelled"), 1);
+
+    /* cancelled after payment: the sold unit goes back on hand */
+    CHECK_INT(s_place(id, "life-3", "c7", "{\"sku\":\"CUP-1\",\"quantity\":2}", NULL), STATUS_OK);
+    total = NUM("order.total.minorUnits");
+    on_hand = s_on_hand("CUP-1");
+    CHECK_INT(O("MarkPaid", "{\"orderId\":\"%s\",\"amount\":{\"minorUnits\":%lld,\"currency\":\"CNY\"},"
+                "\"paymentReference\":\"pay-3\"}", id, total), STATUS_OK);
+    CHECK_INT(s_sql_until(on_hand - 2, "SELECT on_hand FROM catalog.sku WHERE code = 'CUP-1'"), on_hand - 2);
+    CHECK_INT(O("CancelOrder", "{\"orderId\":\"%s\"}", id), STATUS_OK);
+    CHECK_INT(s_sql_until(on_hand, "SELECT on_hand FROM catalog.sku WHERE code = 'CUP-1'"), on_hand);
+    CHECK_INT(s_sql("SELECT count(*) FROM orders.outbox WHERE correlation_id = '%s' AND "
+                    "type = 'shop.orders.v1.OrderCancelled'", id), 1);
+}
+
+/* --- timers: unpaid orders, placements left pending ------------------------------------ */
+
+static void s_timers(void)
+{
+    char id[40];
+
+    CHECK_INT(s_place(id, "late-1", "c8", "{\"sku\":\"TEA-A\",\"quantity\":1}", NULL), STATUS_OK);
+    long long held = s_reserved("TEA-A");
+    /* as if placed two hours ago */
+    CHECK_INT(s_sql("WITH u AS (UPDATE orders.orders SET updated_at = now() - interval '2 hours' "
+                    "WHERE id = '%s' RETURNING 1) SELECT count(*) FROM u", id), 1);
+    CHECK_INT(s_sql_until(1, "SELECT count(*) FROM orders.orders WHERE id = '%s' AND state = 'cancelled'", id), 1);
+    CHECK_INT(O("GetOrder", "{\"id\":\"%s\"}", id), STATUS_OK);
+    CHECK(strstr(STR("order.reason"), "not paid within") != NULL);
+    CHECK_INT(s_sql_until(held - 1, "SELECT reserved FROM catalog.sku WHERE code = 'TEA-A'"), held - 1);
+
+    /* a placement that crashed after reserving: a pending row and a held
+     * reservation under its id */
+    held = s_reserved("TEA-A");
+    CHECK_INT(jcall(&s_cat, "ReserveStock", "{\"orderId\":\"O-crashed\",\"lines\":[{\"sku\":\"TEA-A\","
+                    "\"quantity\":2}]}"), STATUS_OK);
+    CHECK_INT(s_sql("WITH i AS (INSERT INTO orders.orders (id, customer_id, state, channel, idem_key, "
+                    "updated_at) VALUES ('O-crashed', 'c9', 'pending', 'shop', 'k-crash', "
+                    "now() - interval '10 minutes') RETURNING 1) SELECT count(*) FROM i"), 1);
+    CHECK_INT(s_sql_until(1, "SELECT count(*) FROM orders.orders WHERE id = 'O-crashed' AND state = 'failed'"), 1);
+    CHECK_INT(s_sql_until(held, "SELECT reserved FROM catalog.sku WHERE code = 'TEA-A'"), held);
+    CHECK_INT(O("GetOrder", "{\"id\":\"O-crashed\"}"), STATUS_NOT_FOUND);
+    char *metrics = NULL;
+    CHECK_INT(harness_http_get(s_ord_svc.admin_port, "/metrics", &metrics), 200);
+    CHECK(metrics && strstr(metrics, "shop_anomalies_total{kind=\"placement_abandoned\"} 1") != NULL);
+    free(metrics);
+    /* its key is free for the customer's retry */
+    CHECK_INT(s_place(id, "k-crash", "c9", "{\"sku\":\"CUP-1\",\"quantity\":1}", NULL), STATUS_OK);
+}
+
+/* --- imports ------------------------------------------------------------------------- */
+
+static void s_imports(void)
+{
+    char id[40];
+    long long on_hand = s_on_hand("CUP-1");
+    const char *order = "{\"channel\":\"tmall\",\"externalId\":\"TM-1001\",\"customerId\":\"tm-77\","
+                        "\"lines\":[{\"sku\":\"CUP-1\",\"quantity\":2,\"unitPrice\":{\"minorUnits\":1900,"
+                        "\"currency\":\"CNY\"},\"discount\":{\"minorUnits\":300,\"currency\":\"CNY\"}}],"
+                        ADDRESS ",\"paid\":true,\"paymentReference\":\"alipay-9\"}";
+
+    CHECK_INT(O("ImportOrder", "%s", order), STATUS_OK);
+    snprintf(id, sizeof id, "%s", STR("order.id"));
+    CHECK_STR(STR("order.state"), "ORDER_STATE_PAID");
+    CHECK_STR(STR("order.externalId"), "TM-1001");
+    CHECK_INT(NUM("order.total.minorUnits"), 3500);
+    CHECK(jcall_at(&s_ord, "duplicate") == NULL || !json_is_true(jcall_at(&s_ord, "duplicate")));
+    CHECK_INT(O("ImportOrder", "%s", order), STATUS_OK);
+    CHECK_STR(STR("order.id"), id);
+    CHECK(json_is_true(jcall_at(&s_ord, "duplicate")));
+    CHECK_INT(s_events(id, "OrderPlaced"), 1);
+    CHECK_INT(s_events(id, "OrderPaid"), 1);
+    CHECK_INT(s_sql_until(on_hand - 2, "SELECT on_hand FROM catalog.sku WHERE code = 'CUP-1'"), on_hand - 2);
+    CHECK_INT(O("GetOrder", "{\"channel\":\"tmall\",\"externalId\":\"TM-1001\"}"), STATUS_OK);
+    CHECK_STR(STR("order.id"), id);
+
+    long long before = s_sql("SELECT count(*) FROM orders.orders");
+    CHECK_INT(O("ImportOrder", "{\"channel\":\"shop\",\"externalId\":\"X\",\"customerId\":\"a\",\"lines\":"
+                "[{\"sku\":\"CUP-1\",\"quantity\":1,\"unitPrice\":{\"minorUnits\":1,\"currency\":\"CNY\"}}],"
+                ADDRESS "}"), STATUS_INVALID_ARGUMENT);
+    CHECK_INT(O("ImportOrder", "{\"channel\":\"jd\",\"externalId\":\"X\",\"customerId\":\"a\",\"lines\":"
+                "[{\"sku\":\"CUP-1\",\"quantity\":1,\"unitPrice\":{\"minorUnits\":100,\"currency\":\"CNY\"},"
+                "\"discount\":{\"minorUnits\":101,\"currency\":\"CNY\"}}]," ADDRESS "}"), STATUS_INVALID_ARGUMENT);
+    CHECK_INT(O("ImportOrder", "{\"channel\":\"jd\",\"externalId\":\"X\",\"customerId\":\"a\",\"lines\":"
+                "[{\"sku\":\"CUP-1\",\"quantity\":1,\"unitPrice\":{\"minorUnits\":100,\"currency\":\"CNY\"}},"
+                "{\"sku\":\"TEA-A\",\"quantity\":1,\"unitPrice\":{\"minorUnits\":100,\"currency\":\"USD\"}}],"
+                ADDRESS "}"), STATUS_INVALID_ARGUMENT);
+    CHECK(strstr(s_ord.message, "currency") != NULL);
+    CHECK_INT(O("ImportOrder", "{\"channel\":\"jd\",\"externalId\":\"X\",\"customerId\":\"a\",\"lines\":"
+                "[{\"sku\":\"CUP-1\",\"quantity\":1,\"unitPrice\":{\"minorUnits\":-5,\"currency\":\"CNY\"}}],"
+                ADDRESS "}"), STATUS_INVALID_ARGUMENT);
+    CHECK_INT(s_sql("SELECT count(*) FROM orders.orders"), before);
+    /* a shortage: failed, and the same external id can come again */
+    CHECK_INT(O("ImportOrder", "{\"channel\":\"jd\",\"externalId\":\"JD-1\",\"customerId\":\"a\",\"lines\":"
+                "[{\"sku\":\"LAST-1\",\"quantity\":1,\"unitPrice\":{\"minorUnits\":100,\"currency\":\"CNY\"}}],"
+                ADDRESS "}"), STATUS_FAILED_PRECONDITION);
+    CHECK_INT(O("ImportOrder", "{\"channel\":\"jd\",\"externalId\":\"JD-1\",\"customerId\":\"a\",\"lines\":"
+                "[{\"sku\":\"CUP-1\",\"quantity\":1,\"unitPrice\":{\"minorUnits\":100,\"currency\":\"CNY\"}}],"
+                ADDRESS "}"), STATUS_OK);
+    CHECK_STR(STR("order.state"), "ORDER_STATE_PLACED");
+}
+
+/* --- queries ----------------------------------------------------------------------------- */
+
+static void s_queries(void)
+{
+    char token[128] = "", seen[64][40];
+    size_t n = 0;
+    long long c1 = s_sql("SELECT count(*) FROM orders.orders WHERE customer_id = 'c1' AND state "
+                         "NOT IN ('pending', 'failed')");
+
+    CHECK(c1 >= 1);
+    /* every order of c1 once, newest first, two at a time */
+    for (int page = 0; page < 20; page++) {
+        CHECK_INT(O("ListOrders", "{\"customerId\":\"c1\",\"pageSize\":1,\"pageToken\":\"%s\"}", token),
+                  STATUS_OK);
+        for (size_t i = 0; i < LEN("orders") && n < 64; i++) {
+            char p[32];
+            snprintf(p, sizeof p, "orders[%zu].id", i);
+            snprintf(seen[n++], sizeof seen[0], "%s", STR(p));
+        }
+        snprintf(token, sizeof token, "%s", jcall_at(&s_ord, "nextPageToken") ? STR("nextPageToken") : "");
+        if (!token[0])
+            break;
+    }
+    CHECK_INT(n, c1);
+    for (size_t i = 1; i < n; i++)
+        CHECK(strcmp(seen[i - 1], seen[i]) != 0);
+    CHECK_INT(O("ListOrders", "{\"state\":\"ORDER_STATE_REFUNDED\"}"), STATUS_OK);
+    CHECK_INT(LEN("orders"), 1);
+    CHECK_INT(O("ListOrders", "{\"pageToken\":\"garbage\"}"), STATUS_INVALID_ARGUMENT);
+    CHECK_INT(O("ListOrders", "{\"sinceMs\":\"10\",\"untilMs\":\"5\"}"), STATUS_INVALID_ARGUMENT);
+
+    /* today's figures against the database */
+    char today[16];
+    time_t t = (time_t)(util_now_ms() / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(today, sizeof today, "%Y-%m-%d", &tm);
+    CHECK_INT(O("DailySummary", "{\"date\":\"%s\"}", today), STATUS_OK);
+    CHECK_STR(STR("day.date"), today);
+    CHECK_STR(STR("day.paidAmount.currency"), "CNY");
+    CHECK_INT(NUM("day.orders"), s_sql("SELECT count(*) FROM orders.orders WHERE state NOT IN "
+                                       "('pending', 'failed') AND created_at >= current_date"));
+    CHECK_INT(NUM("day.cancelled"), s_sql("SELECT count(*) FROM orders.orders WHERE state = 'cancelled'"));
+    CHECK_INT(NUM("day.paidAmount.minorUnits"),
+              s_sql("SELECT sum(total) FROM orders.orders WHERE paid_at IS NOT NULL"));
+    CHECK_INT(NUM("day.paidOrders"), s_sql("SELECT count(*) FROM orders.orders WHERE paid_at IS NOT NULL"));
+    CHECK_INT(NUM("previousDay.orders"), 0);
+    CHECK_INT(O("DailySummary", "{\"date\":\"2026-13-45\"}"), STATUS_INVALID_ARGUMENT);
+    CHECK_INT(O("DailySummary", "{\"date\":\"yesterday\"}"), STATUS_INVALID_ARGUMENT);
+    CHECK_INT(O("DailySummary", "{}"), STATUS_OK);   /* yesterday: nothing */
+    CHECK_INT(NUM("day.orders"), 0);
+}
+
+int main(void)
+{
+    const char *svcs[] = {"orders", "catalog", "promotions", NULL};
+    char *conninfo = harness_create_db("t_orders", svcs);
+    char *cat_conn = harness_conninfo("t_orders", "catalog");
+    char *pro_conn = harness_conninfo("t_orders", "promotions");
+    char *admin = harness_conninfo("t_orders", "postgres");   /* reads every schema */
+    char e[8][128];
+
+    slog_init("test_orders", SLOG_ERROR);
+    s_zctx = zmq_ctx_new();
+    CHECK(conninfo != NULL);
+    if (!conninfo)
+        return check_done();
+    harness_ports(&s_cat_svc);
+    harness_ports(&s_pro_svc);
+    harness_ports(&s_ord_svc);
+    snprintf(e[0], sizeof e[0], "SHOP_ORDERS_RPC=%s", s_ord_svc.rpc);
+    snprintf(e[1], sizeof e[1], "SHOP_ORDERS_PUB=%s", s_ord_svc.pub);
+    snprintf(e[2], sizeof e[2], "SHOP_CATALOG_RPC=%s", s_cat_svc.rpc);
+    snprintf(e[3], sizeof e[3], "SHOP_CATALOG_PUB=%s", s_cat_svc.pub);
+    snprintf(e[4], sizeof e[4], "SHOP_PROMOTIONS_RPC=%s", s_pro_svc.rpc);
+    const char *cat_env[] = {e[0], e[1], NULL};
+    const char *pro_env[] = {e[0], e[1], e[2], e[3], NULL};
+    const char *ord_env[] = {e[2], e[4], "SHOP_MAINTENANCE_MS=200", NULL};
+    CHECK_INT(harness_launch(&s_cat_svc, "shop-catalog", cat_conn, cat_env), 0);
+    CHECK_INT(harness_launch(&s_pro_svc, "shop-promotions", pro_conn, pro_env), 0);
+    CHECK_INT(harness_launch(&s_ord_svc, "shop-orders", conninfo, ord_env), 0);
+    s_cat.client = client_new(s_zctx, s_cat_svc.rpc);
+    s_pro.client = client_new(s_zctx, s_pro_svc.rpc);
+    s_ord.client = client_new(s_zctx, s_ord_svc.rpc);
+    s_pg = PQconnectdb(admin);
+    if (s_cat_svc.proc && s_pro_svc.proc && s_ord_svc.proc && PQstatus(s_pg) == CONNECTION_OK) {
+        s_product("Longjing", "TEA-A", 10000, 5000, 50);
+        s_product("Yixing pot", "POT-1", 30000, 20000, 5);
+        s_product("Cup", "CUP-1", 2000, 500, 100);
+        s_product("Last pots", "LAST-1", 30000, 20000, 3);
+        CHECK_INT(jcall(&s_pro, "CreateRule", "{\"rule\":{\"code\":\"TEA10\",\"name\":\"Tea week\","
+                        "\"kind\":\"RULE_KIND_PERCENT_OFF\",\"scope\":\"RULE_SCOPE_SKUS\",\"skus\":"
+                        "[\"TEA-A\"],\"percentOff\":10}}"), STATUS_OK);
+        CHECK_INT(jcall(&s_pro, "CreateCoupon", "{\"coupon\":{\"code\":\"WELCOME10\",\"kind\":"
+                        "\"COUPON_KIND_AMOUNT_OFF\",\"amountOff\":{\"minorUnits\":1000,\"currency\":"
+                        "\"CNY\"},\"minSpend\":{\"minorUnits\":5000,\"currency\":\"CNY\"},"
+                        "\"totalLimit\":100,\"perCustomerLimit\":1}}"), STATUS_OK);
+        /* promotions knows the products once it has applied the catalog's events */
+        CHECK_INT(jcall_until_ok(&s_pro, 10000, "Quote", "{\"lines\":[{\"sku\":\"LAST-1\",\"quantity\":1}]}"),
+                  STATUS_OK);
+        s_placement();
+        s_flash_sale();
+        s_bad_input();
+        s_lifecycle();
+        s_timers();
+        s_imports();
+        s_queries();
+        /* the invariants: stock adds up, nothing below zero */
+        CHECK_INT(s_sql("SELECT count(*) FROM catalog.sku WHERE reserved < 0 OR reserved > on_hand"), 0);
+        CHECK_INT(s_sql("SELECT count(*) FROM catalog.sku s WHERE reserved <> (SELECT coalesce(sum(l.quantity), 0) "
+                        "FROM catalog.reservation_line l JOIN catalog.reservation r USING (order_id) "
+                        "WHERE r.state = 'held' AND l.sku = s.code)"), 0);
+    }
+    jcall_done(&s_cat);
+    jcall_done(&s_pro);
+    jcall_done(&s_ord);
+    PQfinish(s_pg);
+    client_destroy(&s_cat.client);
+    client_destroy(&s_pro.client);
+    client_destroy(&s_ord.client);
+    if (s_ord_svc.proc)
+        CHECK_INT(harness_stop(&s_ord_svc.proc, 10000), 0);
+    if (s_pro_svc.proc)
+        CHECK_INT(harness_stop(&s_pro_svc.proc, 10000), 0);
+    if (s_cat_svc.proc)
+        CHECK_INT(harness_stop(&s_cat_svc.proc, 10000), 0);
+    zmq_ctx_term(s_zctx);
+    free(conninfo);
+    free(cat_conn);
+    free(pro_conn);
+    free(admin);
+    return check_done();
+}
