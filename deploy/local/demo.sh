@@ -240,3 +240,114 @@ demo_promotions_walk() {
     ((saved > 3800)); check 'the buyer saves more than the set and the coupon alone' $?
     return "$demo_failed"
 }
+
+# ocall <method> <json> [key]: the same against orders (with an idempotency key).
+ocall() {
+    code=0
+    if [[ -n ${3:-} ]]; then
+        out=$("$shopctl" --key "$3" call orders "$1" "$2" 2>&1) || code=$?
+    else
+        out=$("$shopctl" call orders "$1" "$2" 2>&1) || code=$?
+    fi
+}
+
+# until_ok <tries> <command...>: runs the command every 0.1 s until it succeeds.
+until_ok() {
+    local n=$1 i
+    shift
+    for ((i = 0; i < n; i++)); do "$@" && return 0; sleep 0.1; done
+    return 1
+}
+
+stock_field() { call GetStock "{\"skus\":[\"$1\"]}"; jnum "$2" "$out"; }
+
+# Orders: a gold member's order with the package deal and a coupon, paid,
+# shipped, delivered and reviewed; one cancelled; one imported from a
+# marketplace; the morning figures. Each run is a new customer, and the
+# catalog first receives what the run will sell.
+demo_orders_walk() {
+    demo_checked=$1
+    local run cust id id2 total before after count addr
+    run=$(date +%s)-$$
+    cust=demo-buyer-$run
+    addr='"shippingAddress":{"name":"Wang Fang","phone":"+86 138 0000 0000","line1":"18 Longjing Road","city":"Hangzhou","region":"Zhejiang","postalCode":"310000","country":"CN"}'
+    call AdjustStock '{"sku":"TEA-LONGJING-50G","delta":2,"reason":"receipt","note":"demo restock"}'
+    call AdjustStock '{"sku":"GAIWAN-WHITE-120ML","delta":1,"reason":"receipt","note":"demo restock"}'
+    call AdjustStock '{"sku":"CUP-SET-2","delta":2,"reason":"receipt","note":"demo restock"}'
+
+    step "$cust places Longjing and a gaiwan (the package deal) with coupon WELCOME-20 as a gold member"
+    before=$(stock_field TEA-LONGJING-50G onHand)
+    local cart='"lines":[{"sku":"TEA-LONGJING-50G","quantity":1},{"sku":"GAIWAN-WHITE-120ML","quantity":1}]'
+    ocall PlaceOrder "{\"customerId\":\"$cust\",$cart,\"tier\":\"gold\",\"couponCodes\":[\"WELCOME-20\"],$addr}" "place-$run"
+    id=$(jstr id "$out")
+    total=$(jnum minorUnits "$(grep -A1 '"total"' <<<"$out" | tail -n 2)")
+    printf '    order %s, total %d.%02d CNY\n' "$id" $((total / 100)) $((total % 100))
+    grep -E '"reason": ".+"' <<<"$out" | sed -E 's/^ *"reason": "(.*)",?$/    - \1/'
+    check 'the order is placed' "$code"
+    grep -q '"code": "DEMO-TEA-SET"' <<<"$out"; check 'priced with the package deal' $?
+    grep -q '"WELCOME-20"' <<<"$out"; check 'the coupon is redeemed' $?
+    ocall PlaceOrder "{\"customerId\":\"$cust\",$cart,\"tier\":\"gold\",\"couponCodes\":[\"WELCOME-20\"],$addr}" "place-$run"
+    [[ $code == 0 && $(jstr id "$out") == "$id" ]]; check 'a retry with the same idempotency key gives the same order' $?
+
+    step "The payment provider confirms ${total} fen; the catalog sells the held stock"
+    ocall MarkPaid "{\"orderId\":\"$id\",\"amount\":{\"minorUnits\":\"$total\",\"currency\":\"CNY\"},\"paymentReference\":\"alipay-$run\"}"
+    check 'the order is paid' "$code"
+    until_ok 50 eval '[[ $(stock_field TEA-LONGJING-50G onHand) == $((before - 1)) ]]'
+    check 'the catalog took the unit off its shelf (on hand down by one)' $?
+    ocall CancelOrder "{\"orderId\":\"$id\"}"
+    [[ $code == 0 ]]; check 'cancelling a paid order before shipping works (refund due)' $?
+    # place it again to carry on through shipping
+    ocall PlaceOrder "{\"customerId\":\"$cust\",\"lines\":[{\"sku\":\"CUP-SET-2\",\"quantity\":2}],\"tier\":\"gold\",$addr}" "place2-$run"
+    id=$(jstr id "$out")
+    total=$(jnum minorUnits "$(grep -A1 '"total"' <<<"$out" | tail -n 2)")
+    ocall MarkPaid "{\"orderId\":\"$id\",\"amount\":{\"minorUnits\":\"$total\",\"currency\":\"CNY\"},\"paymentReference\":\"alipay2-$run\"}"
+    check "a second order $id is placed and paid" "$code"
+
+    step 'Fulfilment: packed, shipped with SF Express, delivered'
+    ocall StartFulfilment "{\"orderId\":\"$id\"}"; check 'fulfilling' "$code"
+    ocall MarkShipped "{\"orderId\":\"$id\",\"carrier\":\"SF Express\",\"trackingNumber\":\"SF$run\"}"; check 'shipped' "$code"
+    ocall CancelOrder "{\"orderId\":\"$id\"}"
+    [[ $code == 2 && $out == *FAILED_PRECONDITION* ]]; check 'a shipped order can no longer be cancelled' $?
+    ocall MarkDelivered "{\"orderId\":\"$id\"}"; check 'delivered' "$code"
+
+    step 'The buyer reviews the cups; the catalog counts the rating'
+    call GetProduct '{"sku":"CUP-SET-2"}'
+    count=$(jnum ratingCount "$out")
+    ocall PostReview "{\"orderId\":\"$id\",\"sku\":\"CUP-SET-2\",\"customerId\":\"$cust\",\"rating\":5,\"text\":\"Thin, light and beautiful.\"}"
+    check 'the review is posted' "$code"
+    grep -q 'SENTIMENT_POSITIVE' <<<"$out"; check 'five stars read as positive' $?
+    until_ok 50 eval 'call GetProduct '"'"'{"sku":"CUP-SET-2"}'"'"'; [[ $(jnum ratingCount "$out") == $((count + 1)) ]]'
+    check 'the product has one more rating' $?
+
+    step 'Another order is cancelled before payment: its stock is held no more'
+    before=$(stock_field TEA-LONGJING-50G reserved)
+    ocall PlaceOrder "{\"customerId\":\"$cust\",\"lines\":[{\"sku\":\"TEA-LONGJING-50G\",\"quantity\":1}],$addr}" "place3-$run"
+    id2=$(jstr id "$out")
+    check "order $id2 is placed" "$code"
+    ocall CancelOrder "{\"orderId\":\"$id2\",\"reason\":\"ordered by mistake\"}"
+    check 'it is cancelled' "$code"
+    until_ok 50 eval '[[ $(stock_field TEA-LONGJING-50G reserved) == $before ]]'
+    check 'the catalog holds its stock no more' $?
+
+    step 'A marketplace publishes an order; it is imported once'
+    local imp="{\"channel\":\"tmall\",\"externalId\":\"TM-$run\",\"customerId\":\"tmall-buyer-7\",\"lines\":[{\"sku\":\"CUP-SET-2\",\"quantity\":1,\"unitPrice\":{\"minorUnits\":3900,\"currency\":\"CNY\"},\"discount\":{\"minorUnits\":400,\"currency\":\"CNY\"}}],$addr,\"paid\":true,\"paymentReference\":\"tmall-pay-$run\"}"
+    ocall ImportOrder "$imp"
+    id2=$(jstr id "$out")
+    check "imported as $id2, paid" "$code"
+    ocall ImportOrder "$imp"
+    [[ $code == 0 && $(jstr id "$out") == "$id2" ]] && grep -q '"duplicate": true' <<<"$out"
+    check 'the same marketplace order again is a duplicate, not a second order' $?
+
+    step "The morning check: today's figures"
+    ocall DailySummary "{\"date\":\"$(date -u +%F)\"}"
+    check 'the daily summary answers' "$code"
+    local day paid aov
+    day=$(sed -n '/"day"/,/"previousDay"/p' <<<"$out")
+    paid=$(grep -A1 '"paidAmount"' <<<"$day" | tail -n 1 | grep -oE '[0-9]+' | head -n 1)
+    aov=$(grep -A1 '"averageOrderValue"' <<<"$day" | tail -n 1 | grep -oE '[0-9]+' | head -n 1)
+    printf '    %s: %s orders, %s cancelled (%.1f%%), %s paid for %d.%02d CNY, average %d.%02d CNY\n' \
+        "$(jstr date "$day")" "$(jnum orders "$day")" "$(jnum cancelled "$day")" \
+        "$(grep -oE '"cancellationRate": [0-9.]+' <<<"$day" | grep -oE '[0-9.]+$' || echo 0)" \
+        "$(jnum paidOrders "$day")" $((${paid:-0} / 100)) $((${paid:-0} % 100)) $((${aov:-0} / 100)) $((${aov:-0} % 100))
+    return "$demo_failed"
+}

@@ -248,8 +248,12 @@ status_t catalog_reserve_stock(call_t *call, const ProtobufCMessage *request,
         return s_existing(call, req->order_id, state, stored, wanted, lines, n, expires_ms, resp);
 
     int ttl = req->ttl_seconds ? (int)req->ttl_seconds : (int)set->reservation_ttl_s;
-    if (store_reserve(db, req->order_id, lines, n, ttl, &ok, &expires_ms) != 0)
+    if (store_reserve(db, req->order_id, lines, n, ttl, &ok, &expires_ms) != 0) {
+        if (strcmp(db_sqlstate(db), "23505") == 0)   /* a concurrent call for the same order */
+            return call_fail(call, STATUS_ABORTED, "order %s is being reserved meanwhile; retry",
+                             req->order_id);
         return call_db_fail(call, "reserve");
+    }
     for (size_t i = 0; i < n; i++)
         if (lines[i].available < 0)
             return call_fail(call, STATUS_NOT_FOUND, "no SKU %s", lines[i].sku);

@@ -45,6 +45,10 @@ typedef struct {
     order_t *existing;
     /* The key was taken, by the same request (or another). */
     bool same;
+    /* The caller can retry this placement (an idempotency key or an
+     * external order id names it): a step that did not answer leaves it
+     * pending for the retry instead of giving it up. */
+    bool keyed;
     /* Shortages of a failed reservation, in the call's arena. */
     shortage_t **shortages;
     size_t n_shortages;
@@ -124,22 +128,53 @@ static status_t s_fail(saga_t *s, status_t code, const char *fmt, ...)
     return call_fail(s->call, code, "%s", why);
 }
 
-/* What a failed call to another service means for the caller: its own
- * verdict on the order, or "try again" when it did not answer. */
-static status_t s_remote_code(status_t st)
+/* Another service's verdict on the order, as this call's status. */
+static status_t s_verdict(status_t st)
 {
-    switch (st) {
-    case STATUS_INVALID_ARGUMENT:
-    case STATUS_FAILED_PRECONDITION:
-    case STATUS_NOT_FOUND:
-        return st;
-    case STATUS_DEADLINE_EXCEEDED:
-    case STATUS_UNAVAILABLE:
-    case STATUS_ABORTED:
-        return STATUS_UNAVAILABLE;
-    default:
-        return STATUS_INTERNAL;
+    return st == STATUS_INVALID_ARGUMENT || st == STATUS_FAILED_PRECONDITION ||
+                   st == STATUS_NOT_FOUND
+               ? st
+               : STATUS_INTERNAL;
+}
+
+static bool s_transient(status_t st)
+{
+    return st == STATUS_DEADLINE_EXCEEDED || st == STATUS_UNAVAILABLE || st == STATUS_ABORTED;
+}
+
+/* A step that got no verdict (no answer, or a conflict with a concurrent
+ * attempt that outlasted the retries): a placement the caller can retry
+ * stays pending for that retry (or the pending timeout); any other is given
+ * up. */
+static status_t s_no_verdict(saga_t *s, const char *who, status_t st, const char *msg)
+{
+    if (s->keyed)
+        return call_fail(s->call, STATUS_UNAVAILABLE, "%s: %s; order %s is not placed yet: "
+                         "retry with the same idempotency key", who, msg ? msg : status_name(st), s->id);
+    return s_fail(s, STATUS_UNAVAILABLE, "%s: %s; nothing was placed, try again", who,
+                  msg ? msg : status_name(st));
+}
+
+/* Calls another service for a step, trying again (a few times, briefly)
+ * when a concurrent attempt at the same order holds it. */
+static status_t s_step(saga_t *s, const char *service, const char *method,
+                       const ProtobufCMessage *req, const ProtobufCMessageDescriptor *type,
+                       ProtobufCMessage **out, char **msg)
+{
+    status_t st = STATUS_UNKNOWN;
+
+    for (int attempt = 0; attempt < 4; attempt++) {
+        if (attempt) {
+            util_sleep_ms(5 << attempt);
+            free(*msg);
+            if (*out)
+                protobuf_c_message_free_unpacked(*out, NULL);
+        }
+        st = call_remote(s->call, service, method, req, type, out, (int)s->set->call_timeout_ms, msg);
+        if (st != STATUS_ABORTED)
+            break;
     }
+    return st;
 }
 
 /* Step 2: the stock, all lines or none. */
@@ -156,10 +191,11 @@ static status_t s_reserve(saga_t *s, Shop__Catalog__V1__ReservationLine **lines,
     /* Held until the order is paid or cancelled, with room to spare past
      * the unpaid timeout (which cancels it and gives the stock back). */
     req.ttl_seconds = (uint32_t)(s->set->unpaid_timeout_s + 600);
-    status_t st = call_remote(s->call, "catalog", RESERVE_METHOD, &req.base,
-                              &shop__catalog__v1__reserve_stock_response__descriptor, &out,
-                              (int)s->set->call_timeout_ms, &msg);
-    if (st != STATUS_OK) {
+    status_t st = s_step(s, "catalog", RESERVE_METHOD, &req.base,
+                         &shop__catalog__v1__reserve_stock_response__descriptor, &out, &msg);
+    if (s_transient(st)) {
+        code = s_no_verdict(s, "the catalog", st, msg);
+    } else if (st != STATUS_OK) {
         const Shop__Catalog__V1__ReserveStockResponse *r = (const void *)out;
         if (r && r->n_shortages) {
             s->shortages = call_alloc(s->call, r->n_shortages * sizeof *s->shortages);
@@ -167,11 +203,7 @@ static status_t s_reserve(saga_t *s, Shop__Catalog__V1__ReservationLine **lines,
                 s->shortages[i] = s_copy(s->call, &r->shortages[i]->base);
             s->n_shortages = r->n_shortages;
         }
-        if (st == STATUS_DEADLINE_EXCEEDED || st == STATUS_UNAVAILABLE)
-            code = s_fail(s, STATUS_UNAVAILABLE, "the catalog did not answer (%s); nothing was "
-                          "placed, try again", msg ? msg : status_name(st));
-        else
-            code = s_fail(s, s_remote_code(st), "stock: %s", msg ? msg : status_name(st));
+        code = s_fail(s, s_verdict(st), "stock: %s", msg ? msg : status_name(st));
     }
     free(msg);
     if (out)
@@ -209,17 +241,15 @@ static status_t s_redeem(saga_t *s, const Shop__Orders__V1__PlaceOrderRequest *r
     rr.order_id = s->id;
     rr.quote = &q;
     rr.expected_total_saved = req->expected_total_saved;
-    status_t st = call_remote(s->call, "promotions", REDEEM_METHOD, &rr.base,
-                              &shop__promotions__v1__redeem_response__descriptor, &out,
-                              (int)s->set->call_timeout_ms, &msg);
+    status_t st = s_step(s, "promotions", REDEEM_METHOD, &rr.base,
+                         &shop__promotions__v1__redeem_response__descriptor, &out, &msg);
     Shop__Promotions__V1__RedeemResponse *r = (void *)out;
     if (st == STATUS_OK && (!r || !r->quote || !r->quote->total)) {
         code = s_fail(s, STATUS_INTERNAL, "promotions answered without a quote");
-    } else if (st == STATUS_DEADLINE_EXCEEDED || st == STATUS_UNAVAILABLE) {
-        code = s_fail(s, STATUS_UNAVAILABLE, "promotions did not answer (%s); nothing was placed, "
-                      "try again", msg ? msg : status_name(st));
+    } else if (s_transient(st)) {
+        code = s_no_verdict(s, "promotions", st, msg);
     } else if (st != STATUS_OK) {
-        code = s_fail(s, s_remote_code(st), "prices: %s", msg ? msg : status_name(st));
+        code = s_fail(s, s_verdict(st), "prices: %s", msg ? msg : status_name(st));
     } else {
         /* Every coupon the buyer gave must have been applied. */
         const Shop__Promotions__V1__Quote *qt = r->quote;
@@ -426,6 +456,7 @@ ORDERS_HANDLER(orders_place)
     if (strlen(key) > 128)
         return call_fail(call, STATUS_INVALID_ARGUMENT, "idempotency key: at most 128 characters");
     s.request = s_request_bytes(call, request, &s.request_len);
+    s.keyed = key[0] != '\0';
     if ((code = s_begin(&s, req->customer_id, key[0] ? key : NULL, "shop", NULL)) != STATUS_OK)
         return code;
     if (s.existing) {
@@ -571,6 +602,7 @@ ORDERS_HANDLER(orders_import)
     if ((code = s_check_import(call, s.set, req)) != STATUS_OK)
         return code;
     s.request = s_request_bytes(call, request, &s.request_len);
+    s.keyed = true;   /* the channel sends it again */
     if ((code = s_begin(&s, req->customer_id, NULL, req->channel, req->external_id)) != STATUS_OK)
         return code;
     if (s.existing) {

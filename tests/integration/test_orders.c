@@ -131,6 +131,8 @@ static int s_race(racer_t *r, size_t n)
     for (size_t i = 0; i < n; i++) {
         pthread_join(t[i], NULL);
         ok += r[i].status == STATUS_OK;
+        if (r[i].status != STATUS_OK && r[i].status != STATUS_FAILED_PRECONDITION)
+            fprintf(stderr, "test: buyer %zu: %s %s\n", i, status_name(r[i].status), r[i].message);
     }
     return ok;
 }
