@@ -19,6 +19,7 @@
 #include "admin.h"
 #include "arena.h"
 #include "client.h"
+#include "intake.h"
 #include "metrics.h"
 #include "outbox.h"
 #include "slog.h"
@@ -154,6 +155,8 @@ struct server {
 
     relay_t *relay;
     sub_t **subs;
+    intake_t *intake;
+    char self_endpoint[96];     /* the ROUTER again, over inproc (intake) */
 };
 
 /* --- protobuf-c allocation with a budget (a message cannot unpack into
@@ -1040,6 +1043,28 @@ static int s_start_consumers(server_t *srv)
     return 0;
 }
 
+/* The intake of def->intake_request, if endpoints are configured; -1
+ * (logged) on failure. */
+static int s_start_intake(server_t *srv)
+{
+    const server_def_t *def = srv->def;
+    const char *endpoints = def->intake_var ? getenv(def->intake_var) : NULL;
+
+    if (!def->intake_request || !endpoints || !*endpoints)
+        return 0;
+    for (size_t i = 0; i < srv->n_service_methods; i++) {
+        if (srv->mdesc[i]->input != def->intake_request)
+            continue;
+        char full[256];
+        snprintf(full, sizeof full, "%s/%s", def->service->name, srv->mdesc[i]->name);
+        srv->intake = intake_new(srv->zctx, endpoints, def->intake_topic, srv->self_endpoint,
+                                 srv->mdesc[i], full, (size_t)srv->cfg.max_message_bytes);
+        return srv->intake ? 0 : -1;
+    }
+    slog_error("%s: no method takes %s", def->intake_var, def->intake_request->name);
+    return -1;
+}
+
 static int s_start(server_t *srv)
 {
     const server_def_t *def = srv->def;
@@ -1065,6 +1090,7 @@ static int s_start(server_t *srv)
         goto done;
     snprintf(srv->back_endpoint, sizeof srv->back_endpoint, "inproc://%s-workers", def->name);
     snprintf(srv->relay_endpoint, sizeof srv->relay_endpoint, "inproc://%s-relay", def->name);
+    snprintf(srv->self_endpoint, sizeof srv->self_endpoint, "inproc://%s-calls", def->name);
     srv->front = s_socket(srv, ZMQ_ROUTER);
     srv->back = s_socket(srv, ZMQ_ROUTER);
     srv->pub = s_socket(srv, ZMQ_PUB);
@@ -1076,7 +1102,8 @@ static int s_start(server_t *srv)
     if (s_bind(srv->front, srv->cfg.rpc_bind, "SHOP_RPC_BIND") != 0 ||
         s_bind(srv->pub, srv->cfg.pub_bind, "SHOP_PUB_BIND") != 0 ||
         s_bind(srv->back, srv->back_endpoint, "workers") != 0 ||
-        s_bind(srv->relay_pull, srv->relay_endpoint, "relay") != 0)
+        s_bind(srv->relay_pull, srv->relay_endpoint, "relay") != 0 ||
+        s_bind(srv->front, srv->self_endpoint, "calls") != 0)
         goto done;
     srv->ev_front = s_zmq_event(srv, srv->front, s_on_front);
     srv->ev_back = s_zmq_event(srv, srv->back, s_on_back);
@@ -1101,7 +1128,7 @@ static int s_start(server_t *srv)
     srv->maint_started = true;
     srv->relay = relay_new(srv->zctx, srv->relay_endpoint, srv->cfg.database_url, def->name,
                            def->name, srv->metrics);
-    if (!srv->relay || s_start_consumers(srv) != 0)
+    if (!srv->relay || s_start_consumers(srv) != 0 || s_start_intake(srv) != 0)
         goto done;
     event_add(srv->ev_front, NULL);
     event_add(srv->ev_back, NULL);
@@ -1136,6 +1163,7 @@ static void s_close(void **sock)
 static void s_stop(server_t *srv)
 {
     atomic_store(&srv->stop, true);
+    intake_destroy(&srv->intake);
     if (srv->subs) {
         for (size_t i = 0; i < srv->def->n_consumes; i++)
             sub_destroy(&srv->subs[i]);

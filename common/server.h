@@ -64,6 +64,13 @@ typedef struct {
      * server_anomaly (NULL-terminated, may be NULL), e.g. "reservation_lost":
      * each is a shop_anomalies_total{kind} counter in /metrics. */
     const char *const *anomalies;
+    /* Messages other systems publish for this service (see intake.h), taken
+     * in as calls to the method whose request is `intake_request`: the
+     * environment variable `intake_var` lists the endpoints to subscribe to
+     * (comma-separated; unset or empty = none), with topic `intake_topic`. */
+    const char *intake_var;
+    const char *intake_topic;
+    const ProtobufCMessageDescriptor *intake_request;
 } server_def_t;
 
 /* Runs the service until SIGTERM/SIGINT, then drains in-flight calls and

@@ -41,6 +41,9 @@ static const cfg_var_t s_settings[] = {
      "longest wait for the catalog or promotions during a placement"},
     {"ORDERS_TIMEZONE", CFG_STR, "UTC", 0, 0, SET(timezone),
      "time zone of the daily summary's days (a PostgreSQL zone name: Asia/Shanghai)"},
+    {"ORDERS_IMPORT_CONNECT", CFG_STR, "", 0, 0, SET(import_connect),
+     "ZeroMQ PUB endpoints (comma-separated) whose shop.orders.v1.ImportOrderRequest "
+     "messages are imported (empty = none)"},
     CFG_END,
 };
 
@@ -59,6 +62,10 @@ int main(int argc, char **argv)
         .maintain = orders_maintain,
         .calls = s_calls,
         .anomalies = s_anomalies,
+        /* Orders other systems publish come in as ImportOrder calls. */
+        .intake_var = "ORDERS_IMPORT_CONNECT",
+        .intake_topic = "shop.orders.v1.ImportOrderRequest",
+        .intake_request = &shop__orders__v1__import_order_request__descriptor,
     };
     return server_main(&def, argc, argv);
 }

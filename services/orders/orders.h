@@ -16,6 +16,7 @@ typedef struct {
     int64_t pending_timeout_s;
     int64_t call_timeout_ms;
     char *timezone;
+    char *import_connect;   /* read by the runtime's intake */
 } orders_settings_t;
 
 typedef Shop__Orders__V1__Order order_t;

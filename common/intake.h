@@ -1,0 +1,29 @@
+/* intake: messages other systems publish for a service to take in (orders
+ * a marketplace publishes, say). A thread SUBscribes to the endpoints it is
+ * given with one topic and passes each message's body to one of the
+ * service's own methods, through the service's ROUTER, exactly as a call
+ * would arrive. PUB/SUB delivers each publish at most once and keeps no
+ * backlog while disconnected: what makes a publisher's repeat harmless is
+ * the method's own deduplication (ImportOrder keys on the channel's order
+ * id), and what the method refuses is logged as a warning. */
+#ifndef SHOP_INTAKE_H
+#define SHOP_INTAKE_H
+
+#include <protobuf-c/protobuf-c.h>
+#include <stddef.h>
+
+typedef struct intake intake_t;
+
+/* Starts the thread: SUB connected to each of the comma-separated
+ * `endpoints`, subscribed to `topic`; each message [topic, body] is unpacked
+ * as `method`'s input (at most `max_bytes`) and called on `self` (an
+ * endpoint of the service's own ROUTER) as `full_method`. NULL on failure
+ * (logged). */
+intake_t *intake_new(void *zctx, const char *endpoints, const char *topic, const char *self,
+                     const ProtobufCMethodDescriptor *method, const char *full_method,
+                     size_t max_bytes);
+
+/* Stops and joins. Accepts NULL. */
+void intake_destroy(intake_t **p);
+
+#endif
