@@ -1,0 +1,251 @@
+/* test_orders_kill: SIGKILL of orders, then of the catalog, then of
+ * promotions in the middle of a burst of placements (buyers retrying with
+ * their idempotency keys, as a storefront does), each restarted; then the
+ * invariants hold with nothing lost or doubled:
+ * - every key a buyer saw placed is exactly one placed order, and every
+ *   placed order is one a buyer saw placed;
+ * - no placement is left pending;
+ * - the catalog holds stock for exactly the placed orders, and its
+ *   reserved counts add up;
+ * - the coupon is redeemed by exactly the placed orders that used it;
+ * - each placed order has exactly one OrderPlaced, and the catalog and
+ *   promotions have applied the whole orders stream. */
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <libpq-fe.h>
+#include <zmq.h>
+
+#include "check.h"
+#include "harness.h"
+#include "jcall.h"
+#include "slog.h"
+#include "util.h"
+
+#define BUYERS   4
+#define MAX_KEYS 2000
+
+static void *s_zctx;
+static PGconn *s_pg;
+static harness_service_t s_cat, s_pro, s_ord;
+static char *s_conn[3];   /* orders, catalog, promotions */
+static char s_env[8][160];
+static const char *s_cat_env[3], *s_pro_env[5], *s_ord_env[6];
+static atomic_bool s_stop;
+
+/* What the buyers saw: per key, the order id placed ("" = refused). */
+static struct {
+    char key[32], id[40];
+    bool placed, refused;
+} s_keys[MAX_KEYS];
+static atomic_int s_n_keys;
+
+#define s_sql(...) harness_sql(s_pg, __VA_ARGS__)
+
+static void *s_buyer(void *arg)
+{
+    int me = (int)(intptr_t)arg;
+    jcall_t j = {.service = "shop.orders.v1.OrdersService", .timeout_ms = 2000};
+
+    j.client = client_new(s_zctx, s_ord.rpc);
+    for (int n = 0; !atomic_load(&s_stop); n++) {
+        int k = atomic_fetch_add(&s_n_keys, 1);
+        if (k >= MAX_KEYS)
+            break;
+        snprintf(s_keys[k].key, sizeof s_keys[k].key, "kill-%d", k);
+        j.key = s_keys[k].key;
+        /* retried with the same key until the shop gives a verdict */
+        for (int attempt = 0; attempt < 200; attempt++) {
+            status_t st = jcall(&j, "PlaceOrder",
+                                "{\"customerId\":\"b%d\",\"lines\":[{\"sku\":\"K-%d\",\"quantity\":1},"
+                                "{\"sku\":\"K-%d\",\"quantity\":2}],\"couponCodes\":[%s],"
+                                "\"shippingAddress\":{\"name\":\"A\",\"line1\":\"B\",\"city\":\"C\","
+                                "\"country\":\"CN\"}}",
+                                me, n % 4, (n + 1) % 4, n % 2 ? "\"KILL5\"" : "");
+            if (st == STATUS_OK) {
+                snprintf(s_keys[k].id, sizeof s_keys[k].id, "%s", jcall_str(&j, "order.id"));
+                s_keys[k].placed = true;
+                break;
+            }
+            if (st == STATUS_FAILED_PRECONDITION || st == STATUS_INVALID_ARGUMENT ||
+                st == STATUS_NOT_FOUND || st == STATUS_ALREADY_EXISTS) {
+                fprintf(stderr, "test: %s refused: %s\n", s_keys[k].key, j.message);
+                s_keys[k].refused = true;
+                break;
+            }
+            /* no verdict (the victim is down): the same key again. A new
+             * client, as a storefront would reconnect. */
+            client_destroy(&j.client);
+            util_sleep_ms(100);
+            j.client = client_new(s_zctx, s_ord.rpc);
+        }
+    }
+    jcall_done(&j);
+    client_destroy(&j.client);
+    return NULL;
+}
+
+static int s_launch(harness_service_t *s, const char *bin, const char *conn, const char *const *env)
+{
+    return harness_launch(s, bin, conn, env);
+}
+
+static void s_burst(const char *victim_name, harness_service_t *victim, const char *bin,
+                    const char *conn, const char *const *env)
+{
+    pthread_t t[BUYERS];
+
+    atomic_store(&s_stop, false);
+    for (int i = 0; i < BUYERS; i++)
+        pthread_create(&t[i], NULL, s_buyer, (void *)(intptr_t)i);
+    util_sleep_ms(700);
+    harness_kill(&victim->proc);
+    fprintf(stderr, "test: killed %s\n", victim_name);
+    util_sleep_ms(500);
+    CHECK_INT(s_launch(victim, bin, conn, env), 0);
+    util_sleep_ms(700);
+    atomic_store(&s_stop, true);
+    for (int i = 0; i < BUYERS; i++)
+        pthread_join(t[i], NULL);
+}
+
+static long long s_until(long long want, const char *sql)
+{
+    long long v = -1;
+    for (int i = 0; i < 300; i++) {   /* up to 30 s */
+        if ((v = s_sql("%s", sql)) == want)
+            break;
+        util_sleep_ms(100);
+    }
+    return v;
+}
+
+static void s_invariants(void)
+{
+    int n = atomic_load(&s_n_keys), placed = 0, unresolved = 0;
+
+    if (n > MAX_KEYS)
+        n = MAX_KEYS;
+    for (int k = 0; k < n; k++) {
+        placed += s_keys[k].placed;
+        unresolved += !s_keys[k].placed && !s_keys[k].refused;
+    }
+    fprintf(stderr, "test: %d placements, %d placed, %d without a verdict\n", n, placed, unresolved);
+    CHECK(placed > 20);
+    CHECK_INT(unresolved, 0);
+    /* nothing left pending: every placement placed, or given up and given back */
+    CHECK_INT(s_until(0, "SELECT count(*) FROM orders.orders WHERE state = 'pending'"), 0);
+    /* each key a buyer saw placed: one placed order with that id */
+    for (int k = 0; k < n; k++) {
+        if (!s_keys[k].placed)
+            continue;
+        long long c = s_sql("SELECT count(*) FROM orders.orders WHERE id = '%s' AND idem_key = '%s' "
+                            "AND state = 'placed'", s_keys[k].id, s_keys[k].key);
+        if (c != 1)
+            fprintf(stderr, "test: key %s order %s: %lld placed rows\n", s_keys[k].key, s_keys[k].id, c);
+        CHECK_INT(c, 1);
+    }
+    CHECK_INT(s_sql("SELECT count(*) FROM orders.orders WHERE state = 'placed'"), placed);
+    /* one OrderPlaced per placed order, none for others */
+    CHECK_INT(s_sql("SELECT count(*) FROM orders.outbox WHERE type = 'shop.orders.v1.OrderPlaced'"), placed);
+    CHECK_INT(s_sql("SELECT count(*) FROM (SELECT correlation_id FROM orders.outbox WHERE type = "
+                    "'shop.orders.v1.OrderPlaced' GROUP BY 1 HAVING count(*) > 1) d"), 0);
+    /* the downstream consumers have applied the whole orders stream */
+    CHECK_INT(s_until(s_sql("SELECT max(position) FROM orders.outbox"),
+                      "SELECT position FROM catalog.consumer_cursor WHERE stream = 'orders'"),
+              s_sql("SELECT max(position) FROM orders.outbox"));
+    CHECK_INT(s_until(s_sql("SELECT count(*) FROM orders.outbox WHERE type LIKE 'shop.orders.v1.Order%%'"),
+                      "SELECT count(*) FROM orders.outbox WHERE type LIKE 'shop.orders.v1.Order%%' AND "
+                      "position <= (SELECT position FROM promotions.consumer_cursor WHERE stream = 'orders')"),
+              s_sql("SELECT count(*) FROM orders.outbox WHERE type LIKE 'shop.orders.v1.Order%%'"));
+    /* stock is held for exactly the placed orders, and adds up */
+    CHECK_INT(s_sql("SELECT count(*) FROM catalog.reservation r WHERE r.state = 'held' AND NOT EXISTS "
+                    "(SELECT 1 FROM orders.orders o WHERE o.id = r.order_id AND o.state = 'placed')"), 0);
+    CHECK_INT(s_sql("SELECT count(*) FROM orders.orders o WHERE o.state = 'placed' AND NOT EXISTS "
+                    "(SELECT 1 FROM catalog.reservation r WHERE r.order_id = o.id AND r.state = 'held')"), 0);
+    CHECK_INT(s_sql("SELECT count(*) FROM catalog.sku s WHERE reserved <> (SELECT coalesce(sum(l.quantity), 0) "
+                    "FROM catalog.reservation_line l JOIN catalog.reservation r USING (order_id) "
+                    "WHERE r.state = 'held' AND l.sku = s.code) OR reserved < 0 OR reserved > on_hand"), 0);
+    /* the coupon: redeemed by exactly the placed orders that carry it */
+    CHECK_INT(s_sql("SELECT used FROM promotions.coupon WHERE code = 'KILL5'"),
+              s_sql("SELECT count(*) FROM promotions.redemption_use u JOIN orders.orders o "
+                    "ON o.id = u.order_id WHERE u.code = 'KILL5' AND o.state = 'placed'"));
+    CHECK_INT(s_sql("SELECT count(*) FROM promotions.redemption r WHERE r.state = 'redeemed' AND NOT EXISTS "
+                    "(SELECT 1 FROM orders.orders o WHERE o.id = r.order_id AND o.state = 'placed')"), 0);
+}
+
+int main(void)
+{
+    const char *svcs[] = {"orders", "catalog", "promotions", NULL};
+    jcall_t cat = {.service = "shop.catalog.v1.CatalogService"};
+    jcall_t pro = {.service = "shop.promotions.v1.PromotionsService"};
+
+    slog_init("test_orders_kill", SLOG_ERROR);
+    s_conn[0] = harness_create_db("t_orders_kill", svcs);
+    s_conn[1] = harness_conninfo("t_orders_kill", "catalog");
+    s_conn[2] = harness_conninfo("t_orders_kill", "promotions");
+    char *admin = harness_conninfo("t_orders_kill", "postgres");
+    CHECK(s_conn[0] != NULL);
+    if (!s_conn[0])
+        return check_done();
+    s_zctx = zmq_ctx_new();
+    harness_ports(&s_cat);
+    harness_ports(&s_pro);
+    harness_ports(&s_ord);
+    snprintf(s_env[0], sizeof s_env[0], "SHOP_ORDERS_RPC=%s", s_ord.rpc);
+    snprintf(s_env[1], sizeof s_env[1], "SHOP_ORDERS_PUB=%s", s_ord.pub);
+    snprintf(s_env[2], sizeof s_env[2], "SHOP_CATALOG_RPC=%s", s_cat.rpc);
+    snprintf(s_env[3], sizeof s_env[3], "SHOP_CATALOG_PUB=%s", s_cat.pub);
+    snprintf(s_env[4], sizeof s_env[4], "SHOP_PROMOTIONS_RPC=%s", s_pro.rpc);
+    const char *cat_env[] = {s_env[0], s_env[1], NULL};
+    const char *pro_env[] = {s_env[0], s_env[1], s_env[2], s_env[3], NULL};
+    const char *ord_env[] = {s_env[2], s_env[4], "SHOP_MAINTENANCE_MS=200", "ORDERS_PENDING_TIMEOUT_S=5",
+                             "ORDERS_CALL_TIMEOUT_MS=1000", NULL};
+    memcpy(s_cat_env, cat_env, sizeof cat_env);
+    memcpy(s_pro_env, pro_env, sizeof pro_env);
+    memcpy(s_ord_env, ord_env, sizeof ord_env);
+    CHECK_INT(s_launch(&s_cat, "shop-catalog", s_conn[1], s_cat_env), 0);
+    CHECK_INT(s_launch(&s_pro, "shop-promotions", s_conn[2], s_pro_env), 0);
+    CHECK_INT(s_launch(&s_ord, "shop-orders", s_conn[0], s_ord_env), 0);
+    cat.client = client_new(s_zctx, s_cat.rpc);
+    pro.client = client_new(s_zctx, s_pro.rpc);
+    s_pg = PQconnectdb(admin);
+    if (s_cat.proc && s_pro.proc && s_ord.proc && PQstatus(s_pg) == CONNECTION_OK) {
+        for (int i = 0; i < 4; i++) {
+            CHECK_INT(jcall(&cat, "CreateProduct",
+                            "{\"product\":{\"title\":\"Kill %d\",\"status\":\"PRODUCT_STATUS_ACTIVE\","
+                            "\"skus\":[{\"code\":\"K-%d\",\"listPrice\":{\"minorUnits\":1000,"
+                            "\"currency\":\"CNY\"},\"costPrice\":{\"minorUnits\":100,\"currency\":"
+                            "\"CNY\"}}]}}", i, i), STATUS_OK);
+            CHECK_INT(jcall(&cat, "AdjustStock", "{\"sku\":\"K-%d\",\"delta\":100000,\"reason\":\"receipt\"}", i),
+                      STATUS_OK);
+        }
+        CHECK_INT(jcall(&pro, "CreateCoupon", "{\"coupon\":{\"code\":\"KILL5\",\"kind\":"
+                        "\"COUPON_KIND_PERCENT_OFF\",\"percentOff\":5}}"), STATUS_OK);
+        CHECK_INT(jcall_until_ok(&pro, 10000, "Quote", "{\"lines\":[{\"sku\":\"K-3\",\"quantity\":1}]}"),
+                  STATUS_OK);
+        s_burst("shop-orders", &s_ord, "shop-orders", s_conn[0], s_ord_env);
+        s_burst("shop-catalog", &s_cat, "shop-catalog", s_conn[1], s_cat_env);
+        s_burst("shop-promotions", &s_pro, "shop-promotions", s_conn[2], s_pro_env);
+        s_invariants();
+    }
+    PQfinish(s_pg);
+    jcall_done(&cat);
+    jcall_done(&pro);
+    client_destroy(&cat.client);
+    client_destroy(&pro.client);
+    if (s_ord.proc)
+        CHECK_INT(harness_stop(&s_ord.proc, 10000), 0);
+    if (s_pro.proc)
+        CHECK_INT(harness_stop(&s_pro.proc, 10000), 0);
+    if (s_cat.proc)
+        CHECK_INT(harness_stop(&s_cat.proc, 10000), 0);
+    zmq_ctx_term(s_zctx);
+    for (int i = 0; i < 3; i++)
+        free(s_conn[i]);
+    free(admin);
+    return check_done();
+}
