@@ -137,3 +137,28 @@ bench_build() {
   cmake --build "$dir" -j2 --target "$@" >"$WORK/build.log" 2>&1 ||
     { tail -30 "$WORK/build.log" >&2; die "build failed"; }
 }
+
+# bench_pgbench <out.tsv> <conninfo> <pgbench command...>: the command at
+# each of LEVEL_LIST for DURATION seconds; one line per level in out.tsv:
+# concurrency, TPS, failed transactions, p99 ms (from the per-transaction
+# log).
+bench_pgbench() {
+  local out=$1 conn=$2 c j secs tps failed p99
+  shift 2
+  : >"$out"
+  for c in "${LEVEL_LIST[@]}"; do
+    echo "== pgbench concurrency $c (${DURATION}s)" >&2
+    j=$(( c < 2 ? 1 : 2 ))
+    secs=$(awk -v d="$DURATION" 'BEGIN { s = int(d + 0.5); print (s < 1 ? 1 : s) }')
+    # -l logs every transaction's latency (3rd column, microseconds) for its p99
+    run_child "$WORK/pgbench-$c.log" timeout $((secs + 60)) "$@" -c "$c" -j "$j" -T "$secs" \
+      -l --log-prefix="$WORK/pgblog-$c" "$conn" ||
+      { tail -20 "$WORK/child.err" >&2; die "pgbench failed at concurrency $c"; }
+    tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$WORK/pgbench-$c.log" | tail -1)
+    failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$WORK/pgbench-$c.log")
+    p99=$(cat "$WORK"/pgblog-"$c".* | awk '{ print $3 }' | sort -n |
+          awk '{ v[NR] = $1 } END { i = int(NR * 0.99); if (i < 1) i = 1; printf "%.2f", (NR ? v[i] / 1000 : 0) }')
+    rm -f "$WORK"/pgblog-"$c".*
+    printf '%s\t%s\t%s\t%s\n' "$c" "${tps:-0}" "${failed:-0}" "${p99:-0}" >>"$out"
+  done
+}

@@ -1,6 +1,7 @@
 /* loadgen: the timing loop shared by the benchmark drivers. */
 #include "loadgen.h"
 
+#include <inttypes.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -169,4 +170,24 @@ done:
     free(w);
     free(th);
     return rc;
+}
+
+int lg_levels(void *zctx, const char *endpoint, const int *levels, int n, double duration_s,
+              lg_op_fn op, void *ctx, bool tsv)
+{
+    if (!tsv)
+        printf("%11s | %10s | %8s | %8s | %8s | %7s\n", "concurrency", "ops/s", "p50 ms", "p99 ms",
+               "max ms", "errors");
+    for (int l = 0; l < n; l++) {
+        lg_result_t r;
+        if (lg_run(zctx, endpoint, levels[l], duration_s, op, ctx, &r) != 0)
+            return -1;
+        printf(tsv ? "%d\t%.1f\t%.3f\t%.3f\t%.3f\t%" PRIu64 "\n"
+                   : "%11d | %10.1f | %8.3f | %8.3f | %8.3f | %7" PRIu64 "\n",
+               r.concurrency, r.per_s, r.p50_ms, r.p99_ms, r.max_ms, r.errors);
+        fflush(stdout);
+        if (r.first_error[0])
+            fprintf(stderr, "concurrency %d: first error %s\n", r.concurrency, r.first_error);
+    }
+    return 0;
 }

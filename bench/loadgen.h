@@ -5,6 +5,7 @@
 #ifndef BENCH_LOADGEN_H
 #define BENCH_LOADGEN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "client.h"
@@ -27,6 +28,12 @@ typedef struct {
 /* Runs one level; 0, or -1 if the threads or clients could not start. */
 int lg_run(void *zctx, const char *endpoint, int concurrency, double duration_s, lg_op_fn op,
            void *ctx, lg_result_t *r);
+
+/* Runs each of the n levels and prints a line per level: a table, or with
+ * `tsv` concurrency, ops/s, p50, p99, max (ms) and errors tab-separated.
+ * 0, or -1 if a level could not start. */
+int lg_levels(void *zctx, const char *endpoint, const int *levels, int n, double duration_s,
+              lg_op_fn op, void *ctx, bool tsv);
 
 /* xorshift64*: a fast per-thread generator. */
 uint64_t lg_rand(uint64_t *state);

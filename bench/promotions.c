@@ -324,21 +324,8 @@ int main(int argc, char **argv)
     x.nonce = (uint64_t)util_now_ms() ^ (uint64_t)getpid() << 40;
     void *zctx = zmq_ctx_new();
     int rc = 0;
-    if (!o.tsv)
-        printf("%11s | %10s | %8s | %8s | %8s | %7s\n", "concurrency", "ops/s", "p50 ms", "p99 ms", "max ms",
-               "errors");
-    for (int l = 0; l < o.nlevels && rc == 0; l++) {
-        lg_result_t r;
-        if (lg_run(zctx, o.rpc, o.levels[l], o.duration, s_op, &x, &r) != 0) {
-            rc = 1;
-            break;
-        }
-        printf(o.tsv ? "%d\t%.1f\t%.3f\t%.3f\t%.3f\t%" PRIu64 "\n"
-                     : "%11d | %10.1f | %8.3f | %8.3f | %8.3f | %7" PRIu64 "\n",
-               r.concurrency, r.per_s, r.p50_ms, r.p99_ms, r.max_ms, r.errors);
-        if (r.first_error[0])
-            fprintf(stderr, "concurrency %d: first error %s\n", r.concurrency, r.first_error);
-    }
+    if (lg_levels(zctx, o.rpc, o.levels, o.nlevels, o.duration, s_op, &x, o.tsv) != 0)
+        rc = 1;
     for (size_t i = 0; i < x.n_codes; i++)
         free(x.codes[i]);
     free(x.codes);
