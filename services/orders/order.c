@@ -20,6 +20,15 @@ ProtobufCAllocator orders_call_allocator(call_t *call)
     return a;
 }
 
+Shop__Common__V1__Money *orders_money(call_t *call, int64_t minor, const char *currency)
+{
+    Shop__Common__V1__Money *m = call_alloc(call, sizeof *m);
+    shop__common__v1__money__init(m);
+    m->minor_units = minor;
+    m->currency = call_strdup(call, currency);
+    return m;
+}
+
 static void *s_alloc(ProtobufCAllocator *a, size_t size)
 {
     void *p = a ? a->alloc(a->allocator_data, size) : malloc(size);

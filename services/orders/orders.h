@@ -55,6 +55,9 @@ ProtobufCAllocator orders_call_allocator(call_t *call);
  * unpack. */
 order_t *orders_from_row(const store_order_t *row, ProtobufCAllocator *a);
 
+/* A Money in the call's arena. */
+Shop__Common__V1__Money *orders_money(call_t *call, int64_t minor, const char *currency);
+
 /* "placed" -> SHOP__ORDERS__V1__ORDER_STATE__ORDER_STATE_PLACED, and back. */
 Shop__Orders__V1__OrderState orders_state(const char *name);
 const char *orders_state_name(Shop__Orders__V1__OrderState state);

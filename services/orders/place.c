@@ -54,15 +54,6 @@ typedef struct {
     size_t n_shortages;
 } saga_t;
 
-static money_t *s_money(call_t *call, int64_t minor, const char *currency)
-{
-    money_t *m = call_alloc(call, sizeof *m);
-    shop__common__v1__money__init(m);
-    m->minor_units = minor;
-    m->currency = call_strdup(call, currency);
-    return m;
-}
-
 /* A deep copy of `msg` in the call's arena (through its wire form). */
 static void *s_copy(call_t *call, const ProtobufCMessage *msg)
 {
@@ -293,7 +284,7 @@ static uint8_t *s_placed_body(call_t *call, const saga_t *s,
     o.tier = req->tier;
     o.shipping_address = req->shipping_address;
     o.subtotal = qt->subtotal;
-    o.discount = qt->total_saved ? qt->total_saved : s_money(call, 0, cur);
+    o.discount = qt->total_saved ? qt->total_saved : orders_money(call, 0, cur);
     o.total = qt->total;
     o.n_lines = qt->n_lines;
     o.lines = call_alloc(call, (qt->n_lines + 1) * sizeof *o.lines);
@@ -304,7 +295,7 @@ static uint8_t *s_placed_body(call_t *call, const saga_t *s,
         l->sku = lp->sku;
         l->quantity = lp->quantity;
         l->unit_price = lp->unit_price;
-        l->discount = lp->discount ? lp->discount : s_money(call, 0, cur);
+        l->discount = lp->discount ? lp->discount : orders_money(call, 0, cur);
         l->total = lp->total;
         o.lines[i] = l;
     }
@@ -576,15 +567,15 @@ static uint8_t *s_imported_body(call_t *call, const saga_t *s,
         l->sku = il->sku;
         l->quantity = il->quantity;
         l->unit_price = il->unit_price;
-        l->discount = s_money(call, off, cur);
-        l->total = s_money(call, gross - off, cur);
+        l->discount = orders_money(call, off, cur);
+        l->total = orders_money(call, gross - off, cur);
         subtotal += gross;
         discount += off;
         o.lines[i] = l;
     }
-    o.subtotal = s_money(call, subtotal, cur);
-    o.discount = s_money(call, discount, cur);
-    o.total = s_money(call, subtotal - discount, cur);
+    o.subtotal = orders_money(call, subtotal, cur);
+    o.discount = orders_money(call, discount, cur);
+    o.total = orders_money(call, subtotal - discount, cur);
     *total = subtotal - discount;
     *len = shop__orders__v1__order__get_packed_size(&o);
     uint8_t *buf = call_alloc(call, *len ? *len : 1);

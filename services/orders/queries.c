@@ -226,15 +226,6 @@ ORDERS_HANDLER(orders_post_review)
 
 /* --- the daily summary ------------------------------------------------------------- */
 
-static Shop__Common__V1__Money *s_money(call_t *call, int64_t minor, const char *currency)
-{
-    Shop__Common__V1__Money *m = call_alloc(call, sizeof *m);
-    shop__common__v1__money__init(m);
-    m->minor_units = minor;
-    m->currency = call_strdup(call, currency);
-    return m;
-}
-
 static Shop__Orders__V1__DayFigures *s_figures(call_t *call, const store_day_t *d)
 {
     Shop__Orders__V1__DayFigures *f = call_alloc(call, sizeof *f);
@@ -245,9 +236,9 @@ static Shop__Orders__V1__DayFigures *s_figures(call_t *call, const store_day_t *
     f->cancelled = d->cancelled;
     f->cancellation_rate = d->orders ? 100.0 * (double)d->cancelled / (double)d->orders : 0;
     f->paid_orders = d->paid_orders;
-    f->paid_amount = s_money(call, d->paid_amount, d->currency);
+    f->paid_amount = orders_money(call, d->paid_amount, d->currency);
     /* rounded half away from zero, in minor units */
-    f->average_order_value = s_money(
+    f->average_order_value = orders_money(
         call, d->paid_orders ? (d->paid_amount + d->paid_orders / 2) / d->paid_orders : 0, d->currency);
     return f;
 }
