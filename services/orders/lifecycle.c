@@ -100,6 +100,7 @@ static status_t s_transition(call_t *call, db_t *db, const char *id, const trans
 {
     ProtobufCAllocator arena;
     row_t r = {NULL, NULL, "", "", "", 0};
+    status_t code = STATUS_OK;
 
     if (call) {
         arena = orders_call_allocator(call);
@@ -110,11 +111,15 @@ static status_t s_transition(call_t *call, db_t *db, const char *id, const trans
         snprintf(why, len, "read the order");
         return STATUS_INTERNAL;
     }
-    if (rc == 1 || !r.order) {
-        snprintf(why, len, rc == 1 ? "no order %s" : "order %s does not read back", id);
-        return rc == 1 ? STATUS_NOT_FOUND : STATUS_INTERNAL;
+    if (rc == 1 || strcmp(r.state, "failed") == 0) {   /* a placement given up is no order */
+        snprintf(why, len, "no order %s", id);
+        code = STATUS_NOT_FOUND;
+        goto done_fail;
     }
-    status_t code = STATUS_OK;
+    if (!r.order) {
+        snprintf(why, len, "order %s does not read back", id);
+        return STATUS_INTERNAL;
+    }
     if (strcmp(r.state, t->to) == 0) {
         if (t == &s_paid && x->payment_ref[0] && strcmp(x->payment_ref, r.payment_ref) != 0) {
             snprintf(why, len, "order %s is already paid (payment %s)", id, r.payment_ref);
@@ -152,6 +157,7 @@ done:
         *out = r.order;
         return code;
     }
+done_fail:
     if (r.order && !call)
         protobuf_c_message_free_unpacked(&r.order->base, NULL);
     return code;

@@ -404,6 +404,7 @@ static void s_timers(void)
     CHECK_INT(s_sql_until(1, "SELECT count(*) FROM orders.orders WHERE id = 'O-crashed' AND state = 'failed'"), 1);
     CHECK_INT(s_sql_until(held, "SELECT reserved FROM catalog.sku WHERE code = 'TEA-A'"), held);
     CHECK_INT(O("GetOrder", "{\"id\":\"O-crashed\"}"), STATUS_NOT_FOUND);
+    CHECK_INT(O("CancelOrder", "{\"orderId\":\"O-crashed\"}"), STATUS_NOT_FOUND);
     char *metrics = NULL;
     CHECK_INT(harness_http_get(s_ord_svc.admin_port, "/metrics", &metrics), 200);
     CHECK(metrics && strstr(metrics, "shop_anomalies_total{kind=\"placement_abandoned\"} 1") != NULL);
