@@ -33,7 +33,13 @@ static bool s_valid_schema(const char *s)
 
 db_t *db_new(const char *conninfo, const char *schema, const char *app, int statement_timeout_ms)
 {
-    char options[256];
+    return db_new_with(conninfo, schema, app, statement_timeout_ms, NULL);
+}
+
+db_t *db_new_with(const char *conninfo, const char *schema, const char *app,
+                  int statement_timeout_ms, const char *settings)
+{
+    char options[384];
     int idle = statement_timeout_ms * 2 > 10000 ? statement_timeout_ms * 2 : 10000;
     db_t *db = NULL;
 
@@ -45,8 +51,9 @@ db_t *db_new(const char *conninfo, const char *schema, const char *app, int stat
     if (!db)
         return NULL;
     snprintf(options, sizeof options,
-             "-c search_path=%s -c statement_timeout=%d -c idle_in_transaction_session_timeout=%d",
-             schema, statement_timeout_ms, statement_timeout_ms > 0 ? idle : 0);
+             "-c search_path=%s -c statement_timeout=%d -c idle_in_transaction_session_timeout=%d%s%s",
+             schema, statement_timeout_ms, statement_timeout_ms > 0 ? idle : 0, settings ? " " : "",
+             settings ? settings : "");
     const char *keys[] = {"dbname", "options", "application_name", NULL};
     const char *vals[] = {conninfo, options, app, NULL};
     db->conn = PQconnectdbParams(keys, vals, 1);

@@ -24,6 +24,11 @@ typedef struct {
  * Returns NULL if the first connection fails (the error is logged). */
 db_t *db_new(const char *conninfo, const char *schema, const char *app, int statement_timeout_ms);
 
+/* The same with more server settings for the session, in the form of
+ * libpq's `options` ("-c synchronous_commit=off"); they hold across
+ * reconnects. */
+db_t *db_new_with(const char *conninfo, const char *schema, const char *app,
+                  int statement_timeout_ms, const char *settings);
 /* Closes the connection. Accepts NULL; sets *p to NULL. */
 void db_destroy(db_t **p);
 

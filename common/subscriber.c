@@ -372,7 +372,13 @@ sub_t *sub_new(void *zctx, const sub_stream_t *stream, const char *pub_endpoint,
     s->metrics = m;
     s->index = index;
     snprintf(app, sizeof app, "%s-consume-%s", schema, stream->stream);
-    s->db = db_new(conninfo, schema, app, 0);
+    /* The consumer's commits need not wait for the WAL flush: an effect
+     * and its cursor are one transaction, so a commit lost in a crash of
+     * PostgreSQL loses both and the events are applied again; and anything
+     * that leaves the database afterwards (an event the relay stamps and
+     * publishes) commits synchronously later in the same WAL, which makes
+     * this commit durable before it. */
+    s->db = db_new_with(conninfo, schema, app, 0, "-c synchronous_commit=off");
     if (!s->db)
         goto fail;
     s->client = client_new(zctx, rpc_endpoint);

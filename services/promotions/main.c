@@ -24,11 +24,12 @@ static const server_method_t s_methods[] = {
     {&shop__promotions__v1__release_request__descriptor, promo_release},
 };
 
-/* Prices, costs and categories come from the catalog's product events. */
+/* Prices, costs and categories come from the catalog's product events
+ * (the whole stream is taken: see sub_stream_t). */
 static const sub_stream_t s_consumes[] = {
-    {"catalog", "shop.catalog.v1.Product", promo_apply_catalog},
+    {"catalog", "shop.catalog.v1.", promo_apply_catalog},
     /* Cancelled and abandoned orders give their coupon uses back. */
-    {"orders", "shop.orders.v1.Order", promo_apply_orders},
+    {"orders", "shop.orders.v1.", promo_apply_orders},
 };
 
 #define SET(field) offsetof(promo_settings_t, field)

@@ -400,6 +400,15 @@ static status_t s_redeem(call_t *call, const Shop__Promotions__V1__RedeemRequest
     quote_len = shop__promotions__v1__quote__get_packed_size(resp->quote);
     uint8_t *quote_bytes = call_alloc(call, quote_len ? quote_len : 1);
     shop__promotions__v1__quote__pack(resp->quote, quote_bytes);
+    /* Nothing that counts against a limit or budget: nothing to record (a
+     * retry prices again, and Release has nothing to give back). Most
+     * orders use no coupon and no capped rule, so this keeps their
+     * redemption a read. */
+    bool counts = false;
+    for (size_t i = 0; i < qt->q.n_applied && !counts; i++)
+        counts = qt->q.applied[i].counted;
+    if (!counts)
+        return STATUS_OK;
     /* the order's row first: a concurrent Redeem of the same order waits
      * here, then fails on the key and its retry reads this result */
     if (store_redemption_insert(db, req->order_id, req->quote->customer_id, req_bytes, req_len,
