@@ -105,7 +105,11 @@ bench_service() {
   shift 4
   psql_admin -v service="$name" -f "$SERVICE_SQL" >"$WORK/service-sql-$name.log" 2>&1 ||
     { cat "$WORK/service-sql-$name.log" >&2; die "deploy/db/service.sql failed for $name"; }
-  local conn="host=127.0.0.1 port=$PG_PORT user=$name dbname=$DBNAME"
+  # over the cluster's unix socket, as a service beside its database would
+  # connect (SHOP_BENCH_PG_TCP=1: over TCP on 127.0.0.1)
+  local host=$PGDIR
+  [ "${SHOP_BENCH_PG_TCP:-0}" = 1 ] && host=127.0.0.1
+  local conn="host=$host port=$PG_PORT user=$name dbname=$DBNAME"
   echo "== shop-$name (workers $workers, rpc 127.0.0.1:$port)" >&2
   env SHOP_DATABASE_URL="$conn" SHOP_RPC_BIND="tcp://127.0.0.1:$port" \
       SHOP_PUB_BIND="tcp://127.0.0.1:$((port + 1))" SHOP_ADMIN_ADDR=127.0.0.1 \
