@@ -59,16 +59,20 @@ static const db_stmt_t s_reservation_get = {
 static const db_stmt_t s_reserve = {
     "cat_reserve",
     "WITH req AS (SELECT sku, qty FROM unnest($2::text[], $3::int[]) AS r(sku, qty)), "
-    "cur AS (SELECT s.code, s.on_hand - s.reserved AS available, p.status, s.list_price, "
-    "               s.currency, s.low_stock_threshold "
-    "        FROM sku s JOIN product p ON p.id = s.product_id "
-    "        WHERE s.code = ANY ($2::text[]) ORDER BY s.code FOR UPDATE OF s), "
+    /* Lookups by key only (scalar subselects, = ANY on the primary key):
+     * a generic plan of a join here seq-scanned sku and product, about one
+     * scan of each per reservation. */
+    "cur AS (SELECT s.code, s.on_hand - s.reserved AS available, "
+    "               (SELECT p.status FROM product p WHERE p.id = s.product_id) AS status, "
+    "               s.list_price, s.currency, s.low_stock_threshold "
+    "        FROM sku s WHERE s.code = ANY ($2::text[]) ORDER BY s.code FOR UPDATE), "
     "chk AS (SELECT r.sku, r.qty, c.available, c.status, c.list_price, c.currency, "
     "               c.low_stock_threshold FROM req r LEFT JOIN cur c ON c.code = r.sku), "
     "ok AS (SELECT bool_and(available IS NOT NULL AND status = 'active' AND available >= qty) "
     "       AS ok FROM chk), "
-    "upd AS (UPDATE sku s SET reserved = s.reserved + c.qty FROM chk c, ok "
-    "        WHERE ok.ok AND s.code = c.sku RETURNING s.code), "
+    "upd AS (UPDATE sku s SET reserved = s.reserved + "
+    "               (SELECT r.qty FROM req r WHERE r.sku = s.code) "
+    "        WHERE s.code = ANY ($2::text[]) AND (SELECT ok FROM ok) RETURNING s.code), "
     "res AS (INSERT INTO reservation (order_id, state, expires_at) "
     "        SELECT $1, 'held', now() + make_interval(secs => $4::int) FROM ok WHERE ok.ok "
     "        RETURNING expires_at), "

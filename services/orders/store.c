@@ -209,20 +209,30 @@ int store_set_state(db_t *db, const char *id, const char *state, const char *pay
     return s_order_rows(db, &s_set_state, p, NULL, NULL, fn, arg);
 }
 
-static const db_stmt_t s_stale = {
-    "ord_stale",
-    "SELECT id FROM orders WHERE state = $1 AND updated_at < now() - $2::bigint * interval '1 second' "
-    "ORDER BY state, created_at LIMIT $3 FOR UPDATE SKIP LOCKED",
-    3};
+/* One statement per state, written out: the partial index on the states a
+ * timer scans (orders_state) serves only a literal state, not a parameter. */
+static const db_stmt_t s_stale_pending = {
+    "ord_stale_pending",
+    "SELECT id FROM orders WHERE state = 'pending' "
+    "  AND updated_at < now() - $1::bigint * interval '1 second' "
+    "ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+    2};
+
+static const db_stmt_t s_stale_placed = {
+    "ord_stale_placed",
+    "SELECT id FROM orders WHERE state = 'placed' "
+    "  AND updated_at < now() - $1::bigint * interval '1 second' "
+    "ORDER BY updated_at LIMIT $2 FOR UPDATE SKIP LOCKED",
+    2};
 
 int store_stale(db_t *db, const char *state, int64_t age_s, int limit, store_id_fn fn, void *arg)
 {
     char a[24], l[24];
-    const char *p[3] = {state, a, l};
+    const char *p[2] = {a, l};
 
     s_i64(a, sizeof a, age_s);
     s_i64(l, sizeof l, limit);
-    PGresult *r = db_exec(db, &s_stale, p);
+    PGresult *r = db_exec(db, strcmp(state, "pending") == 0 ? &s_stale_pending : &s_stale_placed, p);
     if (!r)
         return -1;
     for (int i = 0; i < PQntuples(r); i++)

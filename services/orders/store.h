@@ -51,7 +51,7 @@ int store_set_state(db_t *db, const char *id, const char *state, const char *pay
                     const char *carrier, const char *tracking, const char *reason,
                     store_order_fn fn, void *arg) __attribute__((warn_unused_result));
 
-/* Ids of orders in `state` whose last change is older than `age_s`, up to
+/* Ids of orders in `state` ("pending" or "placed") whose last change is older than `age_s`, up to
  * `limit`, oldest first (rows locked by others are skipped). */
 typedef void (*store_id_fn)(void *arg, const char *id);
 int store_stale(db_t *db, const char *state, int64_t age_s, int limit, store_id_fn fn, void *arg)
