@@ -191,3 +191,19 @@ int lg_levels(void *zctx, const char *endpoint, const int *levels, int n, double
     }
     return 0;
 }
+
+int lg_parse_levels(const char *arg, int *levels, int max)
+{
+    int n = 0;
+
+    for (const char *p = arg;; p++) {
+        char *end;
+        long v = strtol(p, &end, 10);
+        if (end == p || v < 1 || v > 1024 || n == max || (*end && *end != ','))
+            return -1;
+        levels[n++] = (int)v;
+        if (!*end)
+            return n;
+        p = end;
+    }
+}

@@ -29,6 +29,10 @@ typedef struct {
 int lg_run(void *zctx, const char *endpoint, int concurrency, double duration_s, lg_op_fn op,
            void *ctx, lg_result_t *r);
 
+/* Parses a list of concurrency levels such as "1,8,32" (each 1 to 1024)
+ * into levels[0..max); their count, or -1 if the list is not one. */
+int lg_parse_levels(const char *arg, int *levels, int max);
+
 /* Runs each of the n levels and prints a line per level: a table, or with
  * `tsv` concurrency, ops/s, p50, p99, max (ms) and errors tab-separated.
  * 0, or -1 if a level could not start. */

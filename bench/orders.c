@@ -200,21 +200,6 @@ static status_t s_op(void *arg, client_t *c, int thread, uint64_t seq, uint64_t 
     return st;
 }
 
-static int s_levels(const char *s, opts_t *o)
-{
-    for (const char *p = s; *p && o->nlevels < 16;) {
-        char *end;
-        long v = strtol(p, &end, 10);
-        if (end == p || v < 1 || v > 512)
-            return -1;
-        o->levels[o->nlevels++] = (int)v;
-        p = *end == ',' ? end + 1 : end;
-        if (*end && *end != ',')
-            return -1;
-    }
-    return o->nlevels ? 0 : -1;
-}
-
 int main(int argc, char **argv)
 {
     opts_t o = {.duration = 10, .skus = 1000};
@@ -236,7 +221,7 @@ int main(int argc, char **argv)
         } else if (v && strcmp(a, "--duration") == 0) {
             o.duration = atof(v), i++;
         } else if (v && strcmp(a, "--levels") == 0) {
-            if (s_levels(v, &o) != 0) {
+            if ((o.nlevels = lg_parse_levels(v, o.levels, 16)) < 0) {
                 fprintf(stderr, "bench-orders: --levels wants a list like 1,8,32\n");
                 return 2;
             }

@@ -299,9 +299,11 @@ int main(int argc, char **argv)
         } else if (v && strcmp(a, "--coupons") == 0) {
             o.coupons = atoi(v), i++;
         } else if (v && strcmp(a, "--levels") == 0) {
-            o.nlevels = 0;
-            for (char *s = argv[++i], *end; *s && o.nlevels < 16; s = *end ? end + 1 : end)
-                o.levels[o.nlevels++] = (int)strtol(s, &end, 10);
+            if ((o.nlevels = lg_parse_levels(v, o.levels, 16)) < 0) {
+                fprintf(stderr, "bench-promotions: --levels wants a list like 1,8,32\n");
+                return 2;
+            }
+            i++;
         } else {
             fprintf(stderr, "usage: bench-promotions --rpc EP [--catalog EP --load] --codes FILE "
                             "[--mode quote|redeem] [--levels 1,8,32] [--duration S] [--skus N] "

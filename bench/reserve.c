@@ -86,20 +86,6 @@ static void s_usage(FILE *f)
             S_SKUS_PER_PRODUCT);
 }
 
-static int s_parse_levels(const char *arg, s_opts_t *o)
-{
-    char buf[256];
-    snprintf(buf, sizeof buf, "%s", arg);
-    o->nlevels = 0;
-    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        char *end = NULL;
-        long v = strtol(tok, &end, 10);
-        if (*end != '\0' || v < 1 || v > 1024 || o->nlevels == S_MAX_LEVELS)
-            return -1;
-        o->levels[o->nlevels++] = (int)v;
-    }
-    return o->nlevels > 0 ? 0 : -1;
-}
 
 static int s_parse(int argc, char **argv, s_opts_t *o)
 {
@@ -137,7 +123,7 @@ static int s_parse(int argc, char **argv, s_opts_t *o)
         } else if (!strcmp(a, "--prefix")) {
             o->prefix = v, i++;
         } else if (!strcmp(a, "--levels")) {
-            if (s_parse_levels(v, o) != 0) {
+            if ((o->nlevels = lg_parse_levels(v, o->levels, S_MAX_LEVELS)) < 0) {
                 fprintf(stderr, "bench-reserve: --levels wants a list like 1,8,32 (1..1024, at most %d)\n",
                         S_MAX_LEVELS);
                 return -1;

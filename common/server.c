@@ -263,6 +263,39 @@ char *call_strdup(call_t *call, const char *s)
     return p;
 }
 
+Shop__Common__V1__Money *call_money(call_t *call, int64_t minor_units, const char *currency)
+{
+    Shop__Common__V1__Money *m = call_alloc(call, sizeof *m);
+
+    shop__common__v1__money__init(m);
+    m->minor_units = minor_units;
+    m->currency = call_strdup(call, currency);
+    return m;
+}
+
+uint8_t *call_pack(call_t *call, const ProtobufCMessage *msg, size_t *len)
+{
+    uint8_t *buf;
+
+    *len = protobuf_c_message_get_packed_size(msg);
+    buf = call_alloc(call, *len ? *len : 1);
+    protobuf_c_message_pack(msg, buf);
+    return buf;
+}
+
+static void *s_call_alloc(void *data, size_t size) { return call_alloc(data, size); }
+static void s_call_free(void *data, void *p)
+{
+    (void)data;
+    (void)p;
+}
+
+ProtobufCAllocator call_allocator(call_t *call)
+{
+    ProtobufCAllocator a = {s_call_alloc, s_call_free, call};
+    return a;
+}
+
 status_t call_fail(call_t *call, status_t code, const char *fmt, ...)
 {
     va_list ap;

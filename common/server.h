@@ -15,6 +15,7 @@
 #include "migrate.h"
 #include "status.h"
 #include "subscriber.h"
+#include "shop/common/v1/common.pb-c.h"
 
 /* The context of one call, owned by the runtime, valid during the handler. */
 typedef struct call call_t;
@@ -93,6 +94,13 @@ int64_t call_deadline_ms(const call_t *call);
  * NULL: allocation failure aborts, as protobuf-c's own allocator would. */
 void *call_alloc(call_t *call, size_t size);
 char *call_strdup(call_t *call, const char *s);
+/* A Money in the call's memory. */
+Shop__Common__V1__Money *call_money(call_t *call, int64_t minor_units, const char *currency);
+/* `msg` packed into the call's memory; its length in *len. */
+uint8_t *call_pack(call_t *call, const ProtobufCMessage *msg, size_t *len);
+/* A protobuf-c allocator taking from the call's memory (freeing nothing:
+ * it all goes with the call), to unpack into a reply. */
+ProtobufCAllocator call_allocator(call_t *call);
 
 /* Sets the reply's status message (printf-style) and returns `code`, so a
  * handler writes `return call_fail(call, STATUS_NOT_FOUND, "no SKU %s", sku);` */

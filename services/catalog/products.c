@@ -213,16 +213,6 @@ static attribute_t **s_attributes(call_t *call, const char *json, size_t *n)
     return out;
 }
 
-static Shop__Common__V1__Money *s_money(call_t *call, int64_t minor, const char *currency)
-{
-    Shop__Common__V1__Money *m = call_alloc(call, sizeof *m);
-
-    shop__common__v1__money__init(m);
-    m->minor_units = minor;
-    m->currency = call_strdup(call, currency);
-    return m;
-}
-
 static void s_on_product(void *arg, const store_product_t *row)
 {
     products_t *ps = arg;
@@ -270,8 +260,8 @@ static void s_on_sku(void *arg, const store_sku_t *row)
     }
     shop__catalog__v1__sku__init(s);
     s->code = call_strdup(call, row->code);
-    s->list_price = s_money(call, row->list_price, row->currency);
-    s->cost_price = s_money(call, row->cost_price, row->currency);
+    s->list_price = call_money(call, row->list_price, row->currency);
+    s->cost_price = call_money(call, row->cost_price, row->currency);
     s->attributes = s_attributes(call, row->attributes_json, &s->n_attributes);
     s->on_hand = row->on_hand;
     s->reserved = row->reserved;

@@ -19,7 +19,6 @@ static void s_on_sales(void *arg, const store_sales_t *row)
 {
     sales_list_t *l = arg;
     sales_t *s = call_alloc(l->call, sizeof *s);
-    Shop__Common__V1__Money *m = call_alloc(l->call, sizeof *m);
 
     if (l->n == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 16;
@@ -30,14 +29,11 @@ static void s_on_sales(void *arg, const store_sales_t *row)
         l->cap = cap;
     }
     shop__catalog__v1__sku_sales__init(s);
-    shop__common__v1__money__init(m);
     s->sku = call_strdup(l->call, row->sku);
     s->product_id = row->product_id;
     s->title = call_strdup(l->call, row->title);
     s->units = row->units;
-    m->minor_units = row->revenue;
-    m->currency = call_strdup(l->call, row->currency);
-    s->revenue = m;
+    s->revenue = call_money(l->call, row->revenue, row->currency);
     s->cumulative_share = row->cumulative_share;
     l->rows[l->n++] = s;
 }

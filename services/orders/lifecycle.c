@@ -103,7 +103,7 @@ static status_t s_transition(call_t *call, db_t *db, const char *id, const trans
     status_t code = STATUS_OK;
 
     if (call) {
-        arena = orders_call_allocator(call);
+        arena = call_allocator(call);
         r.a = &arena;
     }
     int rc = store_order_get(db, id, "", "", true, s_on_row, &r);
@@ -296,7 +296,7 @@ int orders_maintain(db_t *db, void *settings)
     for (int i = 0; i < ids.n; i++) {
         snprintf(reason, sizeof reason, "the placement did not finish within %lld s",
                  (long long)set->pending_timeout_s);
-        if (orders_abandon(db, ids.ids[i], reason, ids.ids[i]) != 0)
+        if (orders_abandon(db, ids.ids[i], reason) != 0)
             return -1;
         server_anomaly("placement_abandoned", "order %s: %s; its stock and coupons are given back",
                        ids.ids[i], reason);

@@ -7,28 +7,6 @@
 #include "orders.h"
 #include "util.h"
 
-static void *s_arena_alloc(void *data, size_t size) { return call_alloc(data, size); }
-static void s_arena_free(void *data, void *p)
-{
-    (void)data;
-    (void)p;
-}
-
-ProtobufCAllocator orders_call_allocator(call_t *call)
-{
-    ProtobufCAllocator a = {s_arena_alloc, s_arena_free, call};
-    return a;
-}
-
-Shop__Common__V1__Money *orders_money(call_t *call, int64_t minor, const char *currency)
-{
-    Shop__Common__V1__Money *m = call_alloc(call, sizeof *m);
-    shop__common__v1__money__init(m);
-    m->minor_units = minor;
-    m->currency = call_strdup(call, currency);
-    return m;
-}
-
 static void *s_alloc(ProtobufCAllocator *a, size_t size)
 {
     void *p = a ? a->alloc(a->allocator_data, size) : malloc(size);
@@ -103,7 +81,7 @@ order_t *orders_from_row(const store_order_t *row, ProtobufCAllocator *a)
     return o;
 }
 
-int orders_abandon(db_t *db, const char *id, const char *reason, const char *correlation_id)
+int orders_abandon(db_t *db, const char *id, const char *reason)
 {
     Shop__Orders__V1__OrderAbandoned ev = SHOP__ORDERS__V1__ORDER_ABANDONED__INIT;
     int rc = store_abandon(db, id, reason);
@@ -114,7 +92,7 @@ int orders_abandon(db_t *db, const char *id, const char *reason, const char *cor
      * placement reserved or redeemed since must be given back too. */
     ev.order_id = (char *)id;
     ev.reason = (char *)reason;
-    return server_emit(db, &ev.base, correlation_id);
+    return server_emit(db, &ev.base, id);   /* correlated by order */
 }
 
 int orders_check_address(const Shop__Orders__V1__Address *a, char *why, size_t len)

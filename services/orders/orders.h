@@ -46,25 +46,20 @@ ORDERS_HANDLER(orders_daily_summary);
 
 /* --- order.c: the Order message and its rows ------------------------------ */
 
-/* An allocator that takes from the call's arena (freeing nothing). */
-ProtobufCAllocator orders_call_allocator(call_t *call);
-
 /* The order of a row: its body with the row's mutable columns laid over
  * it, allocated with `a` (NULL = malloc; free with
  * protobuf_c_message_free_unpacked(…, NULL)). NULL if the body does not
  * unpack. */
 order_t *orders_from_row(const store_order_t *row, ProtobufCAllocator *a);
 
-/* A Money in the call's arena. */
-Shop__Common__V1__Money *orders_money(call_t *call, int64_t minor, const char *currency);
-
 /* "placed" -> SHOP__ORDERS__V1__ORDER_STATE__ORDER_STATE_PLACED, and back. */
 Shop__Orders__V1__OrderState orders_state(const char *name);
 const char *orders_state_name(Shop__Orders__V1__OrderState state);
 
-/* Emits OrderAbandoned for a pending placement and frees its keys. 0, or
- * -1 on a database failure. */
-int orders_abandon(db_t *db, const char *id, const char *reason, const char *correlation_id);
+/* Gives a pending placement up ('failed', its keys freed) and emits
+ * OrderAbandoned, correlated by the order id. 0, or -1 on a database
+ * failure. */
+int orders_abandon(db_t *db, const char *id, const char *reason);
 
 /* Checks an address for a new order: 0, or -1 with what is wrong in `why`. */
 int orders_check_address(const Shop__Orders__V1__Address *a, char *why, size_t len);

@@ -54,21 +54,32 @@ typedef struct {
     size_t n_shortages;
 } saga_t;
 
-/* A deep copy of `msg` in the call's arena (through its wire form). */
+/* A deep copy of `msg` in the call's memory (through its wire form). */
 static void *s_copy(call_t *call, const ProtobufCMessage *msg)
 {
-    ProtobufCAllocator a = orders_call_allocator(call);
-    size_t len = protobuf_c_message_get_packed_size(msg);
-    uint8_t *buf = call_alloc(call, len ? len : 1);
+    ProtobufCAllocator a = call_allocator(call);
+    size_t len;
+    const uint8_t *buf = call_pack(call, msg, &len);
 
-    protobuf_c_message_pack(msg, buf);
     return protobuf_c_message_unpack(msg->descriptor, &a, len, buf);
+}
+
+/* One line of a reservation, in the call's memory. */
+static Shop__Catalog__V1__ReservationLine *s_reservation_line(call_t *call, char *sku,
+                                                              int32_t quantity)
+{
+    Shop__Catalog__V1__ReservationLine *l = call_alloc(call, sizeof *l);
+
+    shop__catalog__v1__reservation_line__init(l);
+    l->sku = sku;
+    l->quantity = quantity;
+    return l;
 }
 
 static void s_on_existing(void *arg, const store_order_t *row)
 {
     saga_t *s = arg;
-    ProtobufCAllocator a = orders_call_allocator(s->call);
+    ProtobufCAllocator a = call_allocator(s->call);
 
     snprintf(s->id, sizeof s->id, "%s", row->id);
     if (strcmp(row->state, "pending") != 0)
@@ -113,7 +124,7 @@ static status_t s_fail(saga_t *s, status_t code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(why, sizeof why, fmt, ap);
     va_end(ap);
-    if (orders_abandon(call_db(s->call), s->id, why, s->id) != 0)
+    if (orders_abandon(call_db(s->call), s->id, why) != 0)
         return call_db_fail(s->call, "abandon the order");   /* the maintenance tick will */
     call_keep_writes(s->call);
     return call_fail(s->call, code, "%s", why);
@@ -284,7 +295,7 @@ static uint8_t *s_placed_body(call_t *call, const saga_t *s,
     o.tier = req->tier;
     o.shipping_address = req->shipping_address;
     o.subtotal = qt->subtotal;
-    o.discount = qt->total_saved ? qt->total_saved : orders_money(call, 0, cur);
+    o.discount = qt->total_saved ? qt->total_saved : call_money(call, 0, cur);
     o.total = qt->total;
     o.n_lines = qt->n_lines;
     o.lines = call_alloc(call, (qt->n_lines + 1) * sizeof *o.lines);
@@ -295,7 +306,7 @@ static uint8_t *s_placed_body(call_t *call, const saga_t *s,
         l->sku = lp->sku;
         l->quantity = lp->quantity;
         l->unit_price = lp->unit_price;
-        l->discount = lp->discount ? lp->discount : orders_money(call, 0, cur);
+        l->discount = lp->discount ? lp->discount : call_money(call, 0, cur);
         l->total = lp->total;
         o.lines[i] = l;
     }
@@ -312,10 +323,7 @@ static uint8_t *s_placed_body(call_t *call, const saga_t *s,
         if (ap->source == SHOP__PROMOTIONS__V1__SOURCE__SOURCE_COUPON)
             o.coupon_codes[o.n_coupon_codes++] = ap->code;
     }
-    *len = shop__orders__v1__order__get_packed_size(&o);
-    uint8_t *buf = call_alloc(call, *len ? *len : 1);
-    shop__orders__v1__order__pack(&o, buf);
-    return buf;
+    return call_pack(call, &o.base, len);
 }
 
 typedef struct {
@@ -326,7 +334,7 @@ typedef struct {
 static void s_on_placed(void *arg, const store_order_t *row)
 {
     placed_t *p = arg;
-    ProtobufCAllocator a = orders_call_allocator(p->call);
+    ProtobufCAllocator a = call_allocator(p->call);
     p->order = orders_from_row(row, &a);
 }
 
@@ -424,15 +432,6 @@ static status_t s_check_place(call_t *call, const orders_settings_t *set,
     return STATUS_OK;
 }
 
-/* The request in its wire form: what a retry must repeat. */
-static const uint8_t *s_request_bytes(call_t *call, const ProtobufCMessage *req, size_t *len)
-{
-    *len = protobuf_c_message_get_packed_size(req);
-    uint8_t *buf = call_alloc(call, *len ? *len : 1);
-    protobuf_c_message_pack(req, buf);
-    return buf;
-}
-
 ORDERS_HANDLER(orders_place)
 {
     const Shop__Orders__V1__PlaceOrderRequest *req = (const void *)request;
@@ -446,7 +445,7 @@ ORDERS_HANDLER(orders_place)
         return code;
     if (strlen(key) > 128)
         return call_fail(call, STATUS_INVALID_ARGUMENT, "idempotency key: at most 128 characters");
-    s.request = s_request_bytes(call, request, &s.request_len);
+    s.request = call_pack(call, request, &s.request_len);   /* what a retry must repeat */
     s.keyed = key[0] != '\0';
     if ((code = s_begin(&s, req->customer_id, key[0] ? key : NULL, "shop", NULL)) != STATUS_OK)
         return code;
@@ -456,12 +455,8 @@ ORDERS_HANDLER(orders_place)
     }
 
     Shop__Catalog__V1__ReservationLine **lines = call_alloc(call, req->n_lines * sizeof *lines);
-    for (size_t i = 0; i < req->n_lines; i++) {
-        lines[i] = call_alloc(call, sizeof *lines[i]);
-        shop__catalog__v1__reservation_line__init(lines[i]);
-        lines[i]->sku = req->lines[i]->sku;
-        lines[i]->quantity = req->lines[i]->quantity;
-    }
+    for (size_t i = 0; i < req->n_lines; i++)
+        lines[i] = s_reservation_line(call, req->lines[i]->sku, req->lines[i]->quantity);
     code = s_reserve(&s, lines, req->n_lines);
     if (code != STATUS_OK) {
         resp->shortages = s.shortages;
@@ -567,20 +562,17 @@ static uint8_t *s_imported_body(call_t *call, const saga_t *s,
         l->sku = il->sku;
         l->quantity = il->quantity;
         l->unit_price = il->unit_price;
-        l->discount = orders_money(call, off, cur);
-        l->total = orders_money(call, gross - off, cur);
+        l->discount = call_money(call, off, cur);
+        l->total = call_money(call, gross - off, cur);
         subtotal += gross;
         discount += off;
         o.lines[i] = l;
     }
-    o.subtotal = orders_money(call, subtotal, cur);
-    o.discount = orders_money(call, discount, cur);
-    o.total = orders_money(call, subtotal - discount, cur);
+    o.subtotal = call_money(call, subtotal, cur);
+    o.discount = call_money(call, discount, cur);
+    o.total = call_money(call, subtotal - discount, cur);
     *total = subtotal - discount;
-    *len = shop__orders__v1__order__get_packed_size(&o);
-    uint8_t *buf = call_alloc(call, *len ? *len : 1);
-    shop__orders__v1__order__pack(&o, buf);
-    return buf;
+    return call_pack(call, &o.base, len);
 }
 
 ORDERS_HANDLER(orders_import)
@@ -592,7 +584,7 @@ ORDERS_HANDLER(orders_import)
 
     if ((code = s_check_import(call, s.set, req)) != STATUS_OK)
         return code;
-    s.request = s_request_bytes(call, request, &s.request_len);
+    s.request = call_pack(call, request, &s.request_len);   /* what a retry must repeat */
     s.keyed = true;   /* the channel sends it again */
     if ((code = s_begin(&s, req->customer_id, NULL, req->channel, req->external_id)) != STATUS_OK)
         return code;
@@ -602,12 +594,8 @@ ORDERS_HANDLER(orders_import)
         return STATUS_OK;
     }
     Shop__Catalog__V1__ReservationLine **lines = call_alloc(call, req->n_lines * sizeof *lines);
-    for (size_t i = 0; i < req->n_lines; i++) {
-        lines[i] = call_alloc(call, sizeof *lines[i]);
-        shop__catalog__v1__reservation_line__init(lines[i]);
-        lines[i]->sku = req->lines[i]->sku;
-        lines[i]->quantity = req->lines[i]->quantity;
-    }
+    for (size_t i = 0; i < req->n_lines; i++)
+        lines[i] = s_reservation_line(call, req->lines[i]->sku, req->lines[i]->quantity);
     if ((code = s_reserve(&s, lines, req->n_lines)) != STATUS_OK) {
         resp->shortages = s.shortages;
         resp->n_shortages = s.n_shortages;

@@ -10,17 +10,16 @@
 typedef struct {
     call_t *call;
     order_t *order;
-    char state[16], customer_id[132];
+    char state[16];   /* "pending" and "failed" have no OrderState */
 } one_t;
 
 static void s_on_one(void *arg, const store_order_t *o)
 {
     one_t *one = arg;
-    ProtobufCAllocator a = orders_call_allocator(one->call);
+    ProtobufCAllocator a = call_allocator(one->call);
 
     one->order = orders_from_row(o, &a);
     snprintf(one->state, sizeof one->state, "%s", o->state);
-    snprintf(one->customer_id, sizeof one->customer_id, "%s", o->customer_id);
 }
 
 typedef struct {
@@ -72,7 +71,7 @@ ORDERS_HANDLER(orders_get)
 {
     const Shop__Orders__V1__GetOrderRequest *req = (const void *)request;
     Shop__Orders__V1__GetOrderResponse *resp = (void *)response;
-    one_t one = {call, NULL, "", ""};
+    one_t one = {call, NULL, ""};
     reviews_t rv = {call, NULL, 0, 0};
     bool by_id = req->id[0] != '\0';
     db_t *db = call_db(call);
@@ -111,7 +110,7 @@ typedef struct {
 static void s_on_listed(void *arg, const store_order_t *o, int64_t created_us)
 {
     list_t *l = arg;
-    ProtobufCAllocator a = orders_call_allocator(l->call);
+    ProtobufCAllocator a = call_allocator(l->call);
     order_t *order = orders_from_row(o, &a);
 
     if (!order) {
@@ -178,7 +177,7 @@ ORDERS_HANDLER(orders_post_review)
 {
     const Shop__Orders__V1__PostReviewRequest *req = (const void *)request;
     Shop__Orders__V1__PostReviewResponse *resp = (void *)response;
-    one_t one = {call, NULL, "", ""};
+    one_t one = {call, NULL, ""};
     db_t *db = call_db(call);
     size_t n = strlen(req->order_id);
 
@@ -195,7 +194,7 @@ ORDERS_HANDLER(orders_post_review)
         return call_db_fail(call, "read the order");
     if (rc == 1 || !one.order || strcmp(one.state, "pending") == 0 || strcmp(one.state, "failed") == 0)
         return call_fail(call, STATUS_NOT_FOUND, "no order %s", req->order_id);
-    if (strcmp(one.customer_id, req->customer_id) != 0)
+    if (strcmp(one.order->customer_id, req->customer_id) != 0)
         return call_fail(call, STATUS_PERMISSION_DENIED, "order %s is not this customer's",
                          req->order_id);
     if (strcmp(one.state, "delivered") != 0 && strcmp(one.state, "completed") != 0)
@@ -236,9 +235,9 @@ static Shop__Orders__V1__DayFigures *s_figures(call_t *call, const store_day_t *
     f->cancelled = d->cancelled;
     f->cancellation_rate = d->orders ? 100.0 * (double)d->cancelled / (double)d->orders : 0;
     f->paid_orders = d->paid_orders;
-    f->paid_amount = orders_money(call, d->paid_amount, d->currency);
+    f->paid_amount = call_money(call, d->paid_amount, d->currency);
     /* rounded half away from zero, in minor units */
-    f->average_order_value = orders_money(
+    f->average_order_value = call_money(
         call, d->paid_orders ? (d->paid_amount + d->paid_orders / 2) / d->paid_orders : 0, d->currency);
     return f;
 }

@@ -95,9 +95,9 @@ static coupon_t *s_msg(call_t *call, const store_coupon_t *c)
                                                    : SHOP__PROMOTIONS__V1__COUPON_KIND__COUPON_KIND_AMOUNT_OFF;
     m->percent_off = (uint32_t)c->percent_off;
     if (c->amount_off)
-        m->amount_off = promo_money(call, c->amount_off, c->currency);
+        m->amount_off = call_money(call, c->amount_off, c->currency);
     if (c->min_spend)
-        m->min_spend = promo_money(call, c->min_spend, c->currency);
+        m->min_spend = call_money(call, c->min_spend, c->currency);
     m->starts_at_ms = c->starts_ms;
     m->ends_at_ms = c->ends_ms;
     m->total_limit = (uint32_t)c->total_limit;

@@ -43,9 +43,6 @@ int promo_apply_orders(db_t *db, const Shop__Common__V1__Envelope *event, void *
 /* A SKU code as the catalog allows it: 1 to 64 of A-Z a-z 0-9 . _ - */
 bool promo_valid_sku(const char *code);
 
-/* Money in the call's arena. */
-Shop__Common__V1__Money *promo_money(call_t *call, int64_t minor, const char *currency);
-
 /* Where promo_rule_eng puts strings and arrays (the rule cache's arena).
  * alloc never returns NULL. */
 typedef struct {

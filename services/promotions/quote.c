@@ -284,15 +284,15 @@ static quote_msg_t *s_message(quote_t *qt)
         shop__promotions__v1__line_price__init(p);
         p->sku = call_strdup(call, l->sku);
         p->quantity = l->qty;
-        p->unit_price = promo_money(call, l->unit_price, cur);
-        p->list_total = promo_money(call, l->unit_price * l->qty, cur);
-        p->discount = promo_money(call, l->discount, cur);
-        p->total = promo_money(call, l->unit_price * l->qty - l->discount, cur);
+        p->unit_price = call_money(call, l->unit_price, cur);
+        p->list_total = call_money(call, l->unit_price * l->qty, cur);
+        p->discount = call_money(call, l->discount, cur);
+        p->total = call_money(call, l->unit_price * l->qty - l->discount, cur);
         m->lines[m->n_lines++] = p;
     }
-    m->subtotal = promo_money(call, qt->q.subtotal, cur);
-    m->total_saved = promo_money(call, qt->q.saved, cur);
-    m->total = promo_money(call, qt->q.subtotal - qt->q.saved, cur);
+    m->subtotal = call_money(call, qt->q.subtotal, cur);
+    m->total_saved = call_money(call, qt->q.saved, cur);
+    m->total = call_money(call, qt->q.subtotal - qt->q.saved, cur);
     m->applied = call_alloc(call, (qt->q.n_applied + 1) * sizeof *m->applied);
     for (size_t i = 0; i < qt->q.n_applied; i++) {
         const eng_entry_t *e = &qt->q.applied[i];
@@ -301,7 +301,7 @@ static quote_msg_t *s_message(quote_t *qt)
         a->source = s_source(e->source);
         a->code = call_strdup(call, e->code);
         a->reason = call_strdup(call, e->reason);
-        a->saved = promo_money(call, e->saved, cur);
+        a->saved = call_money(call, e->saved, cur);
         m->applied[m->n_applied++] = a;
     }
     m->rejected = call_alloc(call, (qt->q.n_rejected + 1) * sizeof *m->rejected);
@@ -334,25 +334,9 @@ PROMO_HANDLER(promo_quote)
 static uint8_t *s_request_bytes(call_t *call, const quote_request_t *req, size_t *len)
 {
     quote_request_t copy = *req;
-    uint8_t *buf;
 
     copy.at_ms = 0;
-    *len = protobuf_c_message_get_packed_size(&copy.base);
-    buf = call_alloc(call, *len ? *len : 1);
-    protobuf_c_message_pack(&copy.base, buf);
-    return buf;
-}
-
-/* protobuf-c allocations from the call's arena (freed with the call). */
-static void *s_arena_alloc(void *data, size_t size)
-{
-    return call_alloc(data, size);
-}
-
-static void s_arena_free(void *data, void *p)
-{
-    (void)data;
-    (void)p;
+    return call_pack(call, &copy.base, len);
 }
 
 static status_t s_redeem(call_t *call, const Shop__Promotions__V1__RedeemRequest *req,
@@ -363,7 +347,7 @@ static status_t s_redeem(call_t *call, const Shop__Promotions__V1__RedeemRequest
     uint8_t *stored_req = NULL, *stored_quote = NULL;
     char state[16];
     char m1[40], m2[40];
-    ProtobufCAllocator arena = {s_arena_alloc, s_arena_free, call};
+    ProtobufCAllocator arena = call_allocator(call);
 
     if (ol < 1 || ol > 128)
         return call_fail(call, STATUS_INVALID_ARGUMENT, "order_id: 1 to 128 characters");
@@ -396,10 +380,6 @@ static status_t s_redeem(call_t *call, const Shop__Promotions__V1__RedeemRequest
                          money_format(req->expected_total_saved->minor_units, qt->currency, m1, sizeof m1),
                          money_format(qt->q.saved, qt->currency, m2, sizeof m2));
     resp->quote = s_message(qt);
-    const uint8_t *req_bytes = s_request_bytes(call, req->quote, &req_len);
-    quote_len = shop__promotions__v1__quote__get_packed_size(resp->quote);
-    uint8_t *quote_bytes = call_alloc(call, quote_len ? quote_len : 1);
-    shop__promotions__v1__quote__pack(resp->quote, quote_bytes);
     /* Nothing that counts against a limit or budget: nothing to record (a
      * retry prices again, and Release has nothing to give back). Most
      * orders use no coupon and no capped rule, so this keeps their
@@ -409,6 +389,8 @@ static status_t s_redeem(call_t *call, const Shop__Promotions__V1__RedeemRequest
         counts = qt->q.applied[i].counted;
     if (!counts)
         return STATUS_OK;
+    const uint8_t *req_bytes = s_request_bytes(call, req->quote, &req_len);
+    const uint8_t *quote_bytes = call_pack(call, &resp->quote->base, &quote_len);
     /* the order's row first: a concurrent Redeem of the same order waits
      * here, then fails on the key and its retry reads this result */
     if (store_redemption_insert(db, req->order_id, req->quote->customer_id, req_bytes, req_len,
@@ -437,7 +419,7 @@ static status_t s_redeem(call_t *call, const Shop__Promotions__V1__RedeemRequest
             ev.code = (char *)e->code;
             ev.order_id = req->order_id;
             ev.customer_id = req->quote->customer_id;
-            ev.saved = promo_money(call, e->saved, qt->currency);
+            ev.saved = call_money(call, e->saved, qt->currency);
             if (call_emit(call, &ev.base) != 0)
                 return call_db_fail(call, "emit CouponRedeemed");
         } else {

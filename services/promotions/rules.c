@@ -16,16 +16,6 @@ bool promo_valid_sku(const char *code)
     return util_valid_code(code, 64);
 }
 
-Shop__Common__V1__Money *promo_money(call_t *call, int64_t minor, const char *currency)
-{
-    Shop__Common__V1__Money *m = call_alloc(call, sizeof *m);
-
-    shop__common__v1__money__init(m);
-    m->minor_units = minor;
-    m->currency = call_strdup(call, currency);
-    return m;
-}
-
 /* --- names of enums in the database --------------------------------------------- */
 
 static const char *const s_kinds[] = {NULL, "percent_off", "amount_off", "bundle_price",
@@ -92,7 +82,7 @@ Shop__Promotions__V1__Rule *promo_rule_msg(call_t *call, const store_rule_t *r)
     m->categories = s_strings(&mem, r->categories_json, &m->n_categories);
     m->percent_off = (uint32_t)r->percent_off;
     if (r->amount_off)
-        m->amount_off = promo_money(call, r->amount_off, cur);
+        m->amount_off = call_money(call, r->amount_off, cur);
     json_t *b = json_loads(r->bundle_json, 0, NULL);
     m->bundle = call_alloc(call, (json_array_size(b) + 1) * sizeof *m->bundle);
     for (size_t i = 0; i < json_array_size(b); i++) {
@@ -105,24 +95,24 @@ Shop__Promotions__V1__Rule *promo_rule_msg(call_t *call, const store_rule_t *r)
     }
     json_decref(b);
     if (r->bundle_price || m->n_bundle)
-        m->bundle_price = promo_money(call, r->bundle_price, cur);
+        m->bundle_price = call_money(call, r->bundle_price, cur);
     m->buy_quantity = (uint32_t)r->buy;
     m->get_quantity = (uint32_t)r->get;
     if (r->min_spend)
-        m->min_spend = promo_money(call, r->min_spend, cur);
+        m->min_spend = call_money(call, r->min_spend, cur);
     m->starts_at_ms = r->starts_ms;
     m->ends_at_ms = r->ends_ms;
     m->priority = r->priority;
     m->exclusive = r->exclusive;
     m->allow_loss = r->allow_loss;
     if (r->budget)
-        m->budget = promo_money(call, r->budget, cur);
+        m->budget = call_money(call, r->budget, cur);
     m->usage_cap = (uint32_t)r->usage_cap;
     m->status = strcmp(r->status, "paused") == 0 ? SHOP__PROMOTIONS__V1__RULE_STATUS__RULE_STATUS_PAUSED
                                                   : SHOP__PROMOTIONS__V1__RULE_STATUS__RULE_STATUS_ACTIVE;
     m->used = (uint32_t)r->used;
     if (cur[0])
-        m->spent = promo_money(call, r->spent, cur);
+        m->spent = call_money(call, r->spent, cur);
     m->updated_at_ms = r->updated_ms;
     return m;
 }
