@@ -87,11 +87,43 @@ bench_cluster() {
              -c "ALTER SYSTEM SET full_page_writes = on" \
              -c "SELECT pg_reload_conf()" >/dev/null
   sleep 0.5
+  # SHOP_BENCH_STATEMENTS=1: count every statement (pg_stat_statements, a
+  # restart to load it); bench_statements prints them per unit of work.
+  if [ "${SHOP_BENCH_STATEMENTS:-0}" = 1 ]; then
+    psql_admin -c "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'" >/dev/null
+    local owner=()
+    [ "$(id -u)" = 0 ] && owner=(setpriv --reuid=shop --regid=shop --init-groups --)
+    "${owner[@]}" "${SHOP_PG_BIN:-/usr/lib/postgresql/15/bin}/pg_ctl" -D "$PGDIR/data" -w -t 60 \
+      restart >>"$WORK/pg-start.log" 2>&1 || die "restart with pg_stat_statements failed"
+    psql_admin -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null
+  fi
   SETTINGS=$(psql_admin -At -F '=' -c "SELECT name, setting FROM pg_settings
     WHERE name IN ('fsync','synchronous_commit','full_page_writes','wal_sync_method',
                    'shared_buffers','max_connections') ORDER BY name" | tr '\n' ' ')
   [[ $SETTINGS == *"fsync=on"* && $SETTINGS == *"synchronous_commit=on"* ]] ||
     die "the cluster is not durable after ALTER SYSTEM: $SETTINGS"
+}
+
+# bench_statements_reset; bench_statements <units>: with SHOP_BENCH_STATEMENTS=1,
+# every statement since the reset by total time, with calls and time per
+# unit of work (an order, a quote); otherwise nothing.
+bench_statements_reset() {
+  [ "${SHOP_BENCH_STATEMENTS:-0}" = 1 ] || return 0
+  psql_admin -c "SELECT pg_stat_statements_reset()" >/dev/null
+}
+bench_statements() {
+  [ "${SHOP_BENCH_STATEMENTS:-0}" = 1 ] || return 0
+  local units=${1:-1}
+  [ "$units" -gt 0 ] 2>/dev/null || units=1
+  echo "statements per unit of work ($units units):" >&2
+  psql_admin -P pager=off -c "SELECT r.rolname AS role,
+      round(s.calls::numeric / $units, 2) AS calls_per_unit,
+      round((s.total_exec_time * 1000 / $units)::numeric, 1) AS us_per_unit,
+      round((s.total_exec_time * 1000 / greatest(s.calls, 1))::numeric, 1) AS us_per_call,
+      left(regexp_replace(s.query, '\s+', ' ', 'g'), 90) AS query
+    FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid
+    WHERE s.calls > 0 AND s.query NOT LIKE '%pg_stat_statements%'
+    ORDER BY s.total_exec_time DESC LIMIT 40" >&2
 }
 
 psql_admin() { psql "$ADMIN_CONN" -X -v ON_ERROR_STOP=1 -q "$@"; }
@@ -127,8 +159,26 @@ bench_service() {
   printf -v "${name^^}_CONN" '%s' "$conn"
 }
 
+# A peer a bench does not start: a closed port, so a consumer of its stream
+# starts and waits for it (the service is ready; the stream stays empty).
+ABSENT="tcp://127.0.0.1:9"
+
 # rss <pid> <VmHWM|VmRSS>: MiB.
 rss() { awk -v k="$2:" '$1 == k { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
+
+# cpu_ms <pid...>: CPU time (user + system) the processes have used, in ms.
+cpu_ms() {
+  local tick
+  tick=$(getconf CLK_TCK)
+  for p in "$@"; do cat "/proc/$p/stat" 2>/dev/null; done |
+    sed 's/^.*) //' | awk -v t="$tick" '{ s += $12 + $13 } END { printf "%d", s * 1000 / t }'
+}
+# pg_pids: the cluster's postmaster and every process it started.
+pg_pids() {
+  local pm
+  pm=$(head -1 "$PGDIR/data/postmaster.pid")
+  echo "$pm" $(pgrep -P "$pm")
+}
 
 # bench_build <build dir> <targets...>: a Release build in its own folder.
 bench_build() {

@@ -60,6 +60,15 @@ void arena_destroy(arena_t **p)
 
 void *arena_alloc(arena_t *a, size_t size)
 {
+    void *p = arena_alloc_uninit(a, size);
+
+    if (p)
+        memset(p, 0, size);
+    return p;
+}
+
+void *arena_alloc_uninit(arena_t *a, size_t size)
+{
     const size_t align = alignof(max_align_t);
     size_t need = (size + align - 1) & ~(align - 1);
     chunk_t *c = a->head;
@@ -77,7 +86,6 @@ void *arena_alloc(arena_t *a, size_t size)
     }
     void *p = c->data + c->used;
     c->used += need;
-    memset(p, 0, size);
     return p;
 }
 

@@ -14,6 +14,8 @@ void arena_destroy(arena_t **p);
 
 /* Returns `size` bytes aligned for any type, zeroed; NULL on OOM. */
 void *arena_alloc(arena_t *a, size_t size);
+/* The same, not zeroed. */
+void *arena_alloc_uninit(arena_t *a, size_t size);
 
 /* Frees everything allocated since the last reset (keeps the first chunk). */
 void arena_reset(arena_t *a);

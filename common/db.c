@@ -239,12 +239,16 @@ int db_command(db_t *db, const char *sql)
 }
 
 int db_begin(db_t *db) { return db_command(db, "BEGIN"); }
+void db_autocommit(db_t *db) { db->begin_pending = false; }
+
 int db_commit(db_t *db)
 {
     if (db->begin_pending) {   /* nothing was run: nothing to commit */
         db->begin_pending = false;
         return 0;
     }
+    if (PQtransactionStatus(db->conn) == PQTRANS_IDLE)   /* db_autocommit */
+        return 0;
     PGresult *res = PQexec(db->conn, "COMMIT");
 
     if (!res || !s_ok(res)) {

@@ -60,6 +60,12 @@ int db_begin(db_t *db) __attribute__((warn_unused_result));
  * first if it is still pending, db_commit/db_rollback of a transaction
  * that ran nothing do nothing. Always returns 0. */
 int db_begin_lazy(db_t *db);
+/* Drops a BEGIN db_begin_lazy left pending: each statement from here on is
+ * a transaction of its own (for work that only reads and needs no single
+ * snapshot: it saves the BEGIN and the COMMIT's round trip). */
+void db_autocommit(db_t *db);
+/* COMMIT; with no transaction open (nothing ran, or db_autocommit) it does
+ * nothing and returns 0. */
 int db_commit(db_t *db) __attribute__((warn_unused_result));
 /* Rolls back if a transaction is open; never fails loudly. */
 void db_rollback(db_t *db);

@@ -296,6 +296,12 @@ static void *s_relay_run(void *arg)
         if (n == 0) {
             util_nap_ms(&r->stop, idle_ms);
             idle_ms = idle_ms * 2 > RELAY_IDLE_MAX_MS ? RELAY_IDLE_MAX_MS : idle_ms * 2;
+        } else if (n < atoi(RELAY_BATCH)) {
+            /* Caught up: let the next events gather for a moment rather
+             * than stamp them one or two at a time, each stamp being a
+             * durable commit (under load this took 2.3 stamps per
+             * redemption in bench/promotions-run). */
+            util_nap_ms(&r->stop, RELAY_IDLE_MIN_MS);
         }
     }
     return NULL;

@@ -156,6 +156,7 @@ struct server {
     relay_t *relay;
     sub_t **subs;
     intake_t *intake;
+    listener_t *listener;
     char self_endpoint[96];     /* the ROUTER again, over inproc (intake) */
 };
 
@@ -219,6 +220,8 @@ int call_commit(call_t *call)
     return db_begin_lazy(call->db);
 }
 
+void call_without_transaction(call_t *call) { db_autocommit(call->db); }
+
 status_t call_remote(call_t *call, const char *service, const char *method,
                      const ProtobufCMessage *request, const ProtobufCMessageDescriptor *response_type,
                      ProtobufCMessage **response, int timeout_ms, char **message)
@@ -243,9 +246,9 @@ status_t call_remote(call_t *call, const char *service, const char *method,
     return STATUS_INTERNAL;
 }
 
-void *call_alloc(call_t *call, size_t size)
+void *call_alloc_uninit(call_t *call, size_t size)
 {
-    void *p = arena_alloc(call->arena, size);
+    void *p = arena_alloc_uninit(call->arena, size);
 
     if (!p) {
         slog_error("out of memory allocating %zu bytes for a reply", size);
@@ -254,10 +257,15 @@ void *call_alloc(call_t *call, size_t size)
     return p;
 }
 
+void *call_alloc(call_t *call, size_t size)
+{
+    return memset(call_alloc_uninit(call, size), 0, size);
+}
+
 char *call_strdup(call_t *call, const char *s)
 {
     size_t n = strlen(s) + 1;
-    char *p = call_alloc(call, n);
+    char *p = call_alloc_uninit(call, n);
 
     memcpy(p, s, n);
     return p;
@@ -1022,7 +1030,8 @@ static int s_start_workers(server_t *srv)
         w->index = i;
         w->call.srv = srv;
         w->call.arena = arena_new(ARENA_CHUNK);
-        w->db = db_new(srv->cfg.database_url, srv->def->name, app, (int)srv->cfg.statement_timeout_ms);
+        w->db = db_new_with(srv->cfg.database_url, srv->def->name, app,
+                            (int)srv->cfg.statement_timeout_ms, srv->def->db_settings);
         w->call.db = w->db;
         w->sock = s_socket(srv, ZMQ_DEALER);
         if (!w->call.arena || !w->db || !w->sock || s_worker_clients(srv, w) != 0)
@@ -1163,6 +1172,9 @@ static int s_start(server_t *srv)
                            def->name, srv->metrics);
     if (!srv->relay || s_start_consumers(srv) != 0 || s_start_intake(srv) != 0)
         goto done;
+    if (def->listen && def->on_notify &&
+        !(srv->listener = listener_new(srv->cfg.database_url, def->name, def->listen, def->on_notify)))
+        goto done;
     event_add(srv->ev_front, NULL);
     event_add(srv->ev_back, NULL);
     event_add(srv->ev_relay, NULL);
@@ -1196,6 +1208,7 @@ static void s_close(void **sock)
 static void s_stop(server_t *srv)
 {
     atomic_store(&srv->stop, true);
+    listener_destroy(&srv->listener);
     intake_destroy(&srv->intake);
     if (srv->subs) {
         for (size_t i = 0; i < srv->def->n_consumes; i++)

@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include "cfg.h"
 #include "db.h"
+#include "listen.h"
 #include "migrate.h"
 #include "status.h"
 #include "subscriber.h"
@@ -72,6 +73,18 @@ typedef struct {
     const char *intake_var;
     const char *intake_topic;
     const ProtobufCMessageDescriptor *intake_request;
+    /* A channel the service's own database NOTIFYs when something the
+     * service keeps in memory changes (may be NULL): `on_notify` runs on a
+     * listener thread with a connection of its own, as listen.h describes
+     * (NULL payload: re-read everything; NULL db: deaf until further
+     * notice). */
+    const char *listen;
+    listen_fn on_notify;
+    /* Server settings for the workers' connections, as libpq options (may
+     * be NULL), e.g. "-c plan_cache_mode=force_generic_plan" for a service
+     * whose statements are all key lookups that plan the same whatever
+     * their parameters. */
+    const char *db_settings;
 } server_def_t;
 
 /* Runs the service until SIGTERM/SIGINT, then drains in-flight calls and
@@ -93,6 +106,8 @@ int64_t call_deadline_ms(const call_t *call);
 /* Zeroed memory that lives until the reply is sent (for response fields). Never
  * NULL: allocation failure aborts, as protobuf-c's own allocator would. */
 void *call_alloc(call_t *call, size_t size);
+/* The same, not zeroed: for a buffer the handler writes before reading. */
+void *call_alloc_uninit(call_t *call, size_t size);
 char *call_strdup(call_t *call, const char *s);
 /* A Money in the call's memory. */
 Shop__Common__V1__Money *call_money(call_t *call, int64_t minor_units, const char *currency);
@@ -126,6 +141,11 @@ int call_emit(call_t *call, const ProtobufCMessage *event) __attribute__((warn_u
  * before it calls another service. Returns 0, or -1 (then return
  * call_db_fail). */
 int call_commit(call_t *call) __attribute__((warn_unused_result));
+
+/* For a call that only reads and needs no single snapshot: its statements
+ * run without a transaction (no BEGIN, no COMMIT round trip). Call it before
+ * the first statement; the call must then write nothing. */
+void call_without_transaction(call_t *call);
 
 /* Calls `method` ("shop.catalog.v1.CatalogService/ReserveStock") of
  * `service`, one of the server_def_t's `calls`, within the call's own

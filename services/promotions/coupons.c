@@ -273,6 +273,8 @@ PROMO_HANDLER(promo_set_tier)
         return call_fail(call, STATUS_INVALID_ARGUMENT, "tier.percent_off: 1 to 100");
     if (store_tier_set(call_db(call), req->tier->name, (int32_t)req->tier->percent_off) != 0)
         return call_db_fail(call, "set tier");
+    if (cache_written(call) != 0)
+        return call_db_fail(call, "commit tier");
     resp->tier = call_alloc(call, sizeof *resp->tier);
     shop__promotions__v1__tier__init(resp->tier);
     resp->tier->name = call_strdup(call, req->tier->name);

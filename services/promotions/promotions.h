@@ -55,13 +55,54 @@ typedef struct {
 Shop__Promotions__V1__Rule *promo_rule_msg(call_t *call, const store_rule_t *r);
 void promo_rule_eng(const promo_mem_t *m, const store_rule_t *r, eng_rule_t *out);
 
-/* cache.c: the active rules' terms compiled once per rule version and
- * shared by the workers' quotes. cache_acquire returns a snapshot at least
- * as new as `version` (read from rule_version in the caller's transaction),
- * building it if needed; its rules stay valid until cache_release. NULL on
- * a database failure. */
+/* cache.c: the quote's terms (active rules compiled for the engine, SKUs,
+ * tiers) in memory, built once per terms version and shared by the
+ * workers' quotes. */
+typedef struct {
+    const char *sku, *category, *currency;
+    int64_t list_price, cost_price;
+    bool active;
+} cache_sku_t;
+typedef struct {
+    const char *name;
+    int32_t percent;
+} cache_tier_t;
+typedef struct {
+    const char *key;
+    uint32_t rule;
+} cache_key_t;
+typedef struct {
+    const eng_rule_t *rules;
+    size_t n_rules;
+    const cache_sku_t *skus;   /* by code */
+    size_t n_skus;
+    const cache_tier_t *tiers;
+    size_t n_tiers;
+    const cache_key_t *sku_keys, *category_keys;   /* see cache_candidates */
+    size_t n_sku_keys, n_category_keys;
+    const uint32_t *order_rules;
+    size_t n_order_rules;
+    int64_t version;
+} cache_view_t;
 typedef struct cache_snap cache_snap_t;
-cache_snap_t *cache_acquire(db_t *db, int64_t version, const eng_rule_t **rules, size_t *n);
+
+/* A snapshot at least as new as `version` into *view, built on `db` if
+ * needed; it stays valid until cache_release. NULL on a database failure. */
+cache_snap_t *cache_acquire(db_t *db, int64_t version, cache_view_t *view);
 void cache_release(cache_snap_t *snap);
+/* The SKU or tier of that name in the view, or NULL. */
+const cache_sku_t *cache_sku(const cache_view_t *v, const char *code);
+const cache_tier_t *cache_tier(const cache_view_t *v, const char *name);
+/* mark[i] (v->n_rules of them) set for each rule that covers one of the
+ * lines (by SKU, category or bundle item) or the whole order. */
+void cache_candidates(const cache_view_t *v, const eng_line_t *lines, size_t n, bool *mark);
+/* The newest terms version known to be committed, or -1 when unknown (the
+ * listener is not connected): then read it with store_rule_version. */
+int64_t cache_wanted(void);
+/* The runtime's on_notify for channel promotions_terms (see listen.h). */
+void cache_notified(db_t *db, const char *payload);
+/* For a handler that changed terms: commits them (call_commit) and makes
+ * the next quotes of this instance see them. 0, or -1 (call_db_fail). */
+int cache_written(call_t *call) __attribute__((warn_unused_result));
 
 #endif

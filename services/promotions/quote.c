@@ -1,8 +1,10 @@
-/* quote: Quote, Redeem and Release. A quote loads the cart's SKUs (as the
- * catalog announced them), the candidate rules (terms from the rule cache,
- * usage fresh), the tier and the coupons, and hands them to the engine.
- * Redeem does the same with the counted rows locked, then records each use
- * against its limit in the same transaction, once per order id. */
+/* quote: Quote, Redeem and Release. A quote takes the cart's SKUs, the
+ * candidate rules and the tier from the terms cache (cache.c: no statement
+ * when they are current), reads usage of the counted rules and the coupons
+ * fresh, and hands it all to the engine; it runs without a transaction.
+ * Redeem does the same with the terms at least as new as the database's
+ * version and the counted rows locked, then records each use against its
+ * limit in the same transaction, once per order id. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,9 +31,8 @@ typedef struct {
     eng_tier_t tier;
     bool has_tier;
     eng_quote_t q;
-    status_t bad;           /* a problem found in a callback */
-    char *sku_state;        /* per (sorted) line: 0 unknown, 1 for sale, 2 not for sale */
-    cache_snap_t *snap;     /* the rules' terms, held until cache_release */
+    cache_snap_t *snap;     /* the terms, held until cache_release */
+    cache_view_t view;
 } quote_t;
 
 static int s_line_cmp(const void *a, const void *b)
@@ -39,24 +40,48 @@ static int s_line_cmp(const void *a, const void *b)
     return strcmp(((const eng_line_t *)a)->sku, ((const eng_line_t *)b)->sku);
 }
 
-static void s_on_sku(void *arg, const store_sku_t *s)
+/* Each line's price, cost and category from the terms: NOT_FOUND for a
+ * SKU they do not have. */
+static status_t s_lines(quote_t *qt)
 {
-    quote_t *qt = arg;
-
+    qt->currency = NULL;
     for (size_t i = 0; i < qt->n; i++) {
         eng_line_t *l = &qt->lines[i];
-        if (strcmp(l->sku, s->sku) != 0)
-            continue;
-        l->category = call_strdup(qt->call, s->category);
-        l->unit_price = s->list_price;
-        l->unit_cost = s->cost_price;
-        qt->sku_state[i] = s->active ? 1 : 2;
+        const cache_sku_t *k = cache_sku(&qt->view, l->sku);
+        if (!k)
+            return call_fail(qt->call, STATUS_NOT_FOUND, "no SKU %s (the catalog has not announced it)",
+                             l->sku);
+        l->category = k->category;
+        l->unit_price = k->list_price;
+        l->unit_cost = k->cost_price;
         if (!qt->currency)
-            qt->currency = call_strdup(qt->call, s->currency);
-        else if (strcmp(qt->currency, s->currency) != 0)
-            qt->bad = call_fail(qt->call, STATUS_INVALID_ARGUMENT,
-                                "the cart mixes currencies (%s and %s)", qt->currency, s->currency);
+            qt->currency = k->currency;
+        else if (strcmp(qt->currency, k->currency) != 0)
+            return call_fail(qt->call, STATUS_INVALID_ARGUMENT, "the cart mixes currencies (%s and %s)",
+                             qt->currency, k->currency);
     }
+    for (size_t i = 0; i < qt->n; i++)
+        if (!cache_sku(&qt->view, qt->lines[i].sku)->active)
+            return call_fail(qt->call, STATUS_FAILED_PRECONDITION, "SKU %s is not for sale",
+                             qt->lines[i].sku);
+    return STATUS_OK;
+}
+
+/* The terms into qt->view, held in qt->snap until the caller lets go: as
+ * the cache knows them current, or (`fresh`, or the cache does not know)
+ * at least as new as the database's version. */
+static status_t s_terms(quote_t *qt, bool fresh)
+{
+    db_t *db = call_db(qt->call);
+    int64_t version = fresh ? -1 : cache_wanted();
+
+    cache_release(qt->snap);
+    qt->snap = NULL;
+    if (version < 0 && store_rule_version(db, &version) != 0)
+        return call_db_fail(qt->call, "read terms version");
+    if (!(qt->snap = cache_acquire(db, version, &qt->view)))
+        return call_db_fail(qt->call, "load terms");
+    return STATUS_OK;
 }
 
 /* Room for one more rule in qt->rules (the call's arena). */
@@ -73,34 +98,15 @@ static eng_rule_t *s_next_rule(quote_t *qt)
     return &qt->rules[qt->n_rules++];
 }
 
-/* A cached rule this cart may meet: it covers one of the lines (or the
- * order), and its window is within a week of the quote's time (so the
- * quote can still say "expired" or "not yet"). */
-static bool s_candidate(const quote_t *qt, const eng_rule_t *r)
+/* A rule that covers the cart (see cache_candidates) is a candidate if
+ * its window is within a week of the quote's time (so the quote can still
+ * say "expired" or "not yet"). */
+static bool s_in_window(const quote_t *qt, const eng_rule_t *r)
 {
     const int64_t week = 7LL * 24 * 3600 * 1000;
 
-    if ((r->ends_ms && r->ends_ms <= qt->at_ms - week) || (r->starts_ms && r->starts_ms >= qt->at_ms + week))
-        return false;
-    if (r->kind != ENG_BUNDLE && r->scope == ENG_ORDER)
-        return true;
-    for (size_t i = 0; i < qt->n; i++) {
-        const eng_line_t *l = &qt->lines[i];
-        if (r->kind == ENG_BUNDLE) {
-            for (size_t k = 0; k < r->n_bundle; k++)
-                if (strcmp(r->bundle[k].sku, l->sku) == 0)
-                    return true;
-        } else if (r->scope == ENG_SKUS) {
-            for (size_t k = 0; k < r->n_skus; k++)
-                if (strcmp(r->skus[k], l->sku) == 0)
-                    return true;
-        } else {
-            for (size_t k = 0; k < r->n_categories; k++)
-                if (strcmp(r->categories[k], l->category) == 0)
-                    return true;
-        }
-    }
-    return false;
+    return !(r->ends_ms && r->ends_ms <= qt->at_ms - week) &&
+           !(r->starts_ms && r->starts_ms >= qt->at_ms + week);
 }
 
 static void s_on_usage(void *arg, const char *code, int32_t used, int64_t spent)
@@ -114,22 +120,19 @@ static void s_on_usage(void *arg, const char *code, int32_t used, int64_t spent)
         }
 }
 
-/* The candidates from the rule cache, with fresh usage for the capped or
- * budgeted ones (locked first for a redemption). The snapshot is held in
- * qt->snap until the caller lets go. */
+/* The candidates among the terms' rules, with fresh usage for the capped
+ * or budgeted ones (locked first for a redemption). */
 static status_t s_rules(quote_t *qt, bool lock)
 {
     db_t *db = call_db(qt->call);
-    const eng_rule_t *all;
-    size_t n_all;
-    int64_t version;
+    const eng_rule_t *all = qt->view.rules;
+    size_t n_all = qt->view.n_rules;
 
-    if (store_rule_version(db, &version) != 0)
-        return call_db_fail(qt->call, "read rule version");
-    if (!(qt->snap = cache_acquire(db, version, &all, &n_all)))
-        return call_db_fail(qt->call, "load rules");
+    bool *mark = call_alloc(qt->call, n_all + 1);
+
+    cache_candidates(&qt->view, qt->lines, qt->n, mark);
     for (size_t i = 0; i < n_all; i++)
-        if (s_candidate(qt, &all[i]))
+        if (mark[i] && s_in_window(qt, &all[i]))
             *s_next_rule(qt) = all[i];   /* strings stay in the snapshot */
     const char **counted = call_alloc(qt->call, (qt->n_rules + 1) * sizeof *counted);
     size_t n_counted = 0;
@@ -177,7 +180,6 @@ static status_t s_price(call_t *call, const quote_request_t *req, bool lock, quo
 
     memset(qt, 0, sizeof *qt);
     qt->call = call;
-    qt->bad = STATUS_OK;
     if (!req)
         return call_fail(call, STATUS_INVALID_ARGUMENT, "quote: required");
     if (n < 1 || n > (size_t)set->max_lines)
@@ -207,32 +209,20 @@ static status_t s_price(call_t *call, const quote_request_t *req, bool lock, quo
         if (strcmp(qt->lines[i].sku, qt->lines[i - 1].sku) == 0)
             return call_fail(call, STATUS_INVALID_ARGUMENT, "lines: SKU %s appears twice",
                              qt->lines[i].sku);
-    const char **skus = call_alloc(call, n * sizeof *skus);
-    for (size_t i = 0; i < n; i++)
-        skus[i] = qt->lines[i].sku;
-    qt->sku_state = call_alloc(call, n);
-    if (store_skus(db, skus, n, s_on_sku, qt) != 0)
-        return call_db_fail(call, "read SKUs");
-    if (qt->bad != STATUS_OK)
-        return qt->bad;
-    for (size_t i = 0; i < n; i++) {
-        if (qt->sku_state[i] == 0)
-            return call_fail(call, STATUS_NOT_FOUND, "no SKU %s (the catalog has not announced it)",
-                             qt->lines[i].sku);
-        if (qt->sku_state[i] == 2)
-            return call_fail(call, STATUS_FAILED_PRECONDITION, "SKU %s is not for sale",
-                             qt->lines[i].sku);
-    }
-    status_t rc = s_rules(qt, lock);
-    if (rc != STATUS_OK)
+    /* A SKU the cache lacks may be newer than the notification that
+     * announces it: ask the database's version once before saying so. */
+    status_t rc = s_terms(qt, lock);
+    if (rc == STATUS_OK && (rc = s_lines(qt)) == STATUS_NOT_FOUND && !lock)
+        if ((rc = s_terms(qt, true)) == STATUS_OK)
+            rc = s_lines(qt);
+    if (rc != STATUS_OK || (rc = s_rules(qt, lock)) != STATUS_OK)
         return rc;
     if (req->tier[0]) {
-        int found = store_tier_get(db, req->tier, &qt->tier.percent);
-        if (found < 0)
-            return call_db_fail(call, "read tier");
-        if (found == 1)
+        const cache_tier_t *t = cache_tier(&qt->view, req->tier);
+        if (!t)
             return call_fail(call, STATUS_INVALID_ARGUMENT, "tier: no tier %s", req->tier);
         qt->tier.name = req->tier;
+        qt->tier.percent = t->percent;
         qt->has_tier = true;
     }
     if (req->n_coupon_codes) {
@@ -258,8 +248,9 @@ static status_t s_price(call_t *call, const quote_request_t *req, bool lock, quo
         }
     }
     size_t room = ENG_MAX_ENTRIES(qt->n_rules, qt->n_coupons);
-    qt->q.applied = call_alloc(call, room * sizeof *qt->q.applied);
-    qt->q.rejected = call_alloc(call, room * sizeof *qt->q.rejected);
+    /* the engine writes each entry it uses whole */
+    qt->q.applied = call_alloc_uninit(call, room * sizeof *qt->q.applied);
+    qt->q.rejected = call_alloc_uninit(call, room * sizeof *qt->q.rejected);
     eng_quote(qt->lines, n, qt->currency, qt->rules, qt->n_rules, qt->has_tier ? &qt->tier : NULL,
               qt->coupons, qt->n_coupons, req->customer_id, qt->at_ms, &qt->q);
     return STATUS_OK;
@@ -322,6 +313,8 @@ PROMO_HANDLER(promo_quote)
 {
     Shop__Promotions__V1__QuoteResponse *resp = (void *)response;
     quote_t qt;
+
+    call_without_transaction(call);   /* it only reads */
     status_t code = s_price(call, (const quote_request_t *)request, false, &qt);
 
     if (code == STATUS_OK)

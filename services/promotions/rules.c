@@ -358,6 +358,8 @@ static status_t s_changed(call_t *call, const char *code, rule_t **out)
     ev.rule = *out;
     if (call_emit(call, &ev.base) != 0)
         return call_db_fail(call, "emit PromotionChanged");
+    if (cache_written(call) != 0)
+        return call_db_fail(call, "commit rule");
     return STATUS_OK;
 }
 

@@ -39,11 +39,11 @@ static const db_stmt_t s_sku_upsert = {
     "  active = excluded.active, updated_at = now()",
     8};
 
-static const db_stmt_t s_skus = {
-    "pro_skus",
+static const db_stmt_t s_sku_all = {
+    "pro_sku_all",
     "SELECT sku, title, category, currency, product_id, list_price, cost_price, active "
-    "FROM product_sku WHERE sku = ANY ($1::text[])",
-    1};
+    "FROM product_sku ORDER BY sku",
+    0};
 
 int store_sku_upsert(db_t *db, const store_sku_t *s)
 {
@@ -61,9 +61,9 @@ int store_sku_upsert(db_t *db, const store_sku_t *s)
     return 0;
 }
 
-int store_skus(db_t *db, const char *const *skus, size_t n, store_sku_fn fn, void *arg)
+int store_sku_all(db_t *db, store_sku_fn fn, void *arg)
 {
-    PGresult *r = s_exec_array(db, &s_skus, skus, n, NULL);
+    PGresult *r = db_exec(db, &s_sku_all, NULL);
 
     if (!r)
         return -1;
@@ -358,7 +358,6 @@ static const db_stmt_t s_tier_set = {
     "INSERT INTO tier (name, percent_off) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE "
     "SET percent_off = excluded.percent_off, updated_at = now()",
     2};
-static const db_stmt_t s_tier_get = {"pro_tier_get", "SELECT percent_off FROM tier WHERE name = $1", 1};
 static const db_stmt_t s_tier_list = {"pro_tier_list", "SELECT name, percent_off FROM tier ORDER BY name", 0};
 
 int store_coupon_insert(db_t *db, const store_coupon_t *c, const char *const *codes, size_t n,
@@ -436,22 +435,6 @@ int store_tier_set(db_t *db, const char *name, int32_t percent)
         return -1;
     PQclear(r);
     return 0;
-}
-
-int store_tier_get(db_t *db, const char *name, int32_t *percent)
-{
-    const char *p[1] = {name};
-    PGresult *r = db_exec(db, &s_tier_get, p);
-
-    if (!r)
-        return -1;
-    int rc = 1;
-    if (PQntuples(r) == 1) {
-        *percent = atoi(PQgetvalue(r, 0, 0));
-        rc = 0;
-    }
-    PQclear(r);
-    return rc;
 }
 
 int store_tier_list(db_t *db, store_tier_fn fn, void *arg)

@@ -22,9 +22,8 @@ typedef void (*store_sku_fn)(void *arg, const store_sku_t *s);
 
 int store_sku_upsert(db_t *db, const store_sku_t *s) __attribute__((warn_unused_result));
 
-/* Those of the n `skus` that are known. */
-int store_skus(db_t *db, const char *const *skus, size_t n, store_sku_fn fn, void *arg)
-    __attribute__((warn_unused_result));
+/* Every SKU the catalog announced, by code (for the quote's terms). */
+int store_sku_all(db_t *db, store_sku_fn fn, void *arg) __attribute__((warn_unused_result));
 
 /* --- rules ------------------------------------------------------------------- */
 
@@ -65,7 +64,7 @@ int store_rule_lock(db_t *db, const char *const *codes, size_t n) __attribute__(
 int store_rule_tie(db_t *db, const store_rule_t *r, const char *targets, char *other,
                    size_t len) __attribute__((warn_unused_result));
 
-/* The version of the rules' terms (moves with every change but usage). */
+/* The version of the quote's terms: rules (but their usage), tiers and SKUs. */
 int store_rule_version(db_t *db, int64_t *version) __attribute__((warn_unused_result));
 
 /* Every active rule, for the cache. */
@@ -99,8 +98,6 @@ int store_coupons(db_t *db, const char *const *codes, size_t n, const char *cust
 
 /* Inserts or replaces a tier. */
 int store_tier_set(db_t *db, const char *name, int32_t percent) __attribute__((warn_unused_result));
-/* The tier's percent into *percent; 1 if there is none. */
-int store_tier_get(db_t *db, const char *name, int32_t *percent) __attribute__((warn_unused_result));
 typedef void (*store_tier_fn)(void *arg, const char *name, int32_t percent);
 int store_tier_list(db_t *db, store_tier_fn fn, void *arg) __attribute__((warn_unused_result));
 

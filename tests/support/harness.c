@@ -225,27 +225,32 @@ fail:
     return out;
 }
 
+/* A port below Linux's ephemeral range (32768 and up by default), free
+ * now: one the kernel picks could be handed out again at once as the local
+ * port of some connection (a test running beside this one, a service's own
+ * connections), and the service that was to bind it would fail. */
 int harness_free_port(void)
 {
-    struct sockaddr_in sa;
-    socklen_t len = sizeof sa;
-    int port = -1;
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        goto fail;
-    memset(&sa, 0, sizeof sa);
-    sa.sin_family = AF_INET;
-    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    sa.sin_port = 0;
-    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0)
-        goto fail;
-    if (getsockname(fd, (struct sockaddr *)&sa, &len) != 0)
-        goto fail;
-    port = ntohs(sa.sin_port);
-fail:
-    if (fd >= 0)
+    static unsigned seed;
+
+    if (!seed)
+        seed = (unsigned)getpid() * 2654435761u ^ (unsigned)time(NULL);
+    for (int attempt = 0; attempt < 200; attempt++) {
+        struct sockaddr_in sa;
+        int port = 20000 + (int)(rand_r(&seed) % 12000);
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            return -1;
+        memset(&sa, 0, sizeof sa);
+        sa.sin_family = AF_INET;
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        sa.sin_port = htons((uint16_t)port);
+        int rc = bind(fd, (struct sockaddr *)&sa, sizeof sa);
         close(fd);
-    return port;
+        if (rc == 0)
+            return port;
+    }
+    return -1;
 }
 
 /* environ with each "NAME=VALUE" of `extra` added or replacing NAME. The
