@@ -345,11 +345,17 @@ static const db_stmt_t s_coupon_insert = {
     "FROM coupon c WHERE c.code = ANY ($1::text[]) ORDER BY c.code"
 
 static const db_stmt_t s_coupons = {"pro_coupons", COUPONS, 2};
-/* Locks first, in code order; the read that follows sees the latest counts
- * (the customer's included). */
+/* Locks first, in code order, the coupons with a per-customer limit: the
+ * read that follows sees the customer's latest uses, which the use's
+ * conditional UPDATE could not (its count is of the statement's snapshot).
+ * A total limit needs no lock: that UPDATE checks `used` on the row it
+ * changes, after any concurrent use has committed. Left unlocked, a
+ * popular coupon's row is held only from its use to the commit, not for
+ * the whole redemption (bench/run: every order with the coupon waited
+ * 1.8 ms on the lock). */
 static const db_stmt_t s_coupons_lock = {
     "pro_coupons_lock",
-    "SELECT code FROM coupon WHERE code = ANY ($1::text[]) "
+    "SELECT code FROM coupon WHERE code = ANY ($1::text[]) AND per_customer_limit > 0 "
     "ORDER BY code FOR UPDATE",
     1};
 
