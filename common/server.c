@@ -129,6 +129,9 @@ struct server {
     /* Method table: the service's methods, then Replay. */
     const ProtobufCMethodDescriptor **mdesc;
     server_handler_fn *handlers;
+    bool *on_loop;      /* per method: runs first on the loop (server_def_t.on_loop) */
+    bool any_on_loop;
+    call_t loop_call;   /* the call of the method running on the loop, without a database */
     size_t n_service_methods;
     size_t replay_index;
 
@@ -207,6 +210,7 @@ void server_anomaly(const char *kind, const char *fmt, ...)
 /* --- the call API ------------------------------------------------------- */
 
 db_t *call_db(call_t *call) { return call->db; }
+status_t call_defer(call_t *call) { (void)call; return STATUS_DEFER; }
 void *call_settings(const call_t *call) { return call->srv->settings; }
 const char *call_request_id(const call_t *call) { return call->request_id; }
 const char *call_method(const call_t *call) { return call->method; }
@@ -216,12 +220,16 @@ void call_keep_writes(call_t *call) { call->keep_writes = true; }
 
 int call_commit(call_t *call)
 {
-    if (db_commit(call->db) != 0)
+    if (!call->db || db_commit(call->db) != 0)
         return -1;
     return db_begin_lazy(call->db);
 }
 
-void call_without_transaction(call_t *call) { db_autocommit(call->db); }
+void call_without_transaction(call_t *call)
+{
+    if (call->db)
+        db_autocommit(call->db);
+}
 
 status_t call_remote(call_t *call, const char *service, const char *method,
                      const ProtobufCMessage *request, const ProtobufCMessageDescriptor *response_type,
@@ -233,6 +241,8 @@ status_t call_remote(call_t *call, const char *service, const char *method,
     *response = NULL;
     if (message)
         *message = NULL;
+    if (!call->clients)
+        return STATUS_DEFER;   /* on the loop thread: a worker makes the call */
     for (size_t i = 0; calls && calls[i]; i++) {
         if (strcmp(calls[i], service) != 0)
             continue;
@@ -317,6 +327,8 @@ status_t call_fail(call_t *call, status_t code, const char *fmt, ...)
 
 status_t call_db_fail(call_t *call, const char *what)
 {
+    if (!call->db)
+        return call_fail(call, STATUS_INTERNAL, "%s: no database on the loop thread", what);
     const char *state = db_sqlstate(call->db);
     status_t code = STATUS_INTERNAL;
     const char *why = "database error";
@@ -360,6 +372,8 @@ static int s_emit(db_t *db, const ProtobufCMessage *event, const char *correlati
 
 int call_emit(call_t *call, const ProtobufCMessage *event)
 {
+    if (!call->db)
+        return -1;
     return s_emit(call->db, event, call->request_id[0] ? call->request_id : NULL,
                   call->traceparent[0] ? call->traceparent : NULL, call->arena);
 }
@@ -408,12 +422,14 @@ static size_t s_find_method(const server_t *srv, const char *name)
 }
 
 /* Runs one call: `frame` holds a packed Request. Fills reply (whose
- * request_id and status message point into the call). */
-static status_t s_handle(worker_t *w, const uint8_t *frame, size_t len, int64_t received_us,
+ * request_id and status message point into the call). On the loop thread
+ * (no call->db), STATUS_DEFER for a method that does not run there or
+ * whose handler asked for a worker. */
+static status_t s_handle(call_t *call, const uint8_t *frame, size_t len, int64_t received_us,
                          ProtobufCBinaryData *body, size_t *method_index)
 {
-    server_t *srv = w->srv;
-    call_t *call = &w->call;
+    server_t *srv = call->srv;
+    db_t *db = call->db;
     budget_t budget = {0, len * UNPACK_FACTOR + UNPACK_SLACK};
     ProtobufCAllocator alloc = {s_budget_alloc, s_budget_free, &budget};
     Shop__Common__V1__Request *req = NULL;
@@ -436,6 +452,10 @@ static status_t s_handle(worker_t *w, const uint8_t *frame, size_t len, int64_t 
                                   (util_mono_us() - received_us) / 1000;
 
     *method_index = s_find_method(srv, req->method);
+    if (!db && (*method_index == SIZE_MAX || !srv->on_loop[*method_index])) {
+        code = STATUS_DEFER;
+        goto done;
+    }
     if (*method_index == SIZE_MAX) {
         code = call_fail(call, STATUS_UNIMPLEMENTED, "unknown method \"%.200s\"", req->method);
         goto done;
@@ -450,19 +470,30 @@ static status_t s_handle(worker_t *w, const uint8_t *frame, size_t len, int64_t 
         code = call_fail(call, STATUS_DEADLINE_EXCEEDED, "deadline passed before the call started");
         goto done;
     }
-    if (!db_ensure(w->db)) {
+    if (db && !db_ensure(db)) {
         code = call_fail(call, STATUS_UNAVAILABLE, "database unavailable, retry");
         goto done;
     }
-    if (db_begin_lazy(w->db) != 0) {
+    if (db && db_begin_lazy(db) != 0) {
         code = call_db_fail(call, "begin");
         goto done;
     }
     out = call_alloc(call, md->output->sizeof_message);
     md->output->message_init(out);
     code = srv->handlers[*method_index](call, in, out);
-    if (code == STATUS_OK || call->keep_writes) {
-        if (db_commit(w->db) != 0) {
+    if (code == STATUS_DEFER) {
+        if (call->cleanup)
+            call->cleanup(out);
+        call->cleanup = NULL;
+        out = NULL;
+        if (db) {   /* only the loop may defer */
+            db_rollback(db);
+            code = call_fail(call, STATUS_INTERNAL, "%s deferred on a worker", req->method);
+        }
+    } else if (!db) {
+        /* nothing to commit */
+    } else if (code == STATUS_OK || call->keep_writes) {
+        if (db_commit(db) != 0) {
             code = call_db_fail(call, "commit");
             if (call->cleanup)
                 call->cleanup(out);
@@ -470,7 +501,7 @@ static status_t s_handle(worker_t *w, const uint8_t *frame, size_t len, int64_t 
             out = NULL;
         }
     } else {
-        db_rollback(w->db);
+        db_rollback(db);
     }
     if (out) {
         body->len = protobuf_c_message_get_packed_size(out);
@@ -543,6 +574,35 @@ static int s_recv_parts(void *sock, zmq_msg_t *parts, int max, int flags)
     return n;
 }
 
+/* Runs the call in `frame` and packs its reply into *reply; STATUS_DEFER
+ * (nothing packed, counted or logged) when a call on the loop thread goes
+ * to a worker. */
+static status_t s_run(call_t *call, zmq_msg_t *frame, int64_t received_us, zmq_msg_t *reply)
+{
+    ProtobufCBinaryData body = {0, NULL};
+    size_t method_index;
+    status_t code;
+
+    call->request_id = call->method = call->idempotency_key = call->traceparent = "";
+    call->keep_writes = false;
+    call->message[0] = '\0';
+    call->cleanup = NULL;
+    code = s_handle(call, zmq_msg_data(frame), zmq_msg_size(frame), received_us, &body,
+                    &method_index);
+    if (code != STATUS_DEFER) {
+        if (code != STATUS_OK)
+            slog_call(SLOG_WARN, call->request_id, call->method, "call failed: %s: %s",
+                      status_name(code), call->message);
+        metrics_request(call->srv->metrics, method_index, code, util_mono_us() - received_us);
+        if (s_pack_reply(reply, call->request_id, code, call->message, body) != 0) {
+            slog_error("out of memory packing a reply");
+            abort();
+        }
+    }
+    arena_reset(call->arena);
+    return code;
+}
+
 static void *s_worker_main(void *arg)
 {
     worker_t *w = arg;
@@ -555,10 +615,7 @@ static void *s_worker_main(void *arg)
         zmq_msg_close(&ready);
     while (!atomic_load(&srv->stop)) {
         zmq_msg_t parts[3];
-        ProtobufCBinaryData body = {0, NULL};
-        size_t method_index;
         int64_t received_us;
-        status_t code;
 
         if (zmq_poll(&item, 1, POLL_MS) <= 0)
             continue;
@@ -573,24 +630,10 @@ static void *s_worker_main(void *arg)
         memcpy(&received_us, zmq_msg_data(&parts[2]), sizeof received_us);
         zmq_msg_close(&parts[2]);
 
-        call_t *call = &w->call;
-        call->request_id = call->method = call->idempotency_key = call->traceparent = "";
-        call->keep_writes = false;
-        call->message[0] = '\0';
-        call->cleanup = NULL;
-        code = s_handle(w, zmq_msg_data(&parts[1]), zmq_msg_size(&parts[1]), received_us, &body,
-                        &method_index);
+        zmq_msg_t reply;
+        s_run(&w->call, &parts[1], received_us, &reply);
         zmq_msg_close(&parts[1]);
-        if (code != STATUS_OK)
-            slog_call(SLOG_WARN, call->request_id, call->method, "call failed: %s: %s",
-                      status_name(code), call->message);
-        metrics_request(srv->metrics, method_index, code, util_mono_us() - received_us);
-        if (s_pack_reply(&parts[1], call->request_id, code, call->message, body) != 0) {
-            zmq_msg_close(&parts[0]);
-            slog_error("out of memory packing a reply");
-            abort();
-        }
-        arena_reset(call->arena);
+        parts[1] = reply;
         if (s_send_frames(w->sock, parts, 2) != 0)
             slog_error("worker %zu: cannot hand a reply to the loop: %s", w->index,
                        zmq_strerror(errno));
@@ -723,6 +766,15 @@ static void s_on_request(server_t *srv, zmq_msg_t *parts, int n)
                  len, srv->cfg.max_message_bytes);
         s_reply_direct(srv, &parts[0], STATUS_RESOURCE_EXHAUSTED, text);
         return;
+    }
+    if (srv->any_on_loop) {
+        zmq_msg_t reply[2];
+        if (s_run(&srv->loop_call, &parts[1], now, &reply[1]) != STATUS_DEFER) {
+            zmq_msg_close(&parts[1]);
+            reply[0] = parts[0];
+            s_send_frames(srv->front, reply, 2);
+            return;
+        }
     }
     if (srv->n_idle > 0) {
         s_dispatch(srv, srv->idle[--srv->n_idle], &parts[0], &parts[1], now);
@@ -919,13 +971,18 @@ static int s_bind_methods(server_t *srv)
     srv->replay_index = n;
     srv->mdesc = calloc(n + 1, sizeof *srv->mdesc);
     srv->handlers = calloc(n + 1, sizeof *srv->handlers);
-    if (!srv->mdesc || !srv->handlers)
+    srv->on_loop = calloc(n + 1, sizeof *srv->on_loop);
+    if (!srv->mdesc || !srv->handlers || !srv->on_loop)
         return -1;
     for (size_t i = 0; i < n; i++) {
         srv->mdesc[i] = &svc->methods[i];
         for (size_t k = 0; k < def->n_methods; k++)
-            if (def->methods[k].request == svc->methods[i].input)
+            if (def->methods[k].request == svc->methods[i].input) {
                 srv->handlers[i] = def->methods[k].handler;
+            }
+        for (size_t k = 0; def->on_loop && def->on_loop[k]; k++)
+            if (def->on_loop[k] == svc->methods[i].input)
+                srv->on_loop[i] = srv->any_on_loop = true;
         if (!srv->handlers[i]) {
             slog_error("%s/%s has no handler in the service's method table", svc->name,
                        svc->methods[i].name);
@@ -1129,7 +1186,9 @@ static int s_start(server_t *srv)
     srv->zctx = zmq_ctx_new();
     srv->base = event_base_new();
     srv->queue = calloc(QUEUE_CAP, sizeof *srv->queue);
-    if (!srv->metrics || !srv->zctx || !srv->base || !srv->queue)
+    srv->loop_call.srv = srv;
+    srv->loop_call.arena = arena_new(ARENA_CHUNK);
+    if (!srv->metrics || !srv->zctx || !srv->base || !srv->queue || !srv->loop_call.arena)
         goto done;
     snprintf(srv->back_endpoint, sizeof srv->back_endpoint, "inproc://%s-workers", def->name);
     snprintf(srv->relay_endpoint, sizeof srv->relay_endpoint, "inproc://%s-relay", def->name);
@@ -1234,6 +1293,7 @@ static void s_stop(server_t *srv)
         free(srv->workers);
     }
     free(srv->idle);
+    arena_destroy(&srv->loop_call.arena);
     if (srv->queue) {
         for (; srv->q_len > 0; srv->q_len--, srv->q_head = (srv->q_head + 1) % QUEUE_CAP) {
             zmq_msg_close(&srv->queue[srv->q_head].id);
@@ -1260,6 +1320,7 @@ static void s_stop(server_t *srv)
     metrics_destroy(&srv->metrics);
     free(srv->mdesc);
     free(srv->handlers);
+    free(srv->on_loop);
 }
 
 int server_main(const server_def_t *def, int argc, char **argv)

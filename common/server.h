@@ -85,6 +85,14 @@ typedef struct {
      * whose statements are all key lookups that plan the same whatever
      * their parameters. */
     const char *db_settings;
+    /* Methods (by request type, NULL-terminated, may be NULL) whose calls
+     * run first on the loop thread, with no database (call_db is NULL):
+     * for a method that can often answer from memory, this saves the
+     * hand-over to a worker and back. A handler that finds it needs the
+     * database returns call_defer(call) before changing anything, and the
+     * call runs again from the start on a worker. There it must not use
+     * call_remote, call_emit or call_commit, nor block. */
+    const ProtobufCMessageDescriptor *const *on_loop;
 } server_def_t;
 
 /* Runs the service until SIGTERM/SIGINT, then drains in-flight calls and
@@ -94,8 +102,12 @@ int server_main(const server_def_t *def, int argc, char **argv);
 
 /* --- for handlers ------------------------------------------------------ */
 
-/* The worker's connection, in the call's transaction. */
+/* The worker's connection, in the call's transaction; NULL for a call on
+ * the loop thread (see server_def_t.on_loop). */
 db_t *call_db(call_t *call);
+/* For a call on the loop thread that needs the database: returns
+ * STATUS_DEFER, which hands the call to a worker. */
+status_t call_defer(call_t *call);
 void *call_settings(const call_t *call);
 const char *call_request_id(const call_t *call);
 const char *call_method(const call_t *call);

@@ -21,6 +21,8 @@ typedef enum {
     STATUS_UNAVAILABLE = 14,
     STATUS_DATA_LOSS = 15,
     STATUS_UNAUTHENTICATED = 16,
+    /* The runtime's own, never sent: see call_defer in server.h. */
+    STATUS_DEFER = 64,
 } status_t;
 
 #define STATUS_COUNT 17

@@ -185,6 +185,9 @@ static cache_snap_t *s_build(db_t *db, int64_t version)
         s_free(s);
         return NULL;
     }
+    /* in the engine's order, so a quote's candidates need no sorting */
+    if (s->n_rules)
+        qsort(s->rules, s->n_rules, sizeof *s->rules, eng_rule_order);
     /* the statement sorts by the database's collation; lookups use strcmp */
     if (s->n_skus)
         qsort(s->skus, s->n_skus, sizeof *s->skus, s_sku_cmp);
@@ -213,6 +216,8 @@ cache_snap_t *cache_acquire(db_t *db, int64_t version, cache_view_t *view)
 {
     cache_snap_t *s = s_hold(version);
 
+    if (!s && !db)
+        return NULL;
     if (!s) {
         pthread_mutex_lock(&s_build_mu);
         /* another quote may have built it while this one waited */

@@ -475,7 +475,7 @@ static void s_coupon(ctx_t *c, const eng_coupon_t *cp, const char *customer_id)
     s_give(c, ENG_SOURCE_COUPON, cp->code, -1, false, true, d, cut, reason);
 }
 
-static int s_rule_cmp(const void *a, const void *b)
+int eng_rule_order(const void *a, const void *b)
 {
     const eng_rule_t *x = a, *y = b;
 
@@ -502,8 +502,11 @@ void eng_quote(eng_line_t *lines, size_t n, const char *currency, eng_rule_t *ru
         lines[i].held_by = lines[i].touched_by = -1;
         out->subtotal += lines[i].unit_price * lines[i].qty;
     }
-    if (n_rules)
-        qsort(rules, n_rules, sizeof *rules, s_rule_cmp);
+    size_t sorted = 1;
+    while (sorted < n_rules && eng_rule_order(&rules[sorted - 1], &rules[sorted]) <= 0)
+        sorted++;
+    if (sorted < n_rules)
+        qsort(rules, n_rules, sizeof *rules, eng_rule_order);
     if (n_coupons)
         qsort(coupons, n_coupons, sizeof *coupons, s_coupon_cmp);
     for (size_t k = 0; k < n_rules; k++)

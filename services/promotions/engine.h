@@ -91,8 +91,13 @@ typedef struct {
 /* Room needed in each of applied and rejected. */
 #define ENG_MAX_ENTRIES(n_rules, n_coupons) (2 * ((n_rules) + (n_coupons) + 1))
 
+/* The order rules apply in: higher priority first, then by code (a qsort
+ * comparator over eng_rule_t). */
+int eng_rule_order(const void *a, const void *b);
+
 /* Prices `lines` (sorted by SKU, one currency) in place and fills `out`.
- * Rules and coupons are sorted here (the arrays are reordered). */
+ * Rules (unless already in eng_rule_order) and coupons are sorted here
+ * (the arrays are reordered). */
 void eng_quote(eng_line_t *lines, size_t n, const char *currency, eng_rule_t *rules,
                size_t n_rules, const eng_tier_t *tier, eng_coupon_t *coupons, size_t n_coupons,
                const char *customer_id, int64_t at_ms, eng_quote_t *out);

@@ -18,6 +18,7 @@ static void s_on_released(void *arg, const char *code)
     released_t *r = arg;
     Shop__Promotions__V1__CouponReleased ev = SHOP__PROMOTIONS__V1__COUPON_RELEASED__INIT;
 
+    usage_forget(true, code);   /* in memory, the use counts until it is read again */
     ev.code = (char *)code;
     ev.order_id = (char *)r->order_id;
     ev.reason = (char *)r->reason;

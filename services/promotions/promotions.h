@@ -105,4 +105,21 @@ void cache_notified(db_t *db, const char *payload);
  * the next quotes of this instance see them. 0, or -1 (call_db_fail). */
 int cache_written(call_t *call) __attribute__((warn_unused_result));
 
+/* usage.c: what quotes read of the coupons (their terms, which never
+ * change, and use counts) and of the capped or budgeted rules (use counts),
+ * in memory. Every read of the database puts what it read; this instance's
+ * own uses and releases forget theirs once committed (the next read puts
+ * it again); the maintenance thread re-reads every count known each
+ * SHOP_MAINTENANCE_MS, so a quote sees another instance's uses about that
+ * late. Redeem never relies on it: it reads and checks the database. */
+void usage_coupon_put(const store_coupon_t *c);
+/* The coupon into *out (strings in the call's arena): false if unknown, or
+ * if its per-customer limit makes the customer's uses matter. */
+bool usage_coupon_get(call_t *call, const char *code, const char *customer_id, eng_coupon_t *out);
+void usage_rule_put(const char *code, int32_t used, int64_t spent);
+bool usage_rule_get(const char *code, int32_t *used, int64_t *spent);
+void usage_forget(bool coupon, const char *code);
+/* The maintain hook: re-reads the known counts. 0, or -1 (database). */
+int usage_refresh(db_t *db, void *settings);
+
 #endif

@@ -1,9 +1,11 @@
 /* quote: Quote, Redeem and Release. A quote takes the cart's SKUs, the
- * candidate rules and the tier from the terms cache (cache.c: no statement
- * when they are current), reads usage of the counted rules and the coupons
- * fresh, and hands it all to the engine; it runs without a transaction.
- * Redeem does the same with the terms at least as new as the database's
- * version and the counted rows locked, then records each use against its
+ * candidate rules and the tier from the terms cache (cache.c) and the
+ * coupons and counted rules' usage from the usage cache (usage.c), and
+ * hands it all to the engine: when they are all in memory it runs on the
+ * loop thread with no statement; what memory lacks it reads on a worker,
+ * without a transaction. Redeem prices with the terms at least as new as
+ * the database's version and reads the coupons and usage from the
+ * database, the counted rows locked, then records each use against its
  * limit in the same transaction, once per order id. */
 #include <inttypes.h>
 #include <stdio.h>
@@ -31,6 +33,7 @@ typedef struct {
     eng_tier_t tier;
     bool has_tier;
     eng_quote_t q;
+    bool lock;              /* a redemption: read the database, lock the counted rows */
     cache_snap_t *snap;     /* the terms, held until cache_release */
     cache_view_t view;
 } quote_t;
@@ -77,10 +80,12 @@ static status_t s_terms(quote_t *qt, bool fresh)
 
     cache_release(qt->snap);
     qt->snap = NULL;
+    if (version < 0 && !db)
+        return call_defer(qt->call);
     if (version < 0 && store_rule_version(db, &version) != 0)
         return call_db_fail(qt->call, "read terms version");
     if (!(qt->snap = cache_acquire(db, version, &qt->view)))
-        return call_db_fail(qt->call, "load terms");
+        return db ? call_db_fail(qt->call, "load terms") : call_defer(qt->call);
     return STATUS_OK;
 }
 
@@ -118,6 +123,8 @@ static void s_on_usage(void *arg, const char *code, int32_t used, int64_t spent)
             qt->rules[i].used = used;
             qt->rules[i].spent = spent;
         }
+    if (!qt->lock)
+        usage_rule_put(code, used, spent);
 }
 
 /* The candidates among the terms' rules, with fresh usage for the capped
@@ -139,6 +146,20 @@ static status_t s_rules(quote_t *qt, bool lock)
     for (size_t i = 0; i < qt->n_rules; i++)
         if (qt->rules[i].usage_cap || qt->rules[i].budget)
             counted[n_counted++] = qt->rules[i].code;
+    if (!lock) {   /* what memory has, the rest from the database */
+        size_t missing = 0;
+        for (size_t i = 0; i < n_counted; i++) {
+            int32_t used;
+            int64_t spent;
+            if (usage_rule_get(counted[i], &used, &spent))
+                s_on_usage(qt, counted[i], used, spent);
+            else
+                counted[missing++] = counted[i];
+        }
+        n_counted = missing;
+        if (n_counted && !db)
+            return call_defer(qt->call);
+    }
     if (n_counted == 0)
         return STATUS_OK;
     if (lock && store_rule_lock(db, counted, n_counted) != 0)
@@ -167,6 +188,8 @@ static void s_on_coupon(void *arg, const store_coupon_t *c)
     e->per_customer_limit = c->per_customer_limit;
     e->used = c->used;
     e->used_by_customer = c->used_by_customer;
+    if (!qt->lock)
+        usage_coupon_put(c);
 }
 
 
@@ -180,6 +203,7 @@ static status_t s_price(call_t *call, const quote_request_t *req, bool lock, quo
 
     memset(qt, 0, sizeof *qt);
     qt->call = call;
+    qt->lock = lock;
     if (!req)
         return call_fail(call, STATUS_INVALID_ARGUMENT, "quote: required");
     if (n < 1 || n > (size_t)set->max_lines)
@@ -237,11 +261,21 @@ static status_t s_price(call_t *call, const quote_request_t *req, bool lock, quo
                 codes[want++] = req->coupon_codes[i];
         }
         qt->coupons = call_alloc(call, want * sizeof *qt->coupons);
-        if (store_coupons(db, codes, want, req->customer_id, lock, s_on_coupon, qt) != 0)
+        size_t missing = 0;   /* what memory has, the rest from the database */
+        for (size_t i = 0; i < want; i++) {
+            if (!lock && usage_coupon_get(call, codes[i], req->customer_id, &qt->coupons[qt->n_coupons]))
+                qt->n_coupons++;
+            else
+                codes[missing++] = codes[i];
+        }
+        if (missing && !db)
+            return call_defer(call);
+        size_t from = qt->n_coupons;
+        if (missing && store_coupons(db, codes, missing, req->customer_id, lock, s_on_coupon, qt) != 0)
             return call_db_fail(call, "read coupons");
-        for (size_t i = 0; i < want && qt->n_coupons != want; i++) {
+        for (size_t i = 0; i < missing && qt->n_coupons != want; i++) {
             bool found = false;
-            for (size_t k = 0; k < qt->n_coupons; k++)
+            for (size_t k = from; k < qt->n_coupons; k++)
                 found = found || strcmp(qt->coupons[k].code, codes[i]) == 0;
             if (!found)
                 return call_fail(call, STATUS_NOT_FOUND, "no coupon %s", codes[i]);
@@ -406,8 +440,10 @@ static status_t s_redeem(call_t *call, const Shop__Promotions__V1__RedeemRequest
                                   per_customer, e->saved);
             if (rc < 0)
                 return call_db_fail(call, "use coupon");
-            if (rc == 1)
+            if (rc == 1) {
+                usage_forget(true, e->code);   /* a quote from memory may think otherwise */
                 return call_fail(call, STATUS_FAILED_PRECONDITION, "coupon %s: limit reached", e->code);
+            }
             Shop__Promotions__V1__CouponRedeemed ev = SHOP__PROMOTIONS__V1__COUPON_REDEEMED__INIT;
             ev.code = (char *)e->code;
             ev.order_id = req->order_id;
@@ -420,9 +456,11 @@ static status_t s_redeem(call_t *call, const Shop__Promotions__V1__RedeemRequest
             rc = store_rule_use(db, req->order_id, e->code, e->saved, &exhausted);
             if (rc < 0)
                 return call_db_fail(call, "use rule");
-            if (rc == 1)
+            if (rc == 1) {
+                usage_forget(false, e->code);
                 return call_fail(call, STATUS_FAILED_PRECONDITION, "rule %s: limit or budget reached",
                                  e->code);
+            }
             if (exhausted[0]) {
                 Shop__Promotions__V1__BudgetExhausted ev = SHOP__PROMOTIONS__V1__BUDGET_EXHAUSTED__INIT;
                 ev.rule_code = (char *)e->code;
@@ -432,6 +470,12 @@ static status_t s_redeem(call_t *call, const Shop__Promotions__V1__RedeemRequest
             }
         }
     }
+    /* committed here, so the usage cache can forget what it had */
+    if (call_commit(call) != 0)
+        return call_db_fail(call, "commit");
+    for (size_t i = 0; i < qt->q.n_applied; i++)
+        if (qt->q.applied[i].counted)
+            usage_forget(qt->q.applied[i].source == ENG_SOURCE_COUPON, qt->q.applied[i].code);
     return STATUS_OK;
 }
 
@@ -499,5 +543,11 @@ PROMO_HANDLER(promo_release)
         if (call_emit(call, &ev.base) != 0)
             return call_db_fail(call, "emit CouponReleased");
     }
+    /* committed here, so the usage cache can forget the coupons (a rule's
+     * count given back shows at its next refresh) */
+    if (call_commit(call) != 0)
+        return call_db_fail(call, "commit");
+    for (size_t i = 0; i < resp->n_coupon_codes; i++)
+        usage_forget(true, resp->coupon_codes[i]);
     return STATUS_OK;
 }

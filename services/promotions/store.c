@@ -345,6 +345,8 @@ static const db_stmt_t s_coupon_insert = {
     "FROM coupon c WHERE c.code = ANY ($1::text[]) ORDER BY c.code"
 
 static const db_stmt_t s_coupons = {"pro_coupons", COUPONS, 2};
+static const db_stmt_t s_coupon_used = {
+    "pro_coupon_used", "SELECT code, used FROM coupon WHERE code = ANY ($1::text[])", 1};
 /* Locks first, in code order, the coupons with a per-customer limit: the
  * read that follows sees the customer's latest uses, which the use's
  * conditional UPDATE could not (its count is of the statement's snapshot).
@@ -426,6 +428,18 @@ int store_coupons(db_t *db, const char *const *codes, size_t n, const char *cust
         };
         fn(arg, &c);
     }
+    PQclear(r);
+    return 0;
+}
+
+int store_coupon_used(db_t *db, const char *const *codes, size_t n, store_usage_fn fn, void *arg)
+{
+    PGresult *r = s_exec_array(db, &s_coupon_used, codes, n, NULL);
+
+    if (!r)
+        return -1;
+    for (int i = 0; i < PQntuples(r); i++)
+        fn(arg, PQgetvalue(r, i, 0), atoi(PQgetvalue(r, i, 1)), 0);
     PQclear(r);
     return 0;
 }

@@ -96,6 +96,10 @@ int store_coupon_insert(db_t *db, const store_coupon_t *c, const char *const *co
 int store_coupons(db_t *db, const char *const *codes, size_t n, const char *customer_id, bool lock,
                   store_coupon_fn fn, void *arg) __attribute__((warn_unused_result));
 
+/* How often each coupon among the n `codes` was used (fn's spent is 0). */
+int store_coupon_used(db_t *db, const char *const *codes, size_t n, store_usage_fn fn, void *arg)
+    __attribute__((warn_unused_result));
+
 /* Inserts or replaces a tier. */
 int store_tier_set(db_t *db, const char *name, int32_t percent) __attribute__((warn_unused_result));
 typedef void (*store_tier_fn)(void *arg, const char *name, int32_t percent);

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <libpq-fe.h>
 #include <zmq.h>
 
@@ -72,6 +73,18 @@ static bool s_rejected(const char *code, const char *why)
             return true;
     }
     fprintf(stderr, "test: no rejection of %s for \"%s\"\n", code, why);
+    return false;
+}
+
+/* True if some applied entry has this code. */
+static bool s_applies(const char *code)
+{
+    for (size_t i = 0; i < LEN("quote.applied"); i++) {
+        char p[64];
+        snprintf(p, sizeof p, "quote.applied[%zu].code", i);
+        if (strcmp(STR(p), code) == 0)
+            return true;
+    }
     return false;
 }
 
@@ -322,6 +335,31 @@ static void s_redemption(void)
                     "'shop.promotions.v1.BudgetExhausted'"), 1);
     CHECK_INT(s_sql("SELECT count(*) FROM promotions.outbox WHERE type = "
                     "'shop.promotions.v1.CouponRedeemed'"), 2);
+    /* a quote after the race knows the uses at once (it had the coupon and
+     * the rule in memory, with nothing used, before it) */
+    CHECK_INT(P("Quote", "{\"lines\":[{\"sku\":\"RACE-1\",\"quantity\":1}],\"couponCodes\":"
+                         "[\"LAST-TWO\"]}"), STATUS_OK);
+    CHECK(s_rejected("LAST-TWO", "limit reached: used 2 of 2"));
+    CHECK(s_rejected("R-CAPPED", "limit reached: used by 3 orders"));
+    CHECK_INT(NUM("quote.totalSaved.minorUnits"), 0);
+    /* a use this instance did not make (another instance's) shows within
+     * a refresh (SHOP_MAINTENANCE_MS) */
+    CHECK_INT(P("CreateCoupon", "{\"coupon\":{\"code\":\"ELSEWHERE\",\"kind\":\"COUPON_KIND_PERCENT_OFF\","
+                                "\"percentOff\":10,\"totalLimit\":1}}"), STATUS_OK);
+    const char *elsewhere = "{\"lines\":[{\"sku\":\"TEA-A\",\"quantity\":1}],\"couponCodes\":[\"ELSEWHERE\"]}";
+    CHECK_INT(P("Quote", "%s", elsewhere), STATUS_OK);
+    CHECK(s_applies("ELSEWHERE"));
+    CHECK_INT(s_sql("UPDATE promotions.coupon SET used = 1 WHERE code = 'ELSEWHERE' RETURNING used"), 1);
+    bool seen = false;
+    for (int i = 0; i < 100 && !seen; i++) {
+        CHECK_INT(P("Quote", "%s", elsewhere), STATUS_OK);
+        seen = !s_applies("ELSEWHERE");
+        if (!seen)
+            usleep(50 * 1000);
+    }
+    CHECK(seen);
+    CHECK(s_rejected("ELSEWHERE", "limit reached: used 1 of 1"));
+    CHECK_INT(s_sql("UPDATE promotions.coupon SET used = 0 WHERE code = 'ELSEWHERE' RETURNING used"), 0);
 
     /* a retry returns the first result and counts nothing again */
     const char *cart = "{\"lines\":[{\"sku\":\"RACE-1\",\"quantity\":1}],\"customerId\":\"solo\","
