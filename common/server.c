@@ -977,9 +977,8 @@ static int s_bind_methods(server_t *srv)
     for (size_t i = 0; i < n; i++) {
         srv->mdesc[i] = &svc->methods[i];
         for (size_t k = 0; k < def->n_methods; k++)
-            if (def->methods[k].request == svc->methods[i].input) {
+            if (def->methods[k].request == svc->methods[i].input)
                 srv->handlers[i] = def->methods[k].handler;
-            }
         for (size_t k = 0; def->on_loop && def->on_loop[k]; k++)
             if (def->on_loop[k] == svc->methods[i].input)
                 srv->on_loop[i] = srv->any_on_loop = true;

@@ -1,7 +1,7 @@
 /* cache: the quote's terms in memory — the active rules compiled for the
  * engine, every SKU the catalog announced and the member tiers — built
- * once per terms version and read by every worker's quotes, so a quote
- * runs no statement for them.
+ * once per terms version and read by every quote (on the loop thread or a
+ * worker), so a quote runs no statement for them.
  *
  * Which version is current comes from PostgreSQL: every change of terms
  * moves rule_version and NOTIFYs promotions_terms with the new number
@@ -12,8 +12,8 @@
  * read the version itself. A quote that finds its snapshot older than the
  * wanted version builds a new one (one builder at a time; the others wait
  * for it) and swaps it in; quotes still using the old one keep it until
- * they let go (reference counts). Usage and spending are never cached:
- * quote.c reads them fresh for the rules and coupons it considers. */
+ * they let go (reference counts). Usage and spending are not part of the
+ * terms: usage.c keeps them, by another mechanism. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>

@@ -129,37 +129,30 @@ static void s_on_usage(void *arg, const char *code, int32_t used, int64_t spent)
 
 /* The candidates among the terms' rules, with fresh usage for the capped
  * or budgeted ones (locked first for a redemption). */
-static status_t s_rules(quote_t *qt, bool lock)
+static status_t s_rules(quote_t *qt)
 {
     db_t *db = call_db(qt->call);
+    bool lock = qt->lock;
     const eng_rule_t *all = qt->view.rules;
     size_t n_all = qt->view.n_rules;
 
-    bool *mark = call_alloc(qt->call, n_all + 1);
+    bool *mark = call_alloc_uninit(qt->call, n_all + 1);   /* cache_candidates clears it */
 
     cache_candidates(&qt->view, qt->lines, qt->n, mark);
     for (size_t i = 0; i < n_all; i++)
         if (mark[i] && s_in_window(qt, &all[i]))
             *s_next_rule(qt) = all[i];   /* strings stay in the snapshot */
+    /* the counted rules' usage: from memory for a quote where it has it,
+     * the rest from the database */
     const char **counted = call_alloc(qt->call, (qt->n_rules + 1) * sizeof *counted);
     size_t n_counted = 0;
-    for (size_t i = 0; i < qt->n_rules; i++)
-        if (qt->rules[i].usage_cap || qt->rules[i].budget)
-            counted[n_counted++] = qt->rules[i].code;
-    if (!lock) {   /* what memory has, the rest from the database */
-        size_t missing = 0;
-        for (size_t i = 0; i < n_counted; i++) {
-            int32_t used;
-            int64_t spent;
-            if (usage_rule_get(counted[i], &used, &spent))
-                s_on_usage(qt, counted[i], used, spent);
-            else
-                counted[missing++] = counted[i];
-        }
-        n_counted = missing;
-        if (n_counted && !db)
-            return call_defer(qt->call);
+    for (size_t i = 0; i < qt->n_rules; i++) {
+        eng_rule_t *r = &qt->rules[i];
+        if ((r->usage_cap || r->budget) && (lock || !usage_rule_get(r->code, &r->used, &r->spent)))
+            counted[n_counted++] = r->code;
     }
+    if (n_counted && !db)
+        return call_defer(qt->call);
     if (n_counted == 0)
         return STATUS_OK;
     if (lock && store_rule_lock(db, counted, n_counted) != 0)
@@ -239,7 +232,7 @@ static status_t s_price(call_t *call, const quote_request_t *req, bool lock, quo
     if (rc == STATUS_OK && (rc = s_lines(qt)) == STATUS_NOT_FOUND && !lock)
         if ((rc = s_terms(qt, true)) == STATUS_OK)
             rc = s_lines(qt);
-    if (rc != STATUS_OK || (rc = s_rules(qt, lock)) != STATUS_OK)
+    if (rc != STATUS_OK || (rc = s_rules(qt)) != STATUS_OK)
         return rc;
     if (req->tier[0]) {
         const cache_tier_t *t = cache_tier(&qt->view, req->tier);
