@@ -1,6 +1,7 @@
 /* db: a PostgreSQL connection with lazily prepared statements. */
 #include "db.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,16 @@
 #include "slog.h"
 
 #define MAX_PREPARED 256
+#define MAX_LATER 8
+#define MAX_LATER_PARAMS 8
+
+/* A statement queued by db_exec_later. */
+typedef struct {
+    const db_stmt_t *stmt;
+    size_t off[MAX_LATER_PARAMS];   /* SIZE_MAX: SQL NULL */
+    int len[MAX_LATER_PARAMS];
+    int fmt[MAX_LATER_PARAMS];
+} later_t;
 
 struct db {
     PGconn *conn;
@@ -18,6 +29,12 @@ struct db {
     char error[256];
     bool lost;
     bool begin_pending;   /* db_begin_lazy: BEGIN goes with the next statement */
+    /* db_exec_later: statements that go with the next one; their
+     * parameters live in `later_buf` (offsets, as it may move) */
+    later_t later[MAX_LATER];
+    size_t n_later;
+    char *later_buf;
+    size_t later_used, later_cap;
 };
 
 /* Schema names are plain identifiers: [a-z_][a-z0-9_]*. */
@@ -72,23 +89,19 @@ void db_destroy(db_t **p)
         return;
     if ((*p)->conn)
         PQfinish((*p)->conn);
+    free((*p)->later_buf);
     free(*p);
     *p = NULL;
 }
 
-static int s_flush_begin(db_t *db)
-{
-    if (!db->begin_pending)
-        return 0;
-    db->begin_pending = false;
-    return db_command(db, "BEGIN");
-}
+static int s_flush(db_t *db);
 
 PGconn *db_conn(db_t *db)
 {
-    /* raw use may need the transaction: open it now (errors show there) */
-    if (s_flush_begin(db) != 0)
-        slog_warn("db: BEGIN failed: %s", db->error);
+    /* raw use may need the transaction and what is queued: send them now
+     * (errors show there) */
+    if (s_flush(db) != 0)
+        slog_warn("db: a pending statement failed: %s", db->error);
     return db->conn;
 }
 
@@ -151,50 +164,143 @@ static int s_prepare(db_t *db, const db_stmt_t *stmt)
     return 0;
 }
 
-/* BEGIN and the statement in one pipeline: one round trip instead of two.
- * Returns the statement's result, or NULL after recording the failure. */
-static PGresult *s_exec_with_begin(db_t *db, const db_stmt_t *stmt, const char *const *params,
-                                   const int *lengths, const int *formats)
+static void s_drop_later(db_t *db)
+{
+    db->n_later = 0;
+    db->later_used = 0;
+    if (db->later_cap > 64 * 1024) {   /* a large event once: do not keep its room */
+        free(db->later_buf);
+        db->later_buf = NULL;
+        db->later_cap = 0;
+    }
+}
+
+/* Sends one queued statement into the pipeline. */
+static int s_send_later(db_t *db, const later_t *l)
+{
+    const char *params[MAX_LATER_PARAMS];
+
+    for (int i = 0; i < l->stmt->nparams; i++)
+        params[i] = l->off[i] == SIZE_MAX ? NULL : db->later_buf + l->off[i];
+    return PQsendQueryPrepared(db->conn, l->stmt->name, l->stmt->nparams, params, l->len, l->fmt,
+                               0);
+}
+
+/* One round trip for what is pending (a lazy BEGIN, the queued statements)
+ * and then `stmt` with its parameters, or the command `sql`, or nothing
+ * more (both NULL). Returns 0 when every part was sent and succeeded, with
+ * the result of `stmt` or `sql` in *out (the caller checks its status and
+ * clears it); -1 after recording the first failure. With nothing pending
+ * it is a plain call. */
+static int s_pipeline(db_t *db, const db_stmt_t *stmt, const char *const *params,
+                      const int *lengths, const int *formats, const char *sql, PGresult **out)
 {
     PGconn *c = db->conn;
-    PGresult *got[2] = {NULL, NULL};
-    int n = 0;
+    PGresult *last = NULL, *bad = NULL;
+    bool begin = db->begin_pending;
+    size_t n_later = db->n_later;
+    int sent = 0, want = (begin ? 1 : 0) + (int)n_later + (stmt || sql ? 1 : 0);
 
+    *out = NULL;
     db->begin_pending = false;
-    if (!PQenterPipelineMode(c)) {
-        if (db_command(db, "BEGIN") != 0)
-            return NULL;
-        return PQexecPrepared(c, stmt->name, stmt->nparams, params, lengths, formats, 0);
+    if (!begin && n_later == 0) {
+        if (stmt)
+            *out = PQexecPrepared(c, stmt->name, stmt->nparams, params, lengths, formats, 0);
+        else if (sql)
+            *out = PQexec(c, sql);
+        return 0;
     }
-    if (PQsendQueryParams(c, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) &&
-        PQsendQueryPrepared(c, stmt->name, stmt->nparams, params, lengths, formats, 0) &&
-        PQpipelineSync(c)) {
-        /* BEGIN's result, NULL, the statement's result, NULL, the sync */
-        for (int guard = 0; guard < 16; guard++) {
-            PGresult *r = PQgetResult(c);
-            if (!r) {
-                if (PQstatus(c) == CONNECTION_BAD)
+    if (PQenterPipelineMode(c)) {
+        bool ok = !begin || PQsendQueryParams(c, "BEGIN", 0, NULL, NULL, NULL, NULL, 0);
+        sent += begin && ok;
+        for (size_t i = 0; ok && i < n_later; i++, sent++)
+            ok = s_send_later(db, &db->later[i]);
+        if (ok && stmt)
+            ok = PQsendQueryPrepared(c, stmt->name, stmt->nparams, params, lengths, formats, 0);
+        else if (ok && sql)
+            ok = PQsendQueryParams(c, sql, 0, NULL, NULL, NULL, NULL, 0);
+        sent += ok && (stmt || sql);
+        if (ok && PQpipelineSync(c)) {
+            /* each part's result, then NULL; after the last, the sync */
+            for (int guard = 0; guard < 4 * want + 8; guard++) {
+                PGresult *r = PQgetResult(c);
+                if (!r) {
+                    if (PQstatus(c) == CONNECTION_BAD)
+                        break;
+                    continue;
+                }
+                ExecStatusType st = PQresultStatus(r);
+                if (st == PGRES_PIPELINE_SYNC) {
+                    PQclear(r);
                     break;
-                continue;
+                }
+                if (!bad && st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+                    bad = r;   /* the first failure; later parts were skipped */
+                    continue;
+                }
+                PQclear(last);
+                last = r;
             }
-            if (PQresultStatus(r) == PGRES_PIPELINE_SYNC) {
-                PQclear(r);
-                break;
-            }
-            if (n < 2)
-                got[n++] = r;
-            else
-                PQclear(r);
         }
+        PQexitPipelineMode(c);
     }
-    PQexitPipelineMode(c);
-    if (!got[0] || PQresultStatus(got[0]) != PGRES_COMMAND_OK) {
-        PQclear(got[1]);
-        s_fail(db, got[0]);
-        return NULL;
+    s_drop_later(db);
+    if (bad || sent < want) {   /* a part failed; or not all sent, or the connection went */
+        PQclear(last);
+        s_fail(db, bad);
+        return -1;
     }
-    PQclear(got[0]);
-    return got[1];
+    if (stmt || sql)
+        *out = last;
+    else
+        PQclear(last);
+    return 0;
+}
+
+/* Sends what is pending, if anything. 0 or -1. */
+static int s_flush(db_t *db)
+{
+    PGresult *unused;
+
+    if (!db->begin_pending && db->n_later == 0)
+        return 0;
+    return s_pipeline(db, NULL, NULL, NULL, NULL, NULL, &unused);
+}
+
+int db_exec_later(db_t *db, const db_stmt_t *stmt, const char *const *params, const int *lengths,
+                  const int *formats)
+{
+    if (stmt->nparams > MAX_LATER_PARAMS || s_prepare(db, stmt) != 0)
+        return -1;
+    if (db->n_later == MAX_LATER && s_flush(db) != 0)
+        return -1;
+    size_t need = 1;   /* never an empty buffer: an empty value is not NULL */
+    for (int i = 0; i < stmt->nparams; i++)
+        if (params[i])
+            need += lengths && formats && formats[i] ? (size_t)lengths[i] : strlen(params[i]) + 1;
+    if (db->later_used + need > db->later_cap) {
+        size_t cap = db->later_cap ? db->later_cap : 1024;
+        while (cap < db->later_used + need)
+            cap *= 2;
+        char *buf = realloc(db->later_buf, cap);
+        if (!buf)
+            return -1;
+        db->later_buf = buf;
+        db->later_cap = cap;
+    }
+    later_t *l = &db->later[db->n_later++];
+    l->stmt = stmt;
+    for (int i = 0; i < stmt->nparams; i++) {
+        bool bin = lengths && formats && formats[i];
+        size_t n = !params[i] ? 0 : bin ? (size_t)lengths[i] : strlen(params[i]) + 1;
+        l->off[i] = params[i] ? db->later_used : SIZE_MAX;
+        l->len[i] = bin ? lengths[i] : 0;
+        l->fmt[i] = bin ? 1 : 0;
+        if (n)
+            memcpy(db->later_buf + db->later_used, params[i], n);
+        db->later_used += n;
+    }
+    return 0;
 }
 
 int db_begin_lazy(db_t *db)
@@ -208,10 +314,10 @@ PGresult *db_exec_bin(db_t *db, const db_stmt_t *stmt, const char *const *params
 {
     if (s_prepare(db, stmt) != 0)
         return NULL;
-    PGresult *res = db->begin_pending
-                        ? s_exec_with_begin(db, stmt, params, lengths, formats)
-                        : PQexecPrepared(db->conn, stmt->name, stmt->nparams, params, lengths,
-                                         formats, 0);
+    PGresult *res;
+
+    if (s_pipeline(db, stmt, params, lengths, formats, NULL, &res) != 0)
+        return NULL;
     if (!res || !s_ok(res)) {
         s_fail(db, res);
         return NULL;
@@ -226,10 +332,10 @@ PGresult *db_exec(db_t *db, const db_stmt_t *stmt, const char *const *params)
 
 int db_command(db_t *db, const char *sql)
 {
-    if (s_flush_begin(db) != 0)
-        return -1;
-    PGresult *res = PQexec(db->conn, sql);
+    PGresult *res;
 
+    if (s_pipeline(db, NULL, NULL, NULL, NULL, sql, &res) != 0)
+        return -1;
     if (!res || !s_ok(res)) {
         s_fail(db, res);
         return -1;
@@ -243,14 +349,19 @@ void db_autocommit(db_t *db) { db->begin_pending = false; }
 
 int db_commit(db_t *db)
 {
-    if (db->begin_pending) {   /* nothing was run: nothing to commit */
+    if (db->begin_pending && db->n_later == 0) {   /* nothing was run: nothing to commit */
         db->begin_pending = false;
         return 0;
     }
-    if (PQtransactionStatus(db->conn) == PQTRANS_IDLE)   /* db_autocommit */
-        return 0;
-    PGresult *res = PQexec(db->conn, "COMMIT");
+    /* with no transaction open (db_autocommit), what is queued commits by
+     * itself */
+    bool open = db->begin_pending || PQtransactionStatus(db->conn) != PQTRANS_IDLE;
+    PGresult *res;
 
+    if (s_pipeline(db, NULL, NULL, NULL, NULL, open ? "COMMIT" : NULL, &res) != 0)
+        return -1;
+    if (!open)
+        return 0;
     if (!res || !s_ok(res)) {
         s_fail(db, res);
         return -1;
@@ -270,6 +381,7 @@ int db_commit(db_t *db)
 void db_rollback(db_t *db)
 {
     db->begin_pending = false;
+    s_drop_later(db);   /* never sent: nothing to undo */
     if (PQtransactionStatus(db->conn) == PQTRANS_IDLE || PQstatus(db->conn) != CONNECTION_OK)
         return;
     PGresult *res = PQexec(db->conn, "ROLLBACK");

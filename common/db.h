@@ -32,7 +32,8 @@ db_t *db_new_with(const char *conninfo, const char *schema, const char *app,
 /* Closes the connection. Accepts NULL; sets *p to NULL. */
 void db_destroy(db_t **p);
 
-/* The libpq connection, for what this API does not cover. Owned by db. */
+/* The libpq connection, for what this API does not cover (a pending BEGIN
+ * and queued statements are sent first). Owned by db. */
 PGconn *db_conn(db_t *db);
 
 /* True if the connection is usable; if not, tries one reconnect (with the
@@ -49,6 +50,17 @@ PGresult *db_exec(db_t *db, const db_stmt_t *stmt, const char *const *params)
 /* Same, with binary/text formats and lengths (for bytea parameters). */
 PGresult *db_exec_bin(db_t *db, const db_stmt_t *stmt, const char *const *params,
                       const int *lengths, const int *formats) __attribute__((warn_unused_result));
+
+/* Queues a statement whose result matters only as success or failure (an
+ * outbox row, a cursor): it is sent in one pipeline with whatever this
+ * connection runs next (a statement, a command, the COMMIT), which saves a
+ * round trip. Parameters are copied (at most 8). A failure shows there: that
+ * call fails with this statement's error, and the transaction is aborted.
+ * With no transaction open, the queued statements and the next one commit
+ * together. db_rollback drops what is queued. 0, or -1 if it could not be
+ * queued (nothing is). */
+int db_exec_later(db_t *db, const db_stmt_t *stmt, const char *const *params, const int *lengths,
+                  const int *formats) __attribute__((warn_unused_result));
 
 /* Runs a fixed SQL command with no parameters (BEGIN, COMMIT, SET …).
  * Returns 0 or -1. */

@@ -74,25 +74,17 @@ struct relay {
 int outbox_add(db_t *db, const char *type, const uint8_t *payload, size_t len,
                const char *correlation_id, const char *causation_id, const char *traceparent)
 {
-    int rc = -1;
-    PGresult *res = NULL;
     const char *params[5] = {type, (const char *)payload, correlation_id, causation_id, traceparent};
     int lengths[5] = {0, (int)len, 0, 0, 0};
     int formats[5] = {0, 1, 0, 0, 0};
     static const uint8_t empty = 0;
 
     if (!db || !type || (!payload && len > 0) || len > INT32_MAX)
-        goto fail;
+        return -1;
     if (!payload)
         params[1] = (const char *)&empty;
-    res = db_exec_bin(db, &s_add, params, lengths, formats);
-    if (!res)
-        goto fail;
-    rc = 0;
-fail:
-    if (res)
-        PQclear(res);
-    return rc;
+    /* sent with the next statement or the COMMIT: a failure shows there */
+    return db_exec_later(db, &s_add, params, lengths, formats);
 }
 
 /* Text column to a malloc'd string; "" for NULL (proto3 strings). */

@@ -14,8 +14,9 @@
 
 /* Inserts one event in `db`'s open transaction (no position yet; the row
  * carries pg_current_xact_id()). `type` is the payload's full proto name.
- * correlation_id, causation_id and traceparent may be NULL. Returns 0 or -1
- * (db_sqlstate/db_error tell why). */
+ * correlation_id, causation_id and traceparent may be NULL. The insert is
+ * queued (db_exec_later): it goes with the next statement or the COMMIT,
+ * and fails there if it fails. Returns 0, or -1 if it cannot be queued. */
 int outbox_add(db_t *db, const char *type, const uint8_t *payload, size_t len,
                const char *correlation_id, const char *causation_id, const char *traceparent)
     __attribute__((warn_unused_result));

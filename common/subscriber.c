@@ -21,6 +21,7 @@
 #define SUB_QUIET_MS      200   /* heartbeat ahead + nothing new this long -> Replay */
 #define SUB_REPLAY_LIMIT  500
 #define SUB_REPLAY_MS     3000
+#define SUB_SAVE_MS       1000  /* a cursor moved by events that needed nothing */
 #define SUB_BACKOFF_MIN_MS 100
 #define SUB_BACKOFF_MAX_MS 5000
 #define SUB_MAX_FRAME     (4 * 1024 * 1024)
@@ -32,11 +33,12 @@ static const db_stmt_t s_lock = {
 static const db_stmt_t s_cursor_init = {
     "sub_cursor_init",
     "INSERT INTO consumer_cursor (stream) VALUES ($1) ON CONFLICT (stream) DO NOTHING", 1};
-static const db_stmt_t s_cursor_lock = {
-    "sub_cursor_lock", "SELECT position FROM consumer_cursor WHERE stream = $1 FOR UPDATE", 1};
-static const db_stmt_t s_cursor_set = {
-    "sub_cursor_set",
-    "UPDATE consumer_cursor SET position = $2, updated_at = now() WHERE stream = $1", 2};
+static const db_stmt_t s_cursor_get = {
+    "sub_cursor_get", "SELECT position FROM consumer_cursor WHERE stream = $1", 1};
+/* Fails with SQLSTATE SH001 unless the cursor is still at $2. */
+static const db_stmt_t s_cursor_move = {
+    "sub_cursor_move", "SELECT consumer_cursor_move($1, $2, $3)", 3};
+#define CURSOR_MOVED "SH001"
 
 struct sub {
     pthread_t thread;
@@ -55,7 +57,11 @@ struct sub {
     atomic_bool stop;
     bool locked;
     bool lock_logged;
+    /* applied (in memory), and as stored: events that needed nothing move
+     * only the first, and the second follows within SUB_SAVE_MS */
     uint64_t cursor;
+    uint64_t saved;
+    int64_t saved_ms;
     uint64_t head;
     int backoff_ms;
 };
@@ -87,10 +93,11 @@ static bool s_take_lock(sub_t *s)
     if (!res)
         goto fail;
     PQclear(res);
-    res = db_exec(s->db, &s_cursor_lock, params); /* autocommit: just a read */
+    res = db_exec(s->db, &s_cursor_get, params);
     if (!res || PQntuples(res) != 1)
         goto fail;
-    s->cursor = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+    s->cursor = s->saved = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+    s->saved_ms = util_mono_ms();
     slog_info("consumer %s: applying from sequence %" PRIu64, s->stream_name, s->cursor);
     s->lock_logged = false;
     got = true;
@@ -100,25 +107,57 @@ fail:
     return got;
 }
 
+/* After a failure: a cursor moved by someone else, or a lost connection,
+ * means the lock (and what this thread knows) must be taken again. */
+static void s_failed(sub_t *s)
+{
+    if (db_lost(s->db) || strcmp(db_sqlstate(s->db), CURSOR_MOVED) == 0) {
+        if (!db_lost(s->db))
+            slog_error("consumer %s: %s; taking the stream again", s->stream_name, db_error(s->db));
+        s->locked = false;
+    }
+    db_rollback(s->db);
+    metrics_consumer_error(s->metrics, s->index);
+    s->backoff_ms = s->backoff_ms ? s->backoff_ms * 2 : SUB_BACKOFF_MIN_MS;
+    if (s->backoff_ms > SUB_BACKOFF_MAX_MS)
+        s->backoff_ms = SUB_BACKOFF_MAX_MS;
+}
+
+/* Queues the move of the stored cursor from s->saved to `to`. */
+static int s_queue_move(sub_t *s, uint64_t to)
+{
+    char from_s[24], to_s[24];
+    const char *params[3] = {s->stream_name, from_s, to_s};
+
+    snprintf(from_s, sizeof from_s, "%" PRIu64, s->saved);
+    snprintf(to_s, sizeof to_s, "%" PRIu64, to);
+    return db_exec_later(s->db, &s_cursor_move, params, NULL, NULL);
+}
+
+/* Stores a cursor that moved over events that needed nothing. */
+static void s_save(sub_t *s)
+{
+    if (s->saved == s->cursor || !s->locked)
+        return;
+    if (s_queue_move(s, s->cursor) != 0 || db_commit(s->db) != 0) {
+        s_failed(s);
+        return;
+    }
+    s->saved = s->cursor;
+    s->saved_ms = util_mono_ms();
+}
+
 /* Applies events in order inside one transaction. Stops at the first gap.
- * The cursor in memory moves only after COMMIT. */
+ * The cursor in memory moves only after COMMIT. Only this thread moves the
+ * stored cursor while it holds the stream's lock, so what it knows is what
+ * is stored: the move checks that rather than reading it first. A batch
+ * of events that all needed nothing writes nothing at all. */
 static s_outcome_t s_apply(sub_t *s, Shop__Common__V1__Envelope *const *events, size_t n)
 {
-    s_outcome_t out = S_FAILED;
-    PGresult *res = NULL;
-    const char *params[2] = {s->stream_name, NULL};
-    char pos_s[24];
-    uint64_t cursor, applied = 0, duplicates = 0;
-    bool gap = false;
+    uint64_t cursor = s->cursor, applied = 0, duplicates = 0;
+    bool gap = false, wrote = false;
 
-    if (db_begin(s->db) == -1)
-        goto fail;
-    res = db_exec(s->db, &s_cursor_lock, params);
-    if (!res || PQntuples(res) != 1)
-        goto fail;
-    cursor = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
-    PQclear(res);
-    res = NULL;
+    (void)db_begin_lazy(s->db);
     for (size_t i = 0; i < n; i++) {
         const Shop__Common__V1__Envelope *e = events[i];
         if (e->sequence <= cursor) {
@@ -129,26 +168,25 @@ static s_outcome_t s_apply(sub_t *s, Shop__Common__V1__Envelope *const *events, 
             gap = true;
             break;
         }
-        if (s->stream.apply(s->db, e, s->settings) == -1) {
+        int rc = s->stream.apply(s->db, e, s->settings);
+        if (rc == -1) {
             slog_error("consumer %s: applying event %" PRIu64 " (%s) failed; will retry",
                        s->stream_name, e->sequence, e->type);
             goto fail;
         }
+        wrote |= rc == 0;
         cursor = e->sequence;
         applied++;
     }
-    if (applied > 0) {
-        snprintf(pos_s, sizeof pos_s, "%" PRIu64, cursor);
-        params[1] = pos_s;
-        res = db_exec(s->db, &s_cursor_set, params);
-        if (!res)
-            goto fail;
-        PQclear(res);
-        res = NULL;
-    }
+    if (wrote && s_queue_move(s, cursor) != 0)
+        goto fail;
     if (db_commit(s->db) == -1)
         goto fail;
     s->cursor = cursor;
+    if (wrote) {
+        s->saved = cursor;
+        s->saved_ms = util_mono_ms();
+    }
     if (s->head < cursor)
         s->head = cursor;
     if (applied > 0)
@@ -156,20 +194,10 @@ static s_outcome_t s_apply(sub_t *s, Shop__Common__V1__Envelope *const *events, 
     if (duplicates > 0)
         slog_debug("consumer %s: skipped %" PRIu64 " duplicates", s->stream_name, duplicates);
     s->backoff_ms = 0;
-    out = gap ? S_GAP : S_APPLIED;
+    return gap ? S_GAP : S_APPLIED;
 fail:
-    if (res)
-        PQclear(res);
-    if (out == S_FAILED) {
-        if (db_lost(s->db))
-            s->locked = false; /* the session lock went with the connection */
-        db_rollback(s->db);
-        metrics_consumer_error(s->metrics, s->index);
-        s->backoff_ms = s->backoff_ms ? s->backoff_ms * 2 : SUB_BACKOFF_MIN_MS;
-        if (s->backoff_ms > SUB_BACKOFF_MAX_MS)
-            s->backoff_ms = SUB_BACKOFF_MAX_MS;
-    }
-    return out;
+    s_failed(s);
+    return S_FAILED;
 }
 
 /* Replays from the cursor up to the producer's head. Returns 0 when caught
@@ -328,7 +356,10 @@ static void *s_run(void *arg)
         } else if (s->head > s->cursor && util_mono_ms() - last_event_ms >= SUB_QUIET_MS) {
             need_catch_up = true;
         }
+        if (s->saved != s->cursor && util_mono_ms() - s->saved_ms >= SUB_SAVE_MS)
+            s_save(s);
     }
+    s_save(s);
     return NULL;
 }
 

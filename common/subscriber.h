@@ -10,9 +10,12 @@
 #include "db.h"
 #include "metrics.h"
 
-/* Applies one event inside `db`'s open transaction. Returns 0 when applied
- * (or deliberately ignored); -1 to roll back and retry later (logged and
- * counted as a consumer error; the stream stops there, never skips). */
+/* Applies one event inside `db`'s open transaction. Returns 0 when applied;
+ * 1 when the event needs nothing from this service and nothing was written
+ * for it (its cursor is then stored lazily, within a second: after a crash
+ * such events may be offered again, and must again need nothing); -1 to
+ * roll back and retry later (logged and counted as a consumer error; the
+ * stream stops there, never skips). */
 typedef int (*sub_apply_fn)(db_t *db, const Shop__Common__V1__Envelope *event, void *settings);
 
 /* One consumed stream, declared by the consuming service. Its endpoints come

@@ -138,7 +138,7 @@ static ProtobufCMessage *s_unpack(const Shop__Common__V1__Envelope *event,
 int catalog_apply_orders(db_t *db, const Shop__Common__V1__Envelope *event, void *settings)
 {
     ProtobufCMessage *m = NULL;
-    int rc = 0;
+    int rc = 1;   /* placed, shipped and the rest (or malformed): nothing to do */
 
     (void)settings;
     if (strcmp(event->type, "shop.orders.v1.OrderPaid") == 0) {

@@ -39,7 +39,7 @@ static int s_release(db_t *db, const char *order_id, const char *reason)
 int promo_apply_orders(db_t *db, const Shop__Common__V1__Envelope *event, void *settings)
 {
     const ProtobufCBinaryData *b = &event->payload;
-    int rc = 0;
+    int rc = 1;   /* placed, paid and the rest: nothing to give back */
 
     (void)settings;
     if (strcmp(event->type, "shop.orders.v1.OrderCancelled") == 0) {

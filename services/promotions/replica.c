@@ -35,7 +35,7 @@ static int s_product(db_t *db, const Shop__Catalog__V1__Product *p)
 int promo_apply_catalog(db_t *db, const Shop__Common__V1__Envelope *event, void *settings)
 {
     const ProtobufCBinaryData *b = &event->payload;
-    int rc = 0;
+    int rc = 1;   /* the rest of the stream needs nothing here */
 
     (void)settings;
     if (strcmp(event->type, "shop.catalog.v1.ProductCreated") == 0) {
@@ -44,7 +44,7 @@ int promo_apply_catalog(db_t *db, const Shop__Common__V1__Envelope *event, void 
         if (!e) {
             slog_error("promotions: event %s %llu is malformed; skipped", event->type,
                        (unsigned long long)event->sequence);
-            return 0;
+            return 1;
         }
         rc = s_product(db, e->product);
         shop__catalog__v1__product_created__free_unpacked(e, NULL);
@@ -54,7 +54,7 @@ int promo_apply_catalog(db_t *db, const Shop__Common__V1__Envelope *event, void 
         if (!e) {
             slog_error("promotions: event %s %llu is malformed; skipped", event->type,
                        (unsigned long long)event->sequence);
-            return 0;
+            return 1;
         }
         rc = s_product(db, e->product);
         shop__catalog__v1__product_updated__free_unpacked(e, NULL);

@@ -56,7 +56,7 @@ int main(void)
     CHECK_INT(migrate_apply(db, "catalog", s_good, 2), 0);
     CHECK_INT(migrate_apply(db, "catalog", s_good, 2), 0);   /* nothing new */
     CHECK_INT(s_scalar(db, "SELECT count(*) FROM catalog.schema_migrations WHERE component = 'service'"), 2);
-    CHECK_INT(s_scalar(db, "SELECT count(*) FROM catalog.schema_migrations WHERE component = 'runtime'"), 1);
+    CHECK_INT(s_scalar(db, "SELECT count(*) FROM catalog.schema_migrations WHERE component = 'runtime'"), (long)runtime_migrations_count);
     CHECK_INT(s_scalar(db, "SELECT count(*) FROM catalog.outbox"), 0);
 
     /* A failing file undoes the whole run: 003 applied before it leaves no trace. */
@@ -120,6 +120,65 @@ int main(void)
     r = db_exec(db, &s_count, NULL);
     CHECK(r && strcmp(PQgetvalue(r, 0, 0), "2") == 0);
     PQclear(r);
+
+    /* Queued statements go with the next one: committed together; rolled
+     * back unsent; a queued failure fails the COMMIT it went with (with its
+     * own SQLSTATE) and nothing of that transaction stays; with no
+     * transaction they commit with the next statement; a binary empty value
+     * is not NULL. */
+    const char *q1[] = {"Q-1", "1"}, *q2[] = {"Q-2", "2"};
+    CHECK_INT(db_begin_lazy(db), 0);
+    CHECK_INT(db_exec_later(db, &s_insert, q1, NULL, NULL), 0);
+    CHECK_INT(s_scalar(db, "SELECT 0") == 0 && PQtransactionStatus(db_conn(db)) == PQTRANS_INTRANS, 1);
+    db_rollback(db);
+    CHECK_INT(s_scalar(db, "SELECT count(*) FROM catalog.item WHERE code LIKE 'Q-%'"), 0);
+    CHECK_INT(db_begin_lazy(db), 0);
+    CHECK_INT(db_exec_later(db, &s_insert, q1, NULL, NULL), 0);
+    db_rollback(db);   /* never sent */
+    CHECK_INT(s_scalar(db, "SELECT count(*) FROM catalog.item WHERE code LIKE 'Q-%'"), 0);
+    CHECK_INT(db_begin_lazy(db), 0);
+    CHECK_INT(db_exec_later(db, &s_insert, q1, NULL, NULL), 0);
+    CHECK_INT(db_exec_later(db, &s_insert, q2, NULL, NULL), 0);
+    CHECK_INT(db_commit(db), 0);
+    CHECK_INT(s_scalar(db, "SELECT count(*) FROM catalog.item WHERE code LIKE 'Q-%'"), 2);
+    const char *q3[] = {"Q-3", "3"};
+    CHECK_INT(db_begin_lazy(db), 0);
+    CHECK_INT(db_exec_later(db, &s_insert, q3, NULL, NULL), 0);
+    CHECK_INT(db_exec_later(db, &s_insert, q1, NULL, NULL), 0);   /* a duplicate */
+    CHECK_INT(db_commit(db), -1);
+    CHECK_STR(db_sqlstate(db), "23505");
+    db_rollback(db);
+    CHECK_INT(s_scalar(db, "SELECT count(*) FROM catalog.item WHERE code = 'Q-3'"), 0);
+    CHECK_INT(db_begin_lazy(db), 0);   /* a queued failure fails the statement it goes with */
+    CHECK_INT(db_exec_later(db, &s_insert, q1, NULL, NULL), 0);
+    CHECK(db_exec(db, &s_count, NULL) == NULL);
+    CHECK_STR(db_sqlstate(db), "23505");
+    db_rollback(db);
+    CHECK_INT(db_exec_later(db, &s_insert, q3, NULL, NULL), 0);   /* autocommit */
+    r = db_exec(db, &s_count, NULL);
+    CHECK(r != NULL);
+    PQclear(r);
+    CHECK_INT(PQtransactionStatus(db_conn(db)) == PQTRANS_IDLE, 1);
+    CHECK_INT(s_scalar(db, "SELECT count(*) FROM catalog.item WHERE code = 'Q-3'"), 1);
+    static const db_stmt_t s_note = {"t_note", "UPDATE item SET note = $2 WHERE code = $1", 2};
+    const char *n1[] = {"Q-3", ""};
+    int lens[] = {0, 0}, fmts[] = {0, 1};
+    CHECK_INT(db_exec_later(db, &s_note, n1, lens, fmts), 0);
+    CHECK_INT(db_commit(db), 0);
+    CHECK_INT(s_scalar(db, "SELECT count(*) FROM catalog.item WHERE code = 'Q-3' AND note = ''"), 1);
+    CHECK_INT(s_scalar(db, "WITH d AS (DELETE FROM catalog.item WHERE code LIKE 'Q-%' RETURNING 1) SELECT count(*) FROM d"), 3);
+
+    /* A consumer's cursor moves only from where it was stored. */
+    static const db_stmt_t s_move = {"t_move", "SELECT consumer_cursor_move($1, $2, $3)", 3};
+    const char *m1[] = {"t-stream", "0", "5"}, *m2[] = {"t-stream", "0", "6"};
+    CHECK_INT(s_scalar(db, "WITH i AS (INSERT INTO catalog.consumer_cursor (stream) "
+                           "VALUES ('t-stream') RETURNING 1) SELECT count(*) FROM i"), 1);
+    r = db_exec(db, &s_move, m1);
+    CHECK(r != NULL);
+    PQclear(r);
+    CHECK(db_exec(db, &s_move, m2) == NULL);
+    CHECK_STR(db_sqlstate(db), "SH001");
+    CHECK_INT(s_scalar(db, "SELECT position FROM catalog.consumer_cursor WHERE stream = 't-stream'"), 5);
 
     /* PostgreSQL restarts: the next call fails as lost, db_ensure reconnects
      * and the statement is prepared again. */
