@@ -154,9 +154,11 @@ int call_emit(call_t *call, const ProtobufCMessage *event) __attribute__((warn_u
  * call_db_fail). */
 int call_commit(call_t *call) __attribute__((warn_unused_result));
 
-/* For a call that only reads and needs no single snapshot: its statements
- * run without a transaction (no BEGIN, no COMMIT round trip). Call it before
- * the first statement; the call must then write nothing. */
+/* Its statements run without a transaction (no BEGIN, no COMMIT round
+ * trip): each commits by itself, so a failing call undoes none of them. For
+ * reads that need no single snapshot, or a write that must stand alone and
+ * be on record at once. Call it before the first statement; call_commit
+ * opens a transaction again for what follows. */
 void call_without_transaction(call_t *call);
 
 /* Calls `method` ("shop.catalog.v1.CatalogService/ReserveStock") of

@@ -58,6 +58,7 @@ int main(int argc, char **argv)
         .consumes = s_consumes,
         .n_consumes = sizeof s_consumes / sizeof s_consumes[0],
         .anomalies = s_anomalies,
+        .db_settings = "-c plan_cache_mode=force_generic_plan",
     };
     return server_main(&def, argc, argv);
 }

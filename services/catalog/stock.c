@@ -236,23 +236,26 @@ status_t catalog_reserve_stock(call_t *call, const ProtobufCMessage *request,
             return call_fail(call, STATUS_INVALID_ARGUMENT, "lines: SKU %s appears twice",
                              lines[i].sku);
 
-    /* Idempotent by order id. */
-    size_t cap = n * 80 + 1;
-    char *wanted = call_alloc(call, cap), *stored = call_alloc(call, cap + 64), state[16];
-    s_lines_text(lines, n, wanted, cap);
-    int rc = store_reservation_get(db, req->order_id, state, sizeof state, stored, cap + 64,
-                                   &expires_ms);
-    if (rc < 0)
-        return call_db_fail(call, "read reservation");
-    if (rc == 0)
-        return s_existing(call, req->order_id, state, stored, wanted, lines, n, expires_ms, resp);
-
     int ttl = req->ttl_seconds ? (int)req->ttl_seconds : (int)set->reservation_ttl_s;
-    if (store_reserve(db, req->order_id, lines, n, ttl, &ok, &expires_ms) != 0) {
+    int rc = store_reserve(db, req->order_id, lines, n, ttl, &ok, &expires_ms);
+    if (rc < 0) {
         if (strcmp(db_sqlstate(db), "23505") == 0)   /* a concurrent call for the same order */
             return call_fail(call, STATUS_ABORTED, "order %s is being reserved meanwhile; retry",
                              req->order_id);
         return call_db_fail(call, "reserve");
+    }
+    if (rc == 1) {   /* idempotent by order id: that reservation is the answer */
+        size_t cap = n * 80 + 1;
+        char *wanted = call_alloc(call, cap), *stored = call_alloc(call, cap + 64), state[16];
+        s_lines_text(lines, n, wanted, cap);
+        rc = store_reservation_get(db, req->order_id, state, sizeof state, stored, cap + 64,
+                                   &expires_ms);
+        if (rc < 0)
+            return call_db_fail(call, "read reservation");
+        if (rc == 1)
+            return call_fail(call, STATUS_INTERNAL, "reservation %s does not read back",
+                             req->order_id);
+        return s_existing(call, req->order_id, state, stored, wanted, lines, n, expires_ms, resp);
     }
     for (size_t i = 0; i < n; i++)
         if (lines[i].available < 0)

@@ -69,8 +69,11 @@ static const db_stmt_t s_reserve = {
     "        FROM sku s WHERE s.code = ANY ($2::text[]) ORDER BY s.code FOR NO KEY UPDATE), "
     "chk AS (SELECT r.sku, r.qty, c.available, c.status, c.list_price, c.currency, "
     "               c.low_stock_threshold FROM req r LEFT JOIN cur c ON c.code = r.sku), "
+    /* a retry of a reservation made before writes nothing: the caller
+     * reads that one instead */
+    "dup AS (SELECT EXISTS (SELECT 1 FROM reservation WHERE order_id = $1) AS dup), "
     "ok AS (SELECT bool_and(available IS NOT NULL AND status = 'active' AND available >= qty) "
-    "       AS ok FROM chk), "
+    "              AND NOT (SELECT dup FROM dup) AS ok FROM chk), "
     "upd AS (UPDATE sku s SET reserved = s.reserved + "
     "               (SELECT r.qty FROM req r WHERE r.sku = s.code) "
     "        WHERE s.code = ANY ($2::text[]) AND (SELECT ok FROM ok) RETURNING s.code), "
@@ -82,7 +85,7 @@ static const db_stmt_t s_reserve = {
     "SELECT c.sku, coalesce(c.available, -1), coalesce(c.status = 'active', false), "
     "       coalesce(c.low_stock_threshold, 0), ok.ok, "
     "       (SELECT (extract(epoch FROM expires_at) * 1000)::bigint FROM res), "
-    "       (SELECT count(*) FROM upd) "
+    "       (SELECT count(*) FROM upd), (SELECT dup FROM dup) "
     "FROM chk c CROSS JOIN ok ORDER BY c.sku",
     4};
 
@@ -337,6 +340,10 @@ int store_reserve(db_t *db, const char *order_id, store_line_t *lines, size_t n,
     r = db_exec(db, &s_reserve, p);
     if (!r || PQntuples(r) != (int)n)
         goto done;
+    if (PQgetvalue(r, 0, 7)[0] == 't') {
+        rc = 1;
+        goto done;
+    }
     for (size_t i = 0; i < n; i++) {
         lines[i].available = atoi(PQgetvalue(r, (int)i, 1));
         lines[i].active = PQgetvalue(r, (int)i, 2)[0] == 't';

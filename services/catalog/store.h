@@ -57,7 +57,9 @@ int store_reservation_get(db_t *db, const char *order_id, char *state, size_t st
 
 /* Reserves every line (sorted by sku, no duplicates) or none, in one
  * statement that locks the SKU rows in code order. *ok tells which; each
- * line's fields are filled either way. *expires_ms on success. */
+ * line's fields are filled either way. *expires_ms on success. 1 (and no
+ * change) if the order has a reservation already; -1 on failure (23505: a
+ * concurrent call for the same order made it meanwhile). */
 int store_reserve(db_t *db, const char *order_id, store_line_t *lines, size_t n, int ttl_s,
                   bool *ok, int64_t *expires_ms) __attribute__((warn_unused_result));
 

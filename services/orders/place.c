@@ -93,6 +93,9 @@ static void s_on_existing(void *arg, const store_order_t *row)
 static status_t s_begin(saga_t *s, const char *customer_id, const char *key, const char *channel,
                         const char *external_id)
 {
+    /* Each statement commits by itself: the row is on record before any
+     * other service is called, with no BEGIN and COMMIT around it. */
+    call_without_transaction(s->call);
     int rc = store_pending(call_db(s->call), customer_id, key, channel, external_id, s->request,
                            s->request_len, s->id, sizeof s->id, &s->same, s_on_existing, s);
     if (rc < 0)
@@ -107,7 +110,7 @@ static status_t s_begin(saga_t *s, const char *customer_id, const char *key, con
         return call_fail(s->call, STATUS_INTERNAL, "the existing order does not read back");
     if (s->existing)
         return STATUS_OK;
-    if (call_commit(s->call) != 0)
+    if (call_commit(s->call) != 0)   /* nothing open: what follows is one transaction again */
         return call_db_fail(s->call, "commit the pending order");
     return STATUS_OK;
 }
