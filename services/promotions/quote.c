@@ -359,6 +359,28 @@ static uint8_t *s_request_bytes(call_t *call, const quote_request_t *req, size_t
     return call_pack(call, &copy.base, len);
 }
 
+/* Prices a redemption from memory when nothing in it can count against a
+ * limit or budget: no coupon, and no candidate rule with a cap or budget.
+ * Such a redemption records nothing (see below), so the terms in memory are
+ * as good as the database's. STATUS_DEFER when it does not apply (then
+ * nothing is held). */
+static status_t s_price_quick(call_t *call, const quote_request_t *req, quote_t *qt)
+{
+    if (!req || req->n_coupon_codes)
+        return STATUS_DEFER;
+    quote_request_t now = *req;
+    now.at_ms = 0;   /* a redemption is always now */
+    status_t code = s_price(call, &now, false, qt);
+    for (size_t i = 0; code == STATUS_OK && i < qt->n_rules; i++)
+        if (qt->rules[i].usage_cap || qt->rules[i].budget)
+            code = STATUS_DEFER;
+    if (code == STATUS_DEFER) {
+        cache_release(qt->snap);
+        memset(qt, 0, sizeof *qt);
+    }
+    return code;
+}
+
 static status_t s_redeem(call_t *call, const Shop__Promotions__V1__RedeemRequest *req,
                          Shop__Promotions__V1__RedeemResponse *resp, quote_t *qt)
 {
@@ -371,6 +393,9 @@ static status_t s_redeem(call_t *call, const Shop__Promotions__V1__RedeemRequest
 
     if (ol < 1 || ol > 128)
         return call_fail(call, STATUS_INVALID_ARGUMENT, "order_id: 1 to 128 characters");
+    /* reads first, each by itself; a redemption that records something
+     * opens its transaction below */
+    call_without_transaction(call);
     int rc = store_redemption_get(db, req->order_id, state, sizeof state, &stored_req, &stored_len,
                                   &stored_quote, &stored_qlen);
     if (rc < 0)
@@ -391,7 +416,12 @@ static status_t s_redeem(call_t *call, const Shop__Promotions__V1__RedeemRequest
         free(stored_quote);
         return code;   /* the first result, unchanged */
     }
-    status_t code = s_price(call, req->quote, true, qt);
+    status_t code = s_price_quick(call, req->quote, qt);
+    if (code == STATUS_DEFER) {
+        if (call_commit(call) != 0)   /* one transaction from here */
+            return call_db_fail(call, "begin");
+        code = s_price(call, req->quote, true, qt);
+    }
     if (code != STATUS_OK)
         return code;
     if (req->expected_total_saved && req->expected_total_saved->minor_units != qt->q.saved)
