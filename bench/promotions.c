@@ -4,7 +4,7 @@
  *       creates --skus products in the catalog (promotions learns them from
  *       its events), --rules active rules of every kind, a tier and
  *       --coupons single-use coupons (their codes written to FILE);
- *   bench-promotions --rpc EP --codes FILE --mode quote|redeem --levels 1,8,32
+ *   bench-promotions --rpc EP --codes FILE --mode quote|redeem|floor --levels 1,8,32
  *       runs each level for --duration seconds and prints ops/s, p50, p99,
  *       max and errors (a table, or --tsv).
  *
@@ -213,6 +213,19 @@ static status_t s_op(void *arg, client_t *c, int thread, uint64_t seq, uint64_t 
     char *msg = NULL;
     status_t st;
 
+    if (strcmp(x->o->mode, "floor") == 0) {
+        /* a quote with no lines, refused at once on the service's loop
+         * thread: the round trip through driver, ZeroMQ and runtime alone */
+        st = client_call(c, PRO "Quote", &q.base, &shop__promotions__v1__quote_response__descriptor, &resp,
+                         NULL, 10000, 1, &msg);
+        if (st != STATUS_INVALID_ARGUMENT)
+            snprintf(err, errlen, "floor: %s %s", status_name(st), msg ? msg : "");
+        free(msg);
+        if (resp)
+            protobuf_c_message_free_unpacked(resp, NULL);
+        return st == STATUS_INVALID_ARGUMENT ? STATUS_OK : (st == STATUS_OK ? STATUS_INTERNAL : st);
+    }
+
     s_cart(x->o, rng, lines, lp, skus);
     snprintf(customer, sizeof customer, "c-%d", thread);
     q.lines = lp;
@@ -306,15 +319,16 @@ int main(int argc, char **argv)
             i++;
         } else {
             fprintf(stderr, "usage: bench-promotions --rpc EP [--catalog EP --load] --codes FILE "
-                            "[--mode quote|redeem] [--levels 1,8,32] [--duration S] [--skus N] "
+                            "[--mode quote|redeem|floor] [--levels 1,8,32] [--duration S] [--skus N] "
                             "[--rules N] [--coupons N] [--tsv]\n");
             return 2;
         }
     }
     if (!o.rpc || !o.codes_file || o.skus < LINES || o.duration <= 0 ||
-        (strcmp(o.mode, "quote") != 0 && strcmp(o.mode, "redeem") != 0) || (o.load && !o.catalog)) {
+        (strcmp(o.mode, "quote") != 0 && strcmp(o.mode, "redeem") != 0 && strcmp(o.mode, "floor") != 0) ||
+        (o.load && !o.catalog)) {
         fprintf(stderr, "bench-promotions: --rpc and --codes are needed (--catalog with --load), "
-                        "--skus >= %d, --mode quote or redeem\n", LINES);
+                        "--skus >= %d, --mode quote, redeem or floor\n", LINES);
         return 2;
     }
     if (o.load)
