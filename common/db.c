@@ -220,7 +220,9 @@ static int s_pipeline(db_t *db, const db_stmt_t *stmt, const char *const *params
         else if (ok && sql)
             ok = PQsendQueryParams(c, sql, 0, NULL, NULL, NULL, NULL, 0);
         sent += ok && (stmt || sql);
-        if (ok && PQpipelineSync(c)) {
+        /* synced even after a failed send, so what was sent is read back
+         * and the connection leaves pipeline mode clean */
+        if ((sent > 0 || ok) && PQpipelineSync(c)) {
             /* each part's result, then NULL; after the last, the sync */
             for (int guard = 0; guard < 4 * want + 8; guard++) {
                 PGresult *r = PQgetResult(c);
