@@ -199,7 +199,8 @@ static int s_pipeline(db_t *db, const db_stmt_t *stmt, const char *const *params
     PGresult *last = NULL, *bad = NULL;
     bool begin = db->begin_pending;
     size_t n_later = db->n_later;
-    int sent = 0, want = (begin ? 1 : 0) + (int)n_later + (stmt || sql ? 1 : 0);
+    int sent = 0, got = 0, want = (begin ? 1 : 0) + (int)n_later + (stmt || sql ? 1 : 0);
+    bool synced = false;
 
     *out = NULL;
     db->begin_pending = false;
@@ -234,8 +235,10 @@ static int s_pipeline(db_t *db, const db_stmt_t *stmt, const char *const *params
                 ExecStatusType st = PQresultStatus(r);
                 if (st == PGRES_PIPELINE_SYNC) {
                     PQclear(r);
+                    synced = true;
                     break;
                 }
+                got++;
                 if (!bad && st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
                     bad = r;   /* the first failure; later parts were skipped */
                     continue;
@@ -244,10 +247,18 @@ static int s_pipeline(db_t *db, const db_stmt_t *stmt, const char *const *params
                 last = r;
             }
         }
-        PQexitPipelineMode(c);
+        if (!PQexitPipelineMode(c) && PQstatus(c) == CONNECTION_OK) {
+            /* results left unread: the connection cannot be used as it is */
+            slog_warn("db: a pipeline did not finish; reconnecting");
+            db->n_prepared = 0;
+            PQreset(c);
+            synced = false;
+        }
     }
     s_drop_later(db);
-    if (bad || sent < want) {   /* a part failed; or not all sent, or the connection went */
+    /* a part failed; or not all was sent, or not all answered (the
+     * connection went) */
+    if (bad || sent < want || !synced || got != sent) {
         PQclear(last);
         s_fail(db, bad);
         return -1;
@@ -360,8 +371,16 @@ int db_commit(db_t *db)
     bool open = db->begin_pending || PQtransactionStatus(db->conn) != PQTRANS_IDLE;
     PGresult *res;
 
-    if (s_pipeline(db, NULL, NULL, NULL, NULL, open ? "COMMIT" : NULL, &res) != 0)
+    if (s_pipeline(db, NULL, NULL, NULL, NULL, open ? "COMMIT" : NULL, &res) != 0) {
+        /* a queued statement failed and the COMMIT was skipped: end the
+         * aborted transaction, as a COMMIT of one does */
+        if (PQstatus(db->conn) == CONNECTION_OK &&
+            PQtransactionStatus(db->conn) == PQTRANS_INERROR) {
+            PGresult *r = PQexec(db->conn, "ROLLBACK");
+            PQclear(r);
+        }
         return -1;
+    }
     if (!open)
         return 0;
     if (!res || !s_ok(res)) {

@@ -56,9 +56,11 @@ PGresult *db_exec_bin(db_t *db, const db_stmt_t *stmt, const char *const *params
  * connection runs next (a statement, a command, the COMMIT), which saves a
  * round trip. Parameters are copied (at most 8). A failure shows there: that
  * call fails with this statement's error, and the transaction is aborted.
- * With no transaction open, the queued statements and the next one commit
- * together. db_rollback drops what is queued. 0, or -1 if it could not be
- * queued (nothing is). */
+ * A COMMIT that fails this way leaves no transaction open. With no
+ * transaction open, the queued statements and the next one form one
+ * implicit transaction, unless the queue fills (8 statements) or db_conn
+ * sends it first: then what was queued commits by itself. db_rollback drops
+ * what is queued. 0, or -1 if it could not be queued (nothing is). */
 int db_exec_later(db_t *db, const db_stmt_t *stmt, const char *const *params, const int *lengths,
                   const int *formats) __attribute__((warn_unused_result));
 

@@ -59,6 +59,9 @@ static const db_stmt_t s_reservation_get = {
 static const db_stmt_t s_reserve = {
     "cat_reserve",
     "WITH req AS (SELECT sku, qty FROM unnest($2::text[], $3::int[]) AS r(sku, qty)), "
+    /* a retry of a reservation made before locks and writes nothing: the
+     * caller reads that one instead */
+    "dup AS (SELECT EXISTS (SELECT 1 FROM reservation WHERE order_id = $1) AS dup), "
     /* NO KEY UPDATE: what the UPDATE below takes anyway, no stronger.
      * Lookups by key only (scalar subselects, = ANY on the primary key):
      * a generic plan of a join here seq-scanned sku and product, about one
@@ -66,12 +69,10 @@ static const db_stmt_t s_reserve = {
     "cur AS (SELECT s.code, s.on_hand - s.reserved AS available, "
     "               (SELECT p.status FROM product p WHERE p.id = s.product_id) AS status, "
     "               s.list_price, s.currency, s.low_stock_threshold "
-    "        FROM sku s WHERE s.code = ANY ($2::text[]) ORDER BY s.code FOR NO KEY UPDATE), "
+    "        FROM sku s WHERE s.code = ANY ($2::text[]) AND NOT (SELECT dup FROM dup) "
+    "        ORDER BY s.code FOR NO KEY UPDATE), "
     "chk AS (SELECT r.sku, r.qty, c.available, c.status, c.list_price, c.currency, "
     "               c.low_stock_threshold FROM req r LEFT JOIN cur c ON c.code = r.sku), "
-    /* a retry of a reservation made before writes nothing: the caller
-     * reads that one instead */
-    "dup AS (SELECT EXISTS (SELECT 1 FROM reservation WHERE order_id = $1) AS dup), "
     "ok AS (SELECT bool_and(available IS NOT NULL AND status = 'active' AND available >= qty) "
     "              AND NOT (SELECT dup FROM dup) AS ok FROM chk), "
     "upd AS (UPDATE sku s SET reserved = s.reserved + "

@@ -187,8 +187,10 @@ static void s_on_coupon(void *arg, const store_coupon_t *c)
 
 
 /* Validates the request, loads what the engine needs (locking the counted
- * rows when `lock`) and prices the cart. */
-static status_t s_price(call_t *call, const quote_request_t *req, bool lock, quote_t *qt)
+ * rows when `lock`; terms at least as new as the database's version when
+ * `fresh`, as `lock` implies) and prices the cart. */
+static status_t s_price(call_t *call, const quote_request_t *req, bool lock, bool fresh,
+                        quote_t *qt)
 {
     const promo_settings_t *set = call_settings(call);
     db_t *db = call_db(call);
@@ -228,8 +230,8 @@ static status_t s_price(call_t *call, const quote_request_t *req, bool lock, quo
                              qt->lines[i].sku);
     /* A SKU the cache lacks may be newer than the notification that
      * announces it: ask the database's version once before saying so. */
-    status_t rc = s_terms(qt, lock);
-    if (rc == STATUS_OK && (rc = s_lines(qt)) == STATUS_NOT_FOUND && !lock)
+    status_t rc = s_terms(qt, lock || fresh);
+    if (rc == STATUS_OK && (rc = s_lines(qt)) == STATUS_NOT_FOUND && !lock && !fresh)
         if ((rc = s_terms(qt, true)) == STATUS_OK)
             rc = s_lines(qt);
     if (rc != STATUS_OK || (rc = s_rules(qt)) != STATUS_OK)
@@ -342,7 +344,7 @@ PROMO_HANDLER(promo_quote)
     quote_t qt;
 
     call_without_transaction(call);   /* it only reads */
-    status_t code = s_price(call, (const quote_request_t *)request, false, &qt);
+    status_t code = s_price(call, (const quote_request_t *)request, false, false, &qt);
 
     if (code == STATUS_OK)
         resp->quote = s_message(&qt);   /* copies what it needs from the rules */
@@ -359,18 +361,19 @@ static uint8_t *s_request_bytes(call_t *call, const quote_request_t *req, size_t
     return call_pack(call, &copy.base, len);
 }
 
-/* Prices a redemption from memory when nothing in it can count against a
- * limit or budget: no coupon, and no candidate rule with a cap or budget.
- * Such a redemption records nothing (see below), so the terms in memory are
- * as good as the database's. STATUS_DEFER when it does not apply (then
- * nothing is held). */
+/* Prices a redemption from the terms in memory (made current with the
+ * database's version, so a cap or budget just added elsewhere is seen)
+ * when nothing in it can count against a limit or budget: no coupon, and
+ * no candidate rule with a cap or budget. Such a redemption records nothing
+ * (see below) and needs no usage, so no lock. STATUS_DEFER when it does not
+ * apply (then nothing is held). */
 static status_t s_price_quick(call_t *call, const quote_request_t *req, quote_t *qt)
 {
     if (!req || req->n_coupon_codes)
         return STATUS_DEFER;
     quote_request_t now = *req;
     now.at_ms = 0;   /* a redemption is always now */
-    status_t code = s_price(call, &now, false, qt);
+    status_t code = s_price(call, &now, false, true, qt);
     for (size_t i = 0; code == STATUS_OK && i < qt->n_rules; i++)
         if (qt->rules[i].usage_cap || qt->rules[i].budget)
             code = STATUS_DEFER;
@@ -420,7 +423,7 @@ static status_t s_redeem(call_t *call, const Shop__Promotions__V1__RedeemRequest
     if (code == STATUS_DEFER) {
         if (call_commit(call) != 0)   /* one transaction from here */
             return call_db_fail(call, "begin");
-        code = s_price(call, req->quote, true, qt);
+        code = s_price(call, req->quote, true, true, qt);
     }
     if (code != STATUS_OK)
         return code;

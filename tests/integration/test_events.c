@@ -52,6 +52,11 @@ static void *s_producer(void *arg)
                            "corr", NULL, NULL) == -1)
                 atomic_fetch_add(&s_failures, 1);
         }
+        /* outbox_add queues its rows: send them now, so the sleep below
+         * holds a transaction with rows open across the relay's stamps and
+         * a rolled-back one really wrote them */
+        if (PQtransactionStatus(db_conn(db)) != PQTRANS_INTRANS)
+            atomic_fetch_add(&s_failures, 1);
         if (t % 7 == 3)
             util_sleep_ms(20 + (int)(rand_r(&seed) % 80));
         if (rollback) {
