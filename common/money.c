@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util.h"
+
 typedef struct {
     char code[4];
     int exponent;
@@ -83,21 +85,22 @@ char *money_format(int64_t minor_units, const char *currency, char *buf, size_t 
     uint64_t mag = minor_units < 0 ? (uint64_t)0 - (uint64_t)minor_units : (uint64_t)minor_units;
     uint64_t scale = 1;
 
+    /* util_fmt, not snprintf: a quote formats amounts in most of its reasons */
     if (exp < 0) {
-        snprintf(buf, len, "%" PRId64 " %s?", minor_units, currency);
+        util_fmt(buf, len, "%" PRId64 " %s?", minor_units, currency);
         return buf;
     }
     for (int i = 0; i < exp; i++)
         scale *= 10;
     if (exp == 0) {
-        snprintf(buf, len, "%s%" PRIu64 " %s", minor_units < 0 ? "-" : "", mag, currency);
+        util_fmt(buf, len, "%s%" PRIu64 " %s", minor_units < 0 ? "-" : "", mag, currency);
     } else {
         char frac[8];
         uint64_t f = mag % scale;
         for (int i = exp - 1; i >= 0; i--, f /= 10)
             frac[i] = (char)('0' + f % 10);
         frac[exp] = '\0';
-        snprintf(buf, len, "%s%" PRIu64 ".%s %s", minor_units < 0 ? "-" : "", mag / scale, frac,
+        util_fmt(buf, len, "%s%" PRIu64 ".%s %s", minor_units < 0 ? "-" : "", mag / scale, frac,
                  currency);
     }
     return buf;

@@ -77,3 +77,89 @@ void util_nap_ms(const atomic_bool *stop, int64_t ms)
         ms -= step;
     }
 }
+
+/* Appends one character, counting it whether or not it fits. */
+static inline void s_put(char *buf, size_t len, size_t *n, char c)
+{
+    if (*n + 1 < len)
+        buf[*n] = c;
+    (*n)++;
+}
+
+static void s_put_unsigned(char *buf, size_t len, size_t *n, unsigned long long v)
+{
+    char digits[24];
+    int k = 0;
+
+    do
+        digits[k++] = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    while (k > 0)
+        s_put(buf, len, n, digits[--k]);
+}
+
+static void s_put_signed(char *buf, size_t len, size_t *n, long long v)
+{
+    if (v < 0) {
+        s_put(buf, len, n, '-');
+        s_put_unsigned(buf, len, n, (unsigned long long)0 - (unsigned long long)v);
+    } else {
+        s_put_unsigned(buf, len, n, (unsigned long long)v);
+    }
+}
+
+size_t util_vfmt(char *buf, size_t len, const char *fmt, va_list ap)
+{
+    size_t n = 0;
+
+    for (const char *p = fmt; *p; p++) {
+        if (*p != '%') {
+            s_put(buf, len, &n, *p);
+            continue;
+        }
+        p++;
+        if (*p == '%') {
+            s_put(buf, len, &n, '%');
+        } else if (*p == 's') {
+            const char *s = va_arg(ap, const char *);
+            for (s = s ? s : "(null)"; *s; s++)
+                s_put(buf, len, &n, *s);
+        } else if (*p == 'd') {
+            s_put_signed(buf, len, &n, va_arg(ap, int));
+        } else if (*p == 'u') {
+            s_put_unsigned(buf, len, &n, va_arg(ap, unsigned));
+        } else if (p[0] == 'l' && p[1] == 'd') {
+            s_put_signed(buf, len, &n, va_arg(ap, long));
+            p++;
+        } else if (p[0] == 'l' && p[1] == 'l' && p[2] == 'd') {
+            s_put_signed(buf, len, &n, va_arg(ap, long long));
+            p += 2;
+        } else if (p[0] == 'l' && p[1] == 'u') {
+            s_put_unsigned(buf, len, &n, va_arg(ap, unsigned long));
+            p++;
+        } else if (p[0] == 'l' && p[1] == 'l' && p[2] == 'u') {
+            s_put_unsigned(buf, len, &n, va_arg(ap, unsigned long long));
+            p += 2;
+        } else if (p[0] == 'z' && p[1] == 'u') {
+            s_put_unsigned(buf, len, &n, va_arg(ap, size_t));
+            p++;
+        } else {
+            s_put(buf, len, &n, '?');
+            if (!*p)
+                break;
+        }
+    }
+    if (len > 0)
+        buf[n < len ? n : len - 1] = '\0';
+    return n;
+}
+
+size_t util_fmt(char *buf, size_t len, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    size_t n = util_vfmt(buf, len, fmt, ap);
+    va_end(ap);
+    return n;
+}

@@ -2,12 +2,12 @@
 #include "engine.h"
 
 #include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "money.h"
+#include "util.h"
 
 #define MAX_LINES 1000
 
@@ -44,7 +44,7 @@ static void s_reject(ctx_t *c, int source, const char *code, const char *fmt, ..
     va_list ap;
 
     va_start(ap, fmt);
-    vsnprintf(e->reason, sizeof e->reason, fmt, ap);
+    util_vfmt(e->reason, sizeof e->reason, fmt, ap);
     va_end(ap);
 }
 
@@ -69,11 +69,11 @@ static int s_window(int64_t starts, int64_t ends, int64_t at, char *why, size_t 
     char t[40];
 
     if (starts && at < starts) {
-        snprintf(why, len, "not valid yet: starts %s", s_time(starts, t, sizeof t));
+        util_fmt(why, len, "not valid yet: starts %s", s_time(starts, t, sizeof t));
         return -1;
     }
     if (ends && at >= ends) {
-        snprintf(why, len, "expired %s", s_time(ends, t, sizeof t));
+        util_fmt(why, len, "expired %s", s_time(ends, t, sizeof t));
         return -1;
     }
     return 0;
@@ -114,17 +114,17 @@ static void s_targets(const ctx_t *c, const eng_rule_t *r, const bool *mark, cha
 
     buf[0] = '\0';
     if (r->scope == ENG_ORDER && r->kind != ENG_BUNDLE) {
-        snprintf(buf, len, "the order");
+        util_fmt(buf, len, "the order");
         return;
     }
     if (r->scope == ENG_CATEGORIES && r->kind != ENG_BUNDLE) {
         for (size_t i = 0; i < r->n_categories && used < len; i++)
-            used += (size_t)snprintf(buf + used, len - used, "%s%s", i ? ", " : "", r->categories[i]);
+            used += util_fmt(buf + used, len - used, "%s%s", i ? ", " : "", r->categories[i]);
         return;
     }
     for (size_t i = 0, k = 0; i < c->n && used < len; i++)
         if (mark[i])
-            used += (size_t)snprintf(buf + used, len - used, "%s%s", k++ ? ", " : "", c->lines[i].sku);
+            used += util_fmt(buf + used, len - used, "%s%s", k++ ? ", " : "", c->lines[i].sku);
 }
 
 /* Cuts each d[i] so no line goes below its cost (unless loss is allowed);
@@ -171,7 +171,7 @@ static void s_give(ctx_t *c, int source, const char *code, int holder, bool excl
             c->lines[i].held_by = holder;
     }
     eng_entry_t *e = s_entry(c, true, source, code);
-    snprintf(e->reason, sizeof e->reason, "%s", reason);
+    util_fmt(e->reason, sizeof e->reason, "%s", reason);
     e->saved = total;
     e->counted = counted;
     if (cut >= 0)
@@ -190,7 +190,7 @@ static int s_rule_discount(ctx_t *c, const eng_rule_t *r, const bool *avail, int
         for (size_t i = 0; i < c->n; i++)
             if (avail[i])
                 d[i] = (s_current(&c->lines[i]) * r->percent + 50) / 100;
-        snprintf(detail, dlen, "%d%% off", r->percent);
+        util_fmt(detail, dlen, "%d%% off", r->percent);
         return 0;
     case ENG_AMOUNT:
         if (r->scope == ENG_ORDER) {
@@ -200,14 +200,14 @@ static int s_rule_discount(ctx_t *c, const eng_rule_t *r, const bool *avail, int
                 sum += w[i];
             }
             s_split(r->amount < sum ? r->amount : sum, w, c->n, d);
-            snprintf(detail, dlen, "%s off", s_money(r->amount, c->currency, m1, sizeof m1));
+            util_fmt(detail, dlen, "%s off", s_money(r->amount, c->currency, m1, sizeof m1));
         } else {
             for (size_t i = 0; i < c->n; i++)
                 if (avail[i]) {
                     int64_t want = r->amount * c->lines[i].qty, cur = s_current(&c->lines[i]);
                     d[i] = want < cur ? want : cur;
                 }
-            snprintf(detail, dlen, "%s off each", s_money(r->amount, c->currency, m1, sizeof m1));
+            util_fmt(detail, dlen, "%s off each", s_money(r->amount, c->currency, m1, sizeof m1));
         }
         return 0;
     case ENG_BUNDLE: {
@@ -232,9 +232,9 @@ static int s_rule_discount(ctx_t *c, const eng_rule_t *r, const bool *avail, int
             if (d[i] > cur)
                 d[i] = cur;
         }
-        snprintf(detail, dlen, "together for %s%s",
+        util_fmt(detail, dlen, "together for %s%s",
                  s_money(r->bundle_price, c->currency, m1, sizeof m1),
-                 sets > 1 ? (snprintf(m2, sizeof m2, " (%lld sets)", (long long)sets), m2) : "");
+                 sets > 1 ? (util_fmt(m2, sizeof m2, " (%lld sets)", (long long)sets), m2) : "");
         return 0;
     }
     case ENG_BXGY: {
@@ -244,11 +244,11 @@ static int s_rule_discount(ctx_t *c, const eng_rule_t *r, const bool *avail, int
                 units += c->lines[i].qty;
         int64_t free_units = units / (r->buy + r->get) * r->get;
         if (free_units == 0) {
-            snprintf(why, len, "buy %d get %d free: %lld in the cart", r->buy, r->get,
+            util_fmt(why, len, "buy %d get %d free: %lld in the cart", r->buy, r->get,
                      (long long)units);
             return -1;
         }
-        snprintf(detail, dlen, "buy %d get %d free (%lld free)", r->buy, r->get,
+        util_fmt(detail, dlen, "buy %d get %d free (%lld free)", r->buy, r->get,
                  (long long)free_units);
         /* the cheapest units go free; lines are in SKU order, so ties are too */
         int64_t f[MAX_LINES];
@@ -365,8 +365,8 @@ static void s_rule(ctx_t *c, int k)
     for (size_t i = 0; i < c->n; i++)
         shown[i] = d[i] > 0;
     s_targets(c, r, shown, targets, sizeof targets);
-    if (snprintf(reason, sizeof reason, "%s: %s %s %s", r->name, detail,
-                 r->kind == ENG_BUNDLE ? "for" : "on", targets) >= (int)sizeof reason)
+    if (util_fmt(reason, sizeof reason, "%s: %s %s %s", r->name, detail,
+                 r->kind == ENG_BUNDLE ? "for" : "on", targets) >= sizeof reason)
         memcpy(reason + sizeof reason - 4, "...", 4);   /* a long list of targets */
     s_give(c, ENG_SOURCE_RULE, r->code, k, r->exclusive, r->usage_cap > 0 || r->budget > 0, d,
            cut, reason);
@@ -404,7 +404,7 @@ static void s_tier(ctx_t *c, const eng_tier_t *t)
         if (avail[i])
             d[i] = (s_current(&c->lines[i]) * t->percent + 50) / 100;
     int cut = s_margin(c, d, false);
-    snprintf(reason, sizeof reason, "%s member: %d%% off", t->name, t->percent);
+    util_fmt(reason, sizeof reason, "%s member: %d%% off", t->name, t->percent);
     s_give(c, ENG_SOURCE_TIER, t->name, -1, false, false, d, cut, reason);
 }
 
@@ -461,14 +461,14 @@ static void s_coupon(ctx_t *c, const eng_coupon_t *cp, const char *customer_id)
         for (size_t i = 0; i < c->n; i++)
             if (avail[i])
                 d[i] = (s_current(&c->lines[i]) * cp->percent_off + 50) / 100;
-        snprintf(reason, sizeof reason, "coupon %s: %d%% off", cp->code, cp->percent_off);
+        util_fmt(reason, sizeof reason, "coupon %s: %d%% off", cp->code, cp->percent_off);
     } else {
         for (size_t i = 0; i < c->n; i++) {
             w[i] = avail[i] ? s_current(&c->lines[i]) : 0;
             open += w[i];
         }
         s_split(cp->amount_off < open ? cp->amount_off : open, w, c->n, d);
-        snprintf(reason, sizeof reason, "coupon %s: %s off", cp->code,
+        util_fmt(reason, sizeof reason, "coupon %s: %s off", cp->code,
                  s_money(cp->amount_off, c->currency, m1, sizeof m1));
     }
     int cut = s_margin(c, d, false);

@@ -1,4 +1,7 @@
-/* test_util: UUID format and uniqueness, clocks, and the call arena. */
+/* test_util: UUID format and uniqueness, clocks, the call arena, and
+ * util_fmt against snprintf. */
+#include <limits.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "arena.h"
@@ -17,6 +20,21 @@ int main(void)
     CHECK(a[14] == '4');
     CHECK(strchr("89ab", a[19]) != NULL);
     CHECK(strspn(a, "0123456789abcdef-") == 36);
+
+    /* util_fmt writes and counts as snprintf does, for what it supports */
+    char f1[160], f2[160], tiny[8];
+    long long big_ll = LLONG_MIN;
+    size_t n1 = util_fmt(f1, sizeof f1, "%s: %d%% off, %lld left of %ld (%zu, %u) %s %llu %lu", "SALE-1", -42,
+                         big_ll, (long)LONG_MAX, (size_t)7, 4000000000u, "", ULLONG_MAX, 0ul);
+    int n2 = snprintf(f2, sizeof f2, "%s: %d%% off, %lld left of %ld (%zu, %u) %s %llu %lu", "SALE-1", -42,
+                      big_ll, (long)LONG_MAX, (size_t)7, 4000000000u, "", ULLONG_MAX, 0ul);
+    CHECK_STR(f1, f2);
+    CHECK_INT(n1, n2);
+    CHECK_INT(util_fmt(tiny, sizeof tiny, "%s-%d", "ABCDEF", 12345), 12);   /* cut, counted */
+    CHECK_STR(tiny, "ABCDEF-");
+    CHECK_INT(util_fmt(tiny, 0, "%d", 5), 1);                               /* nothing written */
+    CHECK_INT(util_fmt(tiny, sizeof tiny, "%d", 0), 1);
+    CHECK_STR(tiny, "0");
 
     int64_t t0 = util_mono_us(), t1 = util_mono_us();
     CHECK(t1 >= t0);
