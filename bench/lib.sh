@@ -173,6 +173,32 @@ cpu_ms() {
   for p in "$@"; do cat "/proc/$p/stat" 2>/dev/null; done |
     sed 's/^.*) //' | awk -v t="$tick" '{ s += $12 + $13 } END { printf "%d", s * 1000 / t }'
 }
+# cpu_parts <service=pid>...: CPU milliseconds so far of each part, one
+# "part<TAB>ms" line each: every service process named, and the cluster's
+# backends by application name (catalog-worker, orders-relay, …; numbered
+# workers summed), the rest of the cluster as "postgres: other".
+cpu_parts() {
+  local tick pm
+  tick=$(getconf CLK_TCK)
+  pm=$(head -1 "$PGDIR/data/postmaster.pid")
+  {
+    for sp in "$@"; do echo "service ${sp%%=*} ${sp#*=}"; done
+    psql_admin -At -F ' ' -c "SELECT application_name, pid FROM pg_stat_activity
+                               WHERE application_name <> '' AND pid <> pg_backend_pid()" |
+      sed 's/-[0-9]* / /; s/^/postgres /'
+    for p in $pm $(pgrep -P "$pm"); do echo "postgres other $p"; done
+  } | while read -r kind part pid; do
+    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
+    set -- ${stat##*) }
+    echo "$kind: $part	$pid	$(( ${12} + ${13} ))"
+  done | awk -F '\t' -v t="$tick" '
+    { if ($1 != "postgres: other") named[$2] = 1; rows[NR] = $0 }
+    END { for (i = 1; i <= NR; i++) { split(rows[i], f, "\t")
+            if (f[1] == "postgres: other" && (f[2] in named)) continue
+            ms[f[1]] += f[3] * 1000 / t }
+          for (k in ms) printf "%s\t%d\n", k, ms[k] }' | sort
+}
+
 # pg_pids: the cluster's postmaster and every process it started.
 pg_pids() {
   local pm
