@@ -34,6 +34,7 @@ typedef struct {
     bool has_tier;
     eng_quote_t q;
     bool lock;              /* a redemption: read the database, lock the counted rows */
+    int64_t version;        /* terms version just read by the caller, or -1 */
     cache_snap_t *snap;     /* the terms, held until cache_release */
     cache_view_t view;
 } quote_t;
@@ -76,7 +77,7 @@ static status_t s_lines(quote_t *qt)
 static status_t s_terms(quote_t *qt, bool fresh)
 {
     db_t *db = call_db(qt->call);
-    int64_t version = fresh ? -1 : cache_wanted();
+    int64_t version = fresh ? qt->version : cache_wanted();
 
     cache_release(qt->snap);
     qt->snap = NULL;
@@ -187,10 +188,11 @@ static void s_on_coupon(void *arg, const store_coupon_t *c)
 
 
 /* Validates the request, loads what the engine needs (locking the counted
- * rows when `lock`; terms at least as new as the database's version when
- * `fresh`, as `lock` implies) and prices the cart. */
+ * rows when `lock`) and prices the cart. With `lock` or `fresh`, the terms
+ * are at least as new as the database's version: `version` when the caller
+ * has just read it (else -1, and it is read here). */
 static status_t s_price(call_t *call, const quote_request_t *req, bool lock, bool fresh,
-                        quote_t *qt)
+                        int64_t version, quote_t *qt)
 {
     const promo_settings_t *set = call_settings(call);
     db_t *db = call_db(call);
@@ -199,6 +201,7 @@ static status_t s_price(call_t *call, const quote_request_t *req, bool lock, boo
     memset(qt, 0, sizeof *qt);
     qt->call = call;
     qt->lock = lock;
+    qt->version = version;
     if (!req)
         return call_fail(call, STATUS_INVALID_ARGUMENT, "quote: required");
     if (n < 1 || n > (size_t)set->max_lines)
@@ -344,7 +347,7 @@ PROMO_HANDLER(promo_quote)
     quote_t qt;
 
     call_without_transaction(call);   /* it only reads */
-    status_t code = s_price(call, (const quote_request_t *)request, false, false, &qt);
+    status_t code = s_price(call, (const quote_request_t *)request, false, false, -1, &qt);
 
     if (code == STATUS_OK)
         resp->quote = s_message(&qt);   /* copies what it needs from the rules */
@@ -367,13 +370,14 @@ static uint8_t *s_request_bytes(call_t *call, const quote_request_t *req, size_t
  * no candidate rule with a cap or budget. Such a redemption records nothing
  * (see below) and needs no usage, so no lock. STATUS_DEFER when it does not
  * apply (then nothing is held). */
-static status_t s_price_quick(call_t *call, const quote_request_t *req, quote_t *qt)
+static status_t s_price_quick(call_t *call, const quote_request_t *req, int64_t version,
+                              quote_t *qt)
 {
     if (!req || req->n_coupon_codes)
         return STATUS_DEFER;
     quote_request_t now = *req;
     now.at_ms = 0;   /* a redemption is always now */
-    status_t code = s_price(call, &now, false, true, qt);
+    status_t code = s_price(call, &now, false, true, version, qt);
     for (size_t i = 0; code == STATUS_OK && i < qt->n_rules; i++)
         if (qt->rules[i].usage_cap || qt->rules[i].budget)
             code = STATUS_DEFER;
@@ -399,8 +403,9 @@ static status_t s_redeem(call_t *call, const Shop__Promotions__V1__RedeemRequest
     /* reads first, each by itself; a redemption that records something
      * opens its transaction below */
     call_without_transaction(call);
+    int64_t version = -1;
     int rc = store_redemption_get(db, req->order_id, state, sizeof state, &stored_req, &stored_len,
-                                  &stored_quote, &stored_qlen);
+                                  &stored_quote, &stored_qlen, &version);
     if (rc < 0)
         return call_db_fail(call, "read redemption");
     if (rc == 0) {
@@ -419,11 +424,11 @@ static status_t s_redeem(call_t *call, const Shop__Promotions__V1__RedeemRequest
         free(stored_quote);
         return code;   /* the first result, unchanged */
     }
-    status_t code = s_price_quick(call, req->quote, qt);
+    status_t code = s_price_quick(call, req->quote, version, qt);
     if (code == STATUS_DEFER) {
         if (call_commit(call) != 0)   /* one transaction from here */
             return call_db_fail(call, "begin");
-        code = s_price(call, req->quote, true, true, qt);
+        code = s_price(call, req->quote, true, true, -1, qt);
     }
     if (code != STATUS_OK)
         return code;
@@ -552,7 +557,7 @@ PROMO_HANDLER(promo_release)
         char state[16];
         uint8_t *a = NULL, *b = NULL;
         size_t al, bl;
-        rc = store_redemption_get(db, req->order_id, state, sizeof state, &a, &al, &b, &bl);
+        rc = store_redemption_get(db, req->order_id, state, sizeof state, &a, &al, &b, &bl, NULL);
         free(a);
         free(b);
         if (rc < 0)

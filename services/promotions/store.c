@@ -471,9 +471,15 @@ int store_tier_list(db_t *db, store_tier_fn fn, void *arg)
 
 /* --- redemptions ------------------------------------------------------------------------ */
 
+/* With the terms version, so a redemption that needs nothing more runs one
+ * statement. */
 static const db_stmt_t s_redemption_get = {
     "pro_redemption_get",
-    "SELECT state, request, quote FROM redemption WHERE order_id = $1 FOR UPDATE", 1};
+    "SELECT v.version, r.state, r.request, r.quote "
+    "FROM rule_version v LEFT JOIN LATERAL "
+    "     (SELECT state, request, quote FROM redemption WHERE order_id = $1 FOR UPDATE) r ON true "
+    "WHERE v.id = 1",
+    1};
 
 static const db_stmt_t s_redemption_insert = {
     "pro_redemption_insert",
@@ -538,7 +544,7 @@ static uint8_t *s_bytea(PGresult *r, int row, int col, size_t *len)
 
 int store_redemption_get(db_t *db, const char *order_id, char *state, size_t statelen,
                          uint8_t **request, size_t *request_len, uint8_t **quote,
-                         size_t *quote_len)
+                         size_t *quote_len, int64_t *version)
 {
     const char *p[1] = {order_id};
     PGresult *r = db_exec(db, &s_redemption_get, p);
@@ -546,11 +552,17 @@ int store_redemption_get(db_t *db, const char *order_id, char *state, size_t sta
 
     if (!r)
         return -1;
-    if (PQntuples(r) == 1) {
-        snprintf(state, statelen, "%s", PQgetvalue(r, 0, 0));
-        *request = s_bytea(r, 0, 1, request_len);
-        *quote = s_bytea(r, 0, 2, quote_len);
-        rc = (*request && *quote) ? 0 : -1;
+    if (PQntuples(r) != 1) {
+        rc = -1;   /* rule_version has its one row from the first migration on */
+    } else {
+        if (version)
+            *version = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+        if (!PQgetisnull(r, 0, 1)) {
+            snprintf(state, statelen, "%s", PQgetvalue(r, 0, 1));
+            *request = s_bytea(r, 0, 2, request_len);
+            *quote = s_bytea(r, 0, 3, quote_len);
+            rc = (*request && *quote) ? 0 : -1;
+        }
     }
     PQclear(r);
     return rc;

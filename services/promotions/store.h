@@ -108,10 +108,11 @@ int store_tier_list(db_t *db, store_tier_fn fn, void *arg) __attribute__((warn_u
 /* --- redemptions ----------------------------------------------------------------- */
 
 /* The order's redemption: state ("redeemed"/"released"), request and quote
- * bytes (malloc'd, caller frees); 1 if none. Locks the row. */
+ * bytes (malloc'd, caller frees); 1 if none. Locks the row. *version (if
+ * not NULL) gets the terms version, read in the same statement. */
 int store_redemption_get(db_t *db, const char *order_id, char *state, size_t statelen,
                          uint8_t **request, size_t *request_len, uint8_t **quote,
-                         size_t *quote_len) __attribute__((warn_unused_result));
+                         size_t *quote_len, int64_t *version) __attribute__((warn_unused_result));
 
 int store_redemption_insert(db_t *db, const char *order_id, const char *customer_id,
                             const uint8_t *request, size_t request_len, const uint8_t *quote,
