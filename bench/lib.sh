@@ -178,25 +178,17 @@ cpu_ms() {
 # backends by application name (catalog-worker, orders-relay, …; numbered
 # workers summed), the rest of the cluster as "postgres: other".
 cpu_parts() {
-  local tick pm
-  tick=$(getconf CLK_TCK)
-  pm=$(head -1 "$PGDIR/data/postmaster.pid")
+  local named
+  named=$(psql_admin -At -F ' ' -c "SELECT pid, application_name FROM pg_stat_activity
+                                     WHERE application_name <> '' AND pid <> pg_backend_pid()")
   {
-    for sp in "$@"; do echo "service ${sp%%=*} ${sp#*=}"; done
-    psql_admin -At -F ' ' -c "SELECT application_name, pid FROM pg_stat_activity
-                               WHERE application_name <> '' AND pid <> pg_backend_pid()" |
-      sed 's/-[0-9]* / /; s/^/postgres /'
-    for p in $pm $(pgrep -P "$pm"); do echo "postgres other $p"; done
-  } | while read -r kind part pid; do
-    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
-    set -- ${stat##*) }
-    echo "$kind: $part	$pid	$(( ${12} + ${13} ))"
-  done | awk -F '\t' -v t="$tick" '
-    { if ($1 != "postgres: other") named[$2] = 1; rows[NR] = $0 }
-    END { for (i = 1; i <= NR; i++) { split(rows[i], f, "\t")
-            if (f[1] == "postgres: other" && (f[2] in named)) continue
-            ms[f[1]] += f[3] * 1000 / t }
-          for (k in ms) printf "%s\t%d\n", k, ms[k] }' | sort
+    for sp in "$@"; do printf 'service: %s\t%s\n' "${sp%%=*}" "$(cpu_ms "${sp#*=}")"; done
+    while read -r pid name; do
+      [ -n "$pid" ] && printf 'postgres: %s\t%s\n' "${name%-[0-9]*}" "$(cpu_ms "$pid")"
+    done <<<"$named"
+    printf 'postgres: other\t%s\n' \
+      "$(cpu_ms $(pg_pids | tr ' ' '\n' | grep -vxF -f <(cut -d ' ' -f 1 <<<"$named")))"
+  } | awk -F '\t' '{ ms[$1] += $2 } END { for (k in ms) printf "%s\t%d\n", k, ms[k] }' | sort
 }
 
 # pg_pids: the cluster's postmaster and every process it started.

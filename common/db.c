@@ -280,6 +280,16 @@ static int s_flush(db_t *db)
     return s_pipeline(db, NULL, NULL, NULL, NULL, NULL, &unused);
 }
 
+/* Bytes parameter i takes in the queue: binary as long as given, text with
+ * its NUL, SQL NULL none. */
+static size_t s_param_size(const char *const *params, const int *lengths, const int *formats,
+                           int i)
+{
+    if (!params[i])
+        return 0;
+    return lengths && formats && formats[i] ? (size_t)lengths[i] : strlen(params[i]) + 1;
+}
+
 int db_exec_later(db_t *db, const db_stmt_t *stmt, const char *const *params, const int *lengths,
                   const int *formats)
 {
@@ -289,8 +299,7 @@ int db_exec_later(db_t *db, const db_stmt_t *stmt, const char *const *params, co
         return -1;
     size_t need = 1;   /* never an empty buffer: an empty value is not NULL */
     for (int i = 0; i < stmt->nparams; i++)
-        if (params[i])
-            need += lengths && formats && formats[i] ? (size_t)lengths[i] : strlen(params[i]) + 1;
+        need += s_param_size(params, lengths, formats, i);
     if (db->later_used + need > db->later_cap) {
         size_t cap = db->later_cap ? db->later_cap : 1024;
         while (cap < db->later_used + need)
@@ -305,7 +314,7 @@ int db_exec_later(db_t *db, const db_stmt_t *stmt, const char *const *params, co
     l->stmt = stmt;
     for (int i = 0; i < stmt->nparams; i++) {
         bool bin = lengths && formats && formats[i];
-        size_t n = !params[i] ? 0 : bin ? (size_t)lengths[i] : strlen(params[i]) + 1;
+        size_t n = s_param_size(params, lengths, formats, i);
         l->off[i] = params[i] ? db->later_used : SIZE_MAX;
         l->len[i] = bin ? lengths[i] : 0;
         l->fmt[i] = bin ? 1 : 0;
@@ -374,11 +383,7 @@ int db_commit(db_t *db)
     if (s_pipeline(db, NULL, NULL, NULL, NULL, open ? "COMMIT" : NULL, &res) != 0) {
         /* a queued statement failed and the COMMIT was skipped: end the
          * aborted transaction, as a COMMIT of one does */
-        if (PQstatus(db->conn) == CONNECTION_OK &&
-            PQtransactionStatus(db->conn) == PQTRANS_INERROR) {
-            PGresult *r = PQexec(db->conn, "ROLLBACK");
-            PQclear(r);
-        }
+        db_rollback(db);
         return -1;
     }
     if (!open)

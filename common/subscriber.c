@@ -134,10 +134,12 @@ static int s_queue_move(sub_t *s, uint64_t to)
     return db_exec_later(s->db, &s_cursor_move, params, NULL, NULL);
 }
 
-/* Stores a cursor that moved over events that needed nothing. */
-static void s_save(sub_t *s)
+/* Stores a cursor that moved over events that needed nothing, once it has
+ * waited SUB_SAVE_MS (or at once when `now`). */
+static void s_save(sub_t *s, bool now)
 {
-    if (s->saved == s->cursor || !s->locked)
+    if (s->saved == s->cursor || !s->locked ||
+        (!now && util_mono_ms() - s->saved_ms < SUB_SAVE_MS))
         return;
     if (s_queue_move(s, s->cursor) != 0 || db_commit(s->db) != 0) {
         s_failed(s);
@@ -356,10 +358,9 @@ static void *s_run(void *arg)
         } else if (s->head > s->cursor && util_mono_ms() - last_event_ms >= SUB_QUIET_MS) {
             need_catch_up = true;
         }
-        if (s->saved != s->cursor && util_mono_ms() - s->saved_ms >= SUB_SAVE_MS)
-            s_save(s);
+        s_save(s, false);
     }
-    s_save(s);
+    s_save(s, true);
     return NULL;
 }
 

@@ -73,7 +73,8 @@ static status_t s_lines(quote_t *qt)
 
 /* The terms into qt->view, held in qt->snap until the caller lets go: as
  * the cache knows them current, or (`fresh`, or the cache does not know)
- * at least as new as the database's version. */
+ * at least as new as the database's version (qt->version if the caller
+ * read it, else read here). */
 static status_t s_terms(quote_t *qt, bool fresh)
 {
     db_t *db = call_db(qt->call);
@@ -188,11 +189,12 @@ static void s_on_coupon(void *arg, const store_coupon_t *c)
 
 
 /* Validates the request, loads what the engine needs (locking the counted
- * rows when `lock`) and prices the cart. With `lock` or `fresh`, the terms
- * are at least as new as the database's version: `version` when the caller
- * has just read it (else -1, and it is read here). */
-static status_t s_price(call_t *call, const quote_request_t *req, bool lock, bool fresh,
-                        int64_t version, quote_t *qt)
+ * rows when `lock`) and prices the cart. `version` is -1 for a quote (the
+ * terms as the cache knows them, at the time asked for); for a redemption
+ * it is the terms version the caller has just read from the database, and
+ * the cart is priced now with terms at least that new. */
+static status_t s_price(call_t *call, const quote_request_t *req, bool lock, int64_t version,
+                        quote_t *qt)
 {
     const promo_settings_t *set = call_settings(call);
     db_t *db = call_db(call);
@@ -213,8 +215,9 @@ static status_t s_price(call_t *call, const quote_request_t *req, bool lock, boo
                          set->max_coupons);
     if (req->at_ms < 0)
         return call_fail(call, STATUS_INVALID_ARGUMENT, "at_ms: 0 (now) or a time");
+    bool redeem = version >= 0;
     /* a quote may look at another time; a redemption is always now */
-    qt->at_ms = req->at_ms && !lock ? req->at_ms : util_now_ms();
+    qt->at_ms = req->at_ms && !redeem ? req->at_ms : util_now_ms();
     qt->customer_id = req->customer_id;
     qt->lines = call_alloc(call, n * sizeof *qt->lines);
     qt->n = n;
@@ -233,8 +236,8 @@ static status_t s_price(call_t *call, const quote_request_t *req, bool lock, boo
                              qt->lines[i].sku);
     /* A SKU the cache lacks may be newer than the notification that
      * announces it: ask the database's version once before saying so. */
-    status_t rc = s_terms(qt, lock || fresh);
-    if (rc == STATUS_OK && (rc = s_lines(qt)) == STATUS_NOT_FOUND && !lock && !fresh)
+    status_t rc = s_terms(qt, redeem);
+    if (rc == STATUS_OK && (rc = s_lines(qt)) == STATUS_NOT_FOUND && !redeem)
         if ((rc = s_terms(qt, true)) == STATUS_OK)
             rc = s_lines(qt);
     if (rc != STATUS_OK || (rc = s_rules(qt)) != STATUS_OK)
@@ -347,7 +350,7 @@ PROMO_HANDLER(promo_quote)
     quote_t qt;
 
     call_without_transaction(call);   /* it only reads */
-    status_t code = s_price(call, (const quote_request_t *)request, false, false, -1, &qt);
+    status_t code = s_price(call, (const quote_request_t *)request, false, -1, &qt);
 
     if (code == STATUS_OK)
         resp->quote = s_message(&qt);   /* copies what it needs from the rules */
@@ -375,9 +378,7 @@ static status_t s_price_quick(call_t *call, const quote_request_t *req, int64_t 
 {
     if (!req || req->n_coupon_codes)
         return STATUS_DEFER;
-    quote_request_t now = *req;
-    now.at_ms = 0;   /* a redemption is always now */
-    status_t code = s_price(call, &now, false, true, version, qt);
+    status_t code = s_price(call, req, false, version, qt);
     for (size_t i = 0; code == STATUS_OK && i < qt->n_rules; i++)
         if (qt->rules[i].usage_cap || qt->rules[i].budget)
             code = STATUS_DEFER;
@@ -428,7 +429,7 @@ static status_t s_redeem(call_t *call, const Shop__Promotions__V1__RedeemRequest
     if (code == STATUS_DEFER) {
         if (call_commit(call) != 0)   /* one transaction from here */
             return call_db_fail(call, "begin");
-        code = s_price(call, req->quote, true, true, -1, qt);
+        code = s_price(call, req->quote, true, version, qt);
     }
     if (code != STATUS_OK)
         return code;
