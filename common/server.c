@@ -849,8 +849,9 @@ static void s_on_back(evutil_socket_t fd, short what, void *arg)
             continue;
         if (srv->q_len > 0) {
             job_t *j = &srv->queue[srv->q_head];
-            srv->q_head = (srv->q_head + 1) % QUEUE_CAP;
-            srv->q_len--;
+            /* an empty ring starts over at its front, so the pages it
+             * touches are those of its deepest backlog, not all of it */
+            srv->q_head = --srv->q_len ? (srv->q_head + 1) % QUEUE_CAP : 0;
             s_dispatch(srv, worker, &j->id, &j->frame, j->received_us);
         } else {
             srv->idle[srv->n_idle++] = worker;
@@ -1333,9 +1334,16 @@ int server_main(const server_def_t *def, int argc, char **argv)
     /* glibc gives each thread that allocates an arena of its own (up to 8
      * per core); a service's threads allocate little and briefly, and two
      * arenas cut peak RSS by about 1.5 MiB with no loss of throughput
-     * (bench/promotions-run, concurrency 8). MALLOC_ARENA_MAX overrides. */
+     * (bench/promotions-run, concurrency 8). Its mmap threshold otherwise
+     * rises to the largest block freed so far (a big query result), after
+     * which large tables that grow (promotions' usage cache) are copied
+     * within the heap and leave holes there: fixed at 256 KiB they are
+     * mapped and grow in place. MALLOC_ARENA_MAX and MALLOC_MMAP_THRESHOLD_
+     * override. */
     if (!getenv("MALLOC_ARENA_MAX"))
         mallopt(M_ARENA_MAX, 2);
+    if (!getenv("MALLOC_MMAP_THRESHOLD_"))
+        mallopt(M_MMAP_THRESHOLD, 256 * 1024);
     memset(&srv, 0, sizeof srv);
     srv.def = def;
     s_running = &srv;

@@ -95,7 +95,7 @@ static void s_free(cache_snap_t *s)
 static void s_on_rule(void *arg, const store_rule_t *r)
 {
     cache_snap_t *s = arg;
-    promo_mem_t mem = {s_alloc, s->arena};
+    eng_mem_t mem = {s_alloc, s->arena};
 
     promo_rule_eng(&mem, r, s_grow((void **)&s->rules, &s->n_rules, &s->cap_rules, sizeof *s->rules));
 }

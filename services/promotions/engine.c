@@ -12,6 +12,7 @@
 #define MAX_LINES 1000
 
 typedef struct {
+    const eng_mem_t *mem;
     eng_line_t *lines;
     size_t n;
     const char *currency;
@@ -36,16 +37,28 @@ static eng_entry_t *s_entry(ctx_t *c, bool applied, int source, const char *code
     return e;
 }
 
+/* The first n bytes of s as a string in the quote's memory. */
+static const char *s_text(ctx_t *c, const char *s, size_t n)
+{
+    char *p = c->mem->alloc(c->mem->ctx, n + 1);
+
+    memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}
+
 static void s_reject(ctx_t *c, int source, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 static void s_reject(ctx_t *c, int source, const char *code, const char *fmt, ...)
 {
     eng_entry_t *e = s_entry(c, false, source, code);
+    char why[240];
     va_list ap;
 
     va_start(ap, fmt);
-    util_vfmt(e->reason, sizeof e->reason, fmt, ap);
+    size_t n = util_vfmt(why, sizeof why, fmt, ap);
     va_end(ap);
+    e->reason = s_text(c, why, n < sizeof why ? n : sizeof why - 1);
 }
 
 static const char *s_money(int64_t minor, const char *currency, char *buf, size_t len)
@@ -171,7 +184,7 @@ static void s_give(ctx_t *c, int source, const char *code, int holder, bool excl
             c->lines[i].held_by = holder;
     }
     eng_entry_t *e = s_entry(c, true, source, code);
-    util_fmt(e->reason, sizeof e->reason, "%s", reason);
+    e->reason = s_text(c, reason, strlen(reason));
     e->saved = total;
     e->counted = counted;
     if (cut >= 0)
@@ -489,12 +502,15 @@ static int s_coupon_cmp(const void *a, const void *b)
     return strcmp(((const eng_coupon_t *)a)->code, ((const eng_coupon_t *)b)->code);
 }
 
-void eng_quote(eng_line_t *lines, size_t n, const char *currency, eng_rule_t *rules,
-               size_t n_rules, const eng_tier_t *tier, eng_coupon_t *coupons, size_t n_coupons,
-               const char *customer_id, int64_t at_ms, eng_quote_t *out)
+void eng_quote(const eng_mem_t *mem, eng_line_t *lines, size_t n, const char *currency,
+               eng_rule_t *rules, size_t n_rules, const eng_tier_t *tier, eng_coupon_t *coupons,
+               size_t n_coupons, const char *customer_id, int64_t at_ms, eng_quote_t *out)
 {
-    ctx_t c = {lines, n < MAX_LINES ? n : MAX_LINES, currency, at_ms, out, rules};
+    ctx_t c = {mem, lines, n < MAX_LINES ? n : MAX_LINES, currency, at_ms, out, rules};
+    size_t room = n_rules + n_coupons + 1;   /* one of each per rule, coupon and the tier */
 
+    out->applied = mem->alloc(mem->ctx, room * sizeof *out->applied);
+    out->rejected = mem->alloc(mem->ctx, room * sizeof *out->rejected);
     out->n_applied = out->n_rejected = 0;
     out->subtotal = out->saved = 0;
     for (size_t i = 0; i < c.n; i++) {

@@ -77,29 +77,35 @@ enum { ENG_SOURCE_RULE = 1, ENG_SOURCE_TIER = 2, ENG_SOURCE_COUPON = 3 };
 typedef struct {
     int source;
     const char *code;
-    char reason[240];
+    const char *reason;     /* in the quote's memory */
     int64_t saved;
     bool counted;           /* redemption counts it: a coupon, or a capped/budgeted rule */
 } eng_entry_t;
 
 typedef struct {
-    eng_entry_t *applied, *rejected;    /* caller-provided, see ENG_MAX_ENTRIES */
+    eng_entry_t *applied, *rejected;    /* in the quote's memory */
     size_t n_applied, n_rejected;
     int64_t subtotal, saved;
 } eng_quote_t;
 
-/* Room needed in each of applied and rejected. */
-#define ENG_MAX_ENTRIES(n_rules, n_coupons) (2 * ((n_rules) + (n_coupons) + 1))
+/* Where the engine puts what it makes (a call's arena, the rule cache's):
+ * alloc returns memory aligned for any type and never NULL. */
+typedef struct {
+    void *(*alloc)(void *ctx, size_t size);
+    void *ctx;
+} eng_mem_t;
 
 /* The order rules apply in: higher priority first, then by code (a qsort
  * comparator over eng_rule_t). */
 int eng_rule_order(const void *a, const void *b);
 
-/* Prices `lines` (sorted by SKU, one currency) in place and fills `out`.
- * Rules (unless already in eng_rule_order) and coupons are sorted here
- * (the arrays are reordered). */
-void eng_quote(eng_line_t *lines, size_t n, const char *currency, eng_rule_t *rules,
-               size_t n_rules, const eng_tier_t *tier, eng_coupon_t *coupons, size_t n_coupons,
-               const char *customer_id, int64_t at_ms, eng_quote_t *out);
+/* Prices `lines` (sorted by SKU, one currency) in place and fills `out`,
+ * its entries and their reasons in `mem` (each rule, the tier and each
+ * coupon give at most one applied and one rejected entry). Rules (unless
+ * already in eng_rule_order) and coupons are sorted here (the arrays are
+ * reordered). */
+void eng_quote(const eng_mem_t *mem, eng_line_t *lines, size_t n, const char *currency,
+               eng_rule_t *rules, size_t n_rules, const eng_tier_t *tier, eng_coupon_t *coupons,
+               size_t n_coupons, const char *customer_id, int64_t at_ms, eng_quote_t *out);
 
 #endif

@@ -43,17 +43,12 @@ int promo_apply_orders(db_t *db, const Shop__Common__V1__Envelope *event, void *
 /* A SKU code as the catalog allows it: 1 to 64 of A-Z a-z 0-9 . _ - */
 bool promo_valid_sku(const char *code);
 
-/* Where promo_rule_eng puts strings and arrays (the rule cache's arena).
- * alloc never returns NULL. */
-typedef struct {
-    void *(*alloc)(void *ctx, size_t size);
-    void *ctx;
-} promo_mem_t;
-
 /* A stored rule as a message (in the call's arena), and as the engine's
  * input (in m). */
 Shop__Promotions__V1__Rule *promo_rule_msg(call_t *call, const store_rule_t *r);
-void promo_rule_eng(const promo_mem_t *m, const store_rule_t *r, eng_rule_t *out);
+void promo_rule_eng(const eng_mem_t *m, const store_rule_t *r, eng_rule_t *out);
+/* The call's arena as the engine's memory. */
+eng_mem_t promo_call_mem(call_t *call);
 
 /* cache.c: the quote's terms (active rules compiled for the engine, SKUs,
  * tiers) in memory, built once per terms version and shared by the

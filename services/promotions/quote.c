@@ -282,11 +282,8 @@ static status_t s_price(call_t *call, const quote_request_t *req, bool lock, int
                 return call_fail(call, STATUS_NOT_FOUND, "no coupon %s", codes[i]);
         }
     }
-    size_t room = ENG_MAX_ENTRIES(qt->n_rules, qt->n_coupons);
-    /* the engine writes each entry it uses whole */
-    qt->q.applied = call_alloc_uninit(call, room * sizeof *qt->q.applied);
-    qt->q.rejected = call_alloc_uninit(call, room * sizeof *qt->q.rejected);
-    eng_quote(qt->lines, n, qt->currency, qt->rules, qt->n_rules, qt->has_tier ? &qt->tier : NULL,
+    eng_mem_t mem = promo_call_mem(call);
+    eng_quote(&mem, qt->lines, n, qt->currency, qt->rules, qt->n_rules, qt->has_tier ? &qt->tier : NULL,
               qt->coupons, qt->n_coupons, req->customer_id, qt->at_ms, &qt->q);
     return STATUS_OK;
 }
@@ -326,7 +323,7 @@ static quote_msg_t *s_message(quote_t *qt)
         shop__promotions__v1__applied__init(a);
         a->source = s_source(e->source);
         a->code = call_strdup(call, e->code);
-        a->reason = call_strdup(call, e->reason);
+        a->reason = (char *)e->reason;
         a->saved = call_money(call, e->saved, cur);
         m->applied[m->n_applied++] = a;
     }
@@ -337,7 +334,7 @@ static quote_msg_t *s_message(quote_t *qt)
         shop__promotions__v1__rejected__init(r);
         r->source = s_source(e->source);
         r->code = call_strdup(call, e->code);
-        r->reason = call_strdup(call, e->reason);
+        r->reason = (char *)e->reason;
         m->rejected[m->n_rejected++] = r;
     }
     m->quoted_at_ms = qt->at_ms;

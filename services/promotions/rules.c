@@ -32,7 +32,7 @@ static int s_index(const char *const *names, size_t n, const char *s)
 
 /* --- rows to messages and to the engine ---------------------------------------------- */
 
-static char *s_dup(const promo_mem_t *m, const char *s)
+static char *s_dup(const eng_mem_t *m, const char *s)
 {
     size_t n = strlen(s) + 1;
     char *p = m->alloc(m->ctx, n);
@@ -46,13 +46,13 @@ static void *s_call_alloc(void *ctx, size_t size)
     return call_alloc(ctx, size);
 }
 
-static promo_mem_t s_call_mem(call_t *call)
+eng_mem_t promo_call_mem(call_t *call)
 {
-    return (promo_mem_t){s_call_alloc, call};
+    return (eng_mem_t){s_call_alloc, call};
 }
 
 /* A JSON array of strings as an array in m's memory. */
-static char **s_strings(const promo_mem_t *m, const char *json, size_t *n)
+static char **s_strings(const eng_mem_t *m, const char *json, size_t *n)
 {
     json_t *arr = json_loads(json, 0, NULL);
     char **out = m->alloc(m->ctx, (json_array_size(arr) + 1) * sizeof *out);
@@ -71,7 +71,7 @@ Shop__Promotions__V1__Rule *promo_rule_msg(call_t *call, const store_rule_t *r)
 {
     rule_t *m = call_alloc(call, sizeof *m);
     const char *cur = r->currency[0] ? r->currency : "";
-    promo_mem_t mem = s_call_mem(call);
+    eng_mem_t mem = promo_call_mem(call);
 
     shop__promotions__v1__rule__init(m);
     m->code = call_strdup(call, r->code);
@@ -117,7 +117,7 @@ Shop__Promotions__V1__Rule *promo_rule_msg(call_t *call, const store_rule_t *r)
     return m;
 }
 
-void promo_rule_eng(const promo_mem_t *m, const store_rule_t *r, eng_rule_t *e)
+void promo_rule_eng(const eng_mem_t *m, const store_rule_t *r, eng_rule_t *e)
 {
     static const eng_kind_t kinds[] = {ENG_PERCENT, ENG_PERCENT, ENG_AMOUNT, ENG_BUNDLE, ENG_BXGY};
     static const eng_scope_t scopes[] = {ENG_ORDER, ENG_SKUS, ENG_CATEGORIES, ENG_ORDER};
