@@ -197,6 +197,16 @@ pg_pids() {
   pm=$(head -1 "$PGDIR/data/postmaster.pid")
   echo "$pm" $(pgrep -P "$pm")
 }
+# pg_cpu_ms: CPU milliseconds so far of the whole cluster, backends that
+# have exited included (the postmaster counts its reaped children).
+pg_cpu_ms() {
+  local pm tick
+  pm=$(head -1 "$PGDIR/data/postmaster.pid")
+  tick=$(getconf CLK_TCK)
+  { sed 's/^.*) //' "/proc/$pm/stat" | awk '{ print $14 + $15 }'
+    for p in $(pgrep -P "$pm"); do cat "/proc/$p/stat" 2>/dev/null; done | sed 's/^.*) //' | awk '{ print $12 + $13 }'
+  } | awk -v t="$tick" '{ s += $1 } END { printf "%d", s * 1000 / t }'
+}
 
 # bench_build <build dir> <targets...>: a Release build in its own folder.
 bench_build() {
@@ -213,9 +223,9 @@ bench_build() {
 # bench_pgbench <out.tsv> <conninfo> <pgbench command...>: the command at
 # each of LEVEL_LIST for DURATION seconds; one line per level in out.tsv:
 # concurrency, TPS, failed transactions, p99 ms (from the per-transaction
-# log).
+# log), the cluster's CPU µs per transaction.
 bench_pgbench() {
-  local out=$1 conn=$2 c j secs tps failed p99
+  local out=$1 conn=$2 c j secs tps failed p99 cpu0 cpu1
   shift 2
   : >"$out"
   for c in "${LEVEL_LIST[@]}"; do
@@ -223,14 +233,18 @@ bench_pgbench() {
     j=$(( c < 2 ? 1 : 2 ))
     secs=$(awk -v d="$DURATION" 'BEGIN { s = int(d + 0.5); print (s < 1 ? 1 : s) }')
     # -l logs every transaction's latency (3rd column, microseconds) for its p99
+    cpu0=$(pg_cpu_ms)
     run_child "$WORK/pgbench-$c.log" timeout $((secs + 60)) "$@" -c "$c" -j "$j" -T "$secs" \
       -l --log-prefix="$WORK/pgblog-$c" "$conn" ||
       { tail -20 "$WORK/child.err" >&2; die "pgbench failed at concurrency $c"; }
+    cpu1=$(pg_cpu_ms)
     tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$WORK/pgbench-$c.log" | tail -1)
     failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$WORK/pgbench-$c.log")
     p99=$(cat "$WORK"/pgblog-"$c".* | awk '{ print $3 }' | sort -n |
           awk '{ v[NR] = $1 } END { i = int(NR * 0.99); if (i < 1) i = 1; printf "%.2f", (NR ? v[i] / 1000 : 0) }')
     rm -f "$WORK"/pgblog-"$c".*
-    printf '%s\t%s\t%s\t%s\n' "$c" "${tps:-0}" "${failed:-0}" "${p99:-0}" >>"$out"
+    # the cluster's CPU µs per transaction (its backends, pgbench's own CPU not counted)
+    printf '%s\t%s\t%s\t%s\t%s\n' "$c" "${tps:-0}" "${failed:-0}" "${p99:-0}" \
+      "$(awk -v a="$cpu0" -v b="$cpu1" -v t="${tps:-0}" -v s="$secs" 'BEGIN { n = t * s; printf "%.0f", (n > 0 ? (b - a) * 1000 / n : 0) }')" >>"$out"
   done
 }
