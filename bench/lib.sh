@@ -208,6 +208,21 @@ pg_cpu_ms() {
   } | awk -v t="$tick" '{ s += $1 } END { printf "%d", s * 1000 / t }'
 }
 
+# bench_settle <pid>...: waits (up to 60 s) until the processes and the
+# cluster are done with what loading left them (events to relay and apply,
+# caches to fill): a second in which together they use under 3% of a core.
+# The first level would otherwise pay for it.
+bench_settle() {
+  local a b
+  for _ in $(seq 1 60); do
+    a=$(( $(cpu_ms "$@") + $(pg_cpu_ms) ))
+    sleep 1
+    b=$(( $(cpu_ms "$@") + $(pg_cpu_ms) ))
+    [ $((b - a)) -lt 30 ] && return 0
+  done
+  echo "$NAME: still busy after loading (going on)" >&2
+}
+
 # bench_build <build dir> <targets...>: a Release build in its own folder.
 bench_build() {
   local dir=$1
