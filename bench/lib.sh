@@ -170,7 +170,7 @@ rss() { awk -v k="$2:" '$1 == k { printf "%.1f", $2 / 1024 }' "/proc/$1/status";
 cpu_ms() {
   local tick
   tick=$(getconf CLK_TCK)
-  for p in "$@"; do cat "/proc/$p/stat" 2>/dev/null; done |
+  for p in "$@"; do cat "/proc/$p/stat" 2>/dev/null || true; done |
     sed 's/^.*) //' | awk -v t="$tick" '{ s += $12 + $13 } END { printf "%d", s * 1000 / t }'
 }
 # cpu_parts <service=pid>...: CPU milliseconds so far of each part, one
@@ -203,8 +203,9 @@ pg_cpu_ms() {
   local pm tick
   pm=$(head -1 "$PGDIR/data/postmaster.pid")
   tick=$(getconf CLK_TCK)
-  { sed 's/^.*) //' "/proc/$pm/stat" | awk '{ print $14 + $15 }'
-    for p in $(pgrep -P "$pm"); do cat "/proc/$p/stat" 2>/dev/null; done | sed 's/^.*) //' | awk '{ print $12 + $13 }'
+  { sed 's/^.*) //' "/proc/$pm/stat" | awk '{ print $12 + $13 + $14 + $15 }'
+    for p in $(pgrep -P "$pm"); do cat "/proc/$p/stat" 2>/dev/null || true; done |
+      sed 's/^.*) //' | awk '{ print $12 + $13 }'
   } | awk -v t="$tick" '{ s += $1 } END { printf "%d", s * 1000 / t }'
 }
 
@@ -240,7 +241,7 @@ bench_build() {
 # concurrency, TPS, failed transactions, p99 ms (from the per-transaction
 # log), the cluster's CPU µs per transaction.
 bench_pgbench() {
-  local out=$1 conn=$2 c j secs tps failed p99 cpu0 cpu1
+  local out=$1 conn=$2 c j secs tps failed p99 cpu0 cpu1 kids
   shift 2
   : >"$out"
   for c in "${LEVEL_LIST[@]}"; do
@@ -248,10 +249,17 @@ bench_pgbench() {
     j=$(( c < 2 ? 1 : 2 ))
     secs=$(awk -v d="$DURATION" 'BEGIN { s = int(d + 0.5); print (s < 1 ? 1 : s) }')
     # -l logs every transaction's latency (3rd column, microseconds) for its p99
+    kids=$(pgrep -c -P "$(head -1 "$PGDIR/data/postmaster.pid")" || true)
     cpu0=$(pg_cpu_ms)
     run_child "$WORK/pgbench-$c.log" timeout $((secs + 60)) "$@" -c "$c" -j "$j" -T "$secs" \
       -l --log-prefix="$WORK/pgblog-$c" "$conn" ||
       { tail -20 "$WORK/child.err" >&2; die "pgbench failed at concurrency $c"; }
+    # pgbench's backends reaped first: one caught between the postmaster's
+    # count and its own would be counted twice or not at all
+    for _ in $(seq 1 50); do
+      [ "$(pgrep -c -P "$(head -1 "$PGDIR/data/postmaster.pid")" || true)" -le "$kids" ] && break
+      sleep 0.1
+    done
     cpu1=$(pg_cpu_ms)
     tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$WORK/pgbench-$c.log" | tail -1)
     failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$WORK/pgbench-$c.log")
