@@ -9,6 +9,8 @@
 #include "money.h"
 #include "promotions.h"
 
+#define ISSUED_PER_EVENT 1000   /* codes per CouponIssued (about 18 KB) */
+
 typedef Shop__Promotions__V1__Coupon coupon_t;
 
 static bool s_valid_code(const char *code)
@@ -228,8 +230,14 @@ PROMO_HANDLER(promo_issue_coupons)
         return call_fail(call, STATUS_ABORTED, "could not find free codes; retry");
     resp->codes = out.codes;
     resp->n_codes = out.n;
-    if (s_issued(call, resp->codes, resp->n_codes, &c) != 0)
-        return call_db_fail(call, "emit CouponIssued");
+    /* in events of at most ISSUED_PER_EVENT codes: 100,000 in one would be
+     * a 1.8 MB event that every relay and consumer holds whole (and a
+     * replay of a few of them, a reply past the clients' limit) */
+    for (size_t at = 0; at < out.n; at += ISSUED_PER_EVENT) {
+        size_t n = out.n - at < ISSUED_PER_EVENT ? out.n - at : ISSUED_PER_EVENT;
+        if (s_issued(call, resp->codes + at, n, &c) != 0)
+            return call_db_fail(call, "emit CouponIssued");
+    }
     return STATUS_OK;
 }
 

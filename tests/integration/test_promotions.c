@@ -452,6 +452,18 @@ static void s_upkeep(void)
     CHECK_INT(NUM("coupon.totalLimit"), 1);
     CHECK_INT(P("IssueCoupons", "{\"template\":{\"kind\":\"COUPON_KIND_PERCENT_OFF\",\"percentOff\":5},"
                                 "\"count\":0,\"prefix\":\"X\"}"), STATUS_INVALID_ARGUMENT);
+    /* a bulk issue is published as events of at most 1,000 codes */
+    CHECK_INT(P("IssueCoupons", "{\"template\":{\"kind\":\"COUPON_KIND_PERCENT_OFF\",\"percentOff\":5,"
+                                "\"campaign\":\"bulk-chunks\"},\"count\":2500,\"prefix\":\"BULK\"}"),
+              STATUS_OK);
+    CHECK_INT(LEN("codes"), 2500);
+#define BULK_EVENTS "SELECT (length(t) - length(replace(t, 'BULK-', ''))) / 5 AS n FROM (SELECT " \
+                    "encode(payload, 'escape') AS t FROM promotions.outbox WHERE type = " \
+                    "'shop.promotions.v1.CouponIssued' AND position('bulk-chunks'::bytea IN payload) > 0) e"
+    CHECK_INT(s_sql("SELECT count(*) FROM (" BULK_EVENTS ") x"), 3);
+    CHECK_INT(s_sql("SELECT max(n) FROM (" BULK_EVENTS ") x"), 1000);
+    CHECK_INT(s_sql("SELECT sum(n) FROM (" BULK_EVENTS ") x"), 2500);
+#undef BULK_EVENTS
     /* a birthday coupon for one customer */
     CHECK_INT(P("IssueCoupons", "{\"template\":{\"kind\":\"COUPON_KIND_AMOUNT_OFF\",\"amountOff\":"
                                 "{\"minorUnits\":800,\"currency\":\"CNY\"},\"customerId\":\"c-bday\","
