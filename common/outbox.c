@@ -22,6 +22,7 @@
 #define RELAY_LOCK_RETRY_MS 1000
 #define REPLAY_MAX_LIMIT 1000
 #define REPLAY_DEFAULT_LIMIT 500
+#define REPLAY_MAX_BYTES     (8 * 1024 * 1024)   /* payload per reply, far below what clients take */
 
 static const db_stmt_t s_add = {
     "outbox_add",
@@ -58,8 +59,11 @@ static const db_stmt_t s_replay = {
     "outbox_replay",
     "SELECT position, message_id::text, type, payload, correlation_id, causation_id, "
     "traceparent, (extract(epoch FROM occurred_at) * 1000)::bigint "
-    "FROM outbox WHERE position > $1 ORDER BY position LIMIT $2",
-    2};
+    "FROM (SELECT *, sum(octet_length(payload)) OVER (ORDER BY position) - octet_length(payload) "
+    "             AS before "
+    "      FROM (SELECT * FROM outbox WHERE position > $1 ORDER BY position LIMIT $2) n) w "
+    "WHERE before < $3 ORDER BY position",
+    3};
 
 struct relay {
     pthread_t thread;
@@ -370,13 +374,13 @@ void relay_destroy(relay_t **p)
     *p = NULL;
 }
 
-int outbox_replay(db_t *db, const char *source, uint64_t after, uint32_t limit,
+int outbox_replay(db_t *db, const char *source, uint64_t after, uint32_t limit, uint32_t max_bytes,
                   Shop__Common__V1__ReplayResponse *out)
 {
     int rc = -1;
     PGresult *res = NULL;
-    char after_s[24], limit_s[16];
-    const char *params[2] = {after_s, limit_s};
+    char after_s[24], limit_s[16], bytes_s[16];
+    const char *params[3] = {after_s, limit_s, bytes_s};
     int n;
 
     if (limit == 0)
@@ -388,6 +392,9 @@ int outbox_replay(db_t *db, const char *source, uint64_t after, uint32_t limit,
         after = (uint64_t)INT64_MAX;
     snprintf(after_s, sizeof after_s, "%" PRIu64, after);
     snprintf(limit_s, sizeof limit_s, "%" PRIu32, limit);
+    if (max_bytes == 0 || max_bytes > REPLAY_MAX_BYTES)
+        max_bytes = REPLAY_MAX_BYTES;
+    snprintf(bytes_s, sizeof bytes_s, "%" PRIu32, max_bytes);
     res = db_exec(db, &s_replay, params);
     if (!res)
         goto fail;

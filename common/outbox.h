@@ -40,9 +40,11 @@ uint64_t relay_head(relay_t *relay);
 void relay_destroy(relay_t **p);
 
 /* Fills `out` (initialised by the caller) with up to `limit` events of the
- * stream after `after`, in order, and the head. Envelopes and their fields
+ * stream after `after`, in order, and the head; no more once their payloads
+ * reach `max_bytes` (capped at 8 MiB, 0 = the cap), the first event always
+ * (so many large events cannot make a reply no client takes). Envelopes and their fields
  * are malloc'd: free with outbox_replay_clear. Returns 0 or -1 (db error). */
-int outbox_replay(db_t *db, const char *source, uint64_t after, uint32_t limit,
+int outbox_replay(db_t *db, const char *source, uint64_t after, uint32_t limit, uint32_t max_bytes,
                   Shop__Common__V1__ReplayResponse *out) __attribute__((warn_unused_result));
 void outbox_replay_clear(Shop__Common__V1__ReplayResponse *out);
 

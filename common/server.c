@@ -396,7 +396,8 @@ static status_t s_replay(call_t *call, const ProtobufCMessage *request, Protobuf
     Shop__Common__V1__ReplayResponse *resp = (Shop__Common__V1__ReplayResponse *)response;
 
     call->cleanup = s_replay_cleanup;
-    if (outbox_replay(call->db, call->srv->def->name, req->after_sequence, req->limit, resp) != 0)
+    if (outbox_replay(call->db, call->srv->def->name, req->after_sequence, req->limit,
+                      req->max_bytes, resp) != 0)
         return call_db_fail(call, "replay");
     return STATUS_OK;
 }

@@ -206,6 +206,29 @@ int main(void)
     CHECK(ordered);
     CHECK_INT((long long)head, (long long)s_n_committed);
     CHECK_INT((long long)n_replayed, (long long)s_n_committed);
+    /* A byte budget ends a reply early, after its first event at least:
+     * one byte takes one event, the first payload's length and one more
+     * byte takes two. */
+    size_t first_len = 0;
+    for (int k = 0; client && n_replayed > 2 && k < 2; k++) {
+        Shop__Common__V1__ReplayRequest req = SHOP__COMMON__V1__REPLAY_REQUEST__INIT;
+        ProtobufCMessage *reply = NULL;
+        req.after_sequence = 0;
+        req.limit = 100;
+        req.max_bytes = k == 0 ? 1 : (uint32_t)first_len + 1;
+        status_t st = client_call(client, "shop.common.v1.EventService/Replay", &req.base,
+                                  &shop__common__v1__replay_response__descriptor, &reply, NULL,
+                                  3000, 1, NULL);
+        CHECK_INT(st, STATUS_OK);
+        if (st != STATUS_OK || !reply)
+            break;
+        Shop__Common__V1__ReplayResponse *r = (Shop__Common__V1__ReplayResponse *)reply;
+        CHECK_INT((long long)r->n_events, (long long)(k + 1));
+        CHECK_INT((long long)r->head_sequence, (long long)s_n_committed);
+        if (k == 0 && r->n_events == 1)
+            first_len = r->events[0]->payload.len;
+        protobuf_c_message_free_unpacked(reply, NULL);
+    }
     if (n_replayed == s_n_committed) {
         qsort(replayed, n_replayed, sizeof *replayed, s_strcmp);
         qsort(s_committed, s_n_committed, sizeof *s_committed, s_strcmp);
