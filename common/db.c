@@ -193,7 +193,8 @@ static int s_send_later(db_t *db, const later_t *l)
  * clears it); -1 after recording the first failure. With nothing pending
  * it is a plain call. */
 static int s_pipeline(db_t *db, const db_stmt_t *stmt, const char *const *params,
-                      const int *lengths, const int *formats, const char *sql, PGresult **out)
+                      const int *lengths, const int *formats, int result_format, const char *sql,
+                      PGresult **out)
 {
     PGconn *c = db->conn;
     PGresult *last = NULL, *bad = NULL;
@@ -206,7 +207,8 @@ static int s_pipeline(db_t *db, const db_stmt_t *stmt, const char *const *params
     db->begin_pending = false;
     if (!begin && n_later == 0) {
         if (stmt)
-            *out = PQexecPrepared(c, stmt->name, stmt->nparams, params, lengths, formats, 0);
+            *out = PQexecPrepared(c, stmt->name, stmt->nparams, params, lengths, formats,
+                                  result_format);
         else if (sql)
             *out = PQexec(c, sql);
         return 0;
@@ -217,7 +219,8 @@ static int s_pipeline(db_t *db, const db_stmt_t *stmt, const char *const *params
         for (size_t i = 0; ok && i < n_later; i++, sent++)
             ok = s_send_later(db, &db->later[i]);
         if (ok && stmt)
-            ok = PQsendQueryPrepared(c, stmt->name, stmt->nparams, params, lengths, formats, 0);
+            ok = PQsendQueryPrepared(c, stmt->name, stmt->nparams, params, lengths, formats,
+                                     result_format);
         else if (ok && sql)
             ok = PQsendQueryParams(c, sql, 0, NULL, NULL, NULL, NULL, 0);
         sent += ok && (stmt || sql);
@@ -277,7 +280,7 @@ static int s_flush(db_t *db)
 
     if (!db->begin_pending && db->n_later == 0)
         return 0;
-    return s_pipeline(db, NULL, NULL, NULL, NULL, NULL, &unused);
+    return s_pipeline(db, NULL, NULL, NULL, NULL, 0, NULL, &unused);
 }
 
 /* Bytes parameter i takes in the queue: binary as long as given, text with
@@ -331,14 +334,14 @@ int db_begin_lazy(db_t *db)
     return 0;
 }
 
-PGresult *db_exec_bin(db_t *db, const db_stmt_t *stmt, const char *const *params,
-                      const int *lengths, const int *formats)
+static PGresult *s_exec(db_t *db, const db_stmt_t *stmt, const char *const *params,
+                        const int *lengths, const int *formats, int result_format)
 {
     if (s_prepare(db, stmt) != 0)
         return NULL;
     PGresult *res;
 
-    if (s_pipeline(db, stmt, params, lengths, formats, NULL, &res) != 0)
+    if (s_pipeline(db, stmt, params, lengths, formats, result_format, NULL, &res) != 0)
         return NULL;
     if (!res || !s_ok(res)) {
         s_fail(db, res);
@@ -347,16 +350,39 @@ PGresult *db_exec_bin(db_t *db, const db_stmt_t *stmt, const char *const *params
     return res;
 }
 
+PGresult *db_exec_bin(db_t *db, const db_stmt_t *stmt, const char *const *params,
+                      const int *lengths, const int *formats)
+{
+    return s_exec(db, stmt, params, lengths, formats, 0);
+}
+
 PGresult *db_exec(db_t *db, const db_stmt_t *stmt, const char *const *params)
 {
-    return db_exec_bin(db, stmt, params, NULL, NULL);
+    return s_exec(db, stmt, params, NULL, NULL, 0);
+}
+
+PGresult *db_exec_binary(db_t *db, const db_stmt_t *stmt, const char *const *params)
+{
+    return s_exec(db, stmt, params, NULL, NULL, 1);
+}
+
+int64_t db_int8(const PGresult *res, int row, int col)
+{
+    const unsigned char *p = (const unsigned char *)PQgetvalue(res, row, col);
+    uint64_t v = 0;
+
+    if (PQgetlength(res, row, col) != 8)
+        return 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return (int64_t)v;
 }
 
 int db_command(db_t *db, const char *sql)
 {
     PGresult *res;
 
-    if (s_pipeline(db, NULL, NULL, NULL, NULL, sql, &res) != 0)
+    if (s_pipeline(db, NULL, NULL, NULL, NULL, 0, sql, &res) != 0)
         return -1;
     if (!res || !s_ok(res)) {
         s_fail(db, res);
@@ -380,7 +406,7 @@ int db_commit(db_t *db)
     bool open = db->begin_pending || PQtransactionStatus(db->conn) != PQTRANS_IDLE;
     PGresult *res;
 
-    if (s_pipeline(db, NULL, NULL, NULL, NULL, open ? "COMMIT" : NULL, &res) != 0) {
+    if (s_pipeline(db, NULL, NULL, NULL, NULL, 0, open ? "COMMIT" : NULL, &res) != 0) {
         /* a queued statement failed and the COMMIT was skipped: end the
          * aborted transaction, as a COMMIT of one does */
         db_rollback(db);

@@ -5,6 +5,7 @@
 
 #include <libpq-fe.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 typedef struct db db_t;
 
@@ -50,6 +51,15 @@ PGresult *db_exec(db_t *db, const db_stmt_t *stmt, const char *const *params)
 /* Same, with binary/text formats and lengths (for bytea parameters). */
 PGresult *db_exec_bin(db_t *db, const db_stmt_t *stmt, const char *const *params,
                       const int *lengths, const int *formats) __attribute__((warn_unused_result));
+
+/* Same as db_exec, the result in binary: an int8 column is 8 bytes, big
+ * endian (db_int8), a text one its bytes, a bytea one its raw bytes (half
+ * the hex text's size, nothing to decode); libpq still ends every value
+ * with a zero byte, so a text column reads as a string. */
+PGresult *db_exec_binary(db_t *db, const db_stmt_t *stmt, const char *const *params)
+    __attribute__((warn_unused_result));
+/* An int8 column of a binary result (0 if it is not 8 bytes). */
+int64_t db_int8(const PGresult *res, int row, int col);
 
 /* Queues a statement whose result matters only as success or failure (an
  * outbox row, a cursor): it is sent in one pipeline with whatever this

@@ -92,37 +92,34 @@ int outbox_add(db_t *db, const char *type, const uint8_t *payload, size_t len,
     return db_exec_later(db, &s_add, params, lengths, formats);
 }
 
-/* Text column to a malloc'd string; "" for NULL (proto3 strings). */
+/* Text column to a malloc'd string; "" for NULL (proto3 strings). In a
+ * binary result too: libpq ends every value with a zero byte. */
 static char *s_col(const PGresult *res, int row, int col)
 {
     return strdup(PQgetisnull(res, row, col) ? "" : PQgetvalue(res, row, col));
 }
 
-/* Builds one envelope from a row of s_stamp/s_replay's shape. Returns 0/-1;
+/* Builds one envelope from a row of s_stamp/s_replay's shape, read in binary
+ * (db_exec_binary: no hex to decode). Returns 0/-1;
  * on -1 the envelope may be partly filled (free with s_envelope_clear). */
 static int s_envelope_from_row(const PGresult *res, int row, const char *source,
                                Shop__Common__V1__Envelope *env)
 {
-    size_t blen = 0;
-    unsigned char *bytes = NULL;
+    size_t blen = (size_t)PQgetlength(res, row, 3);
 
     shop__common__v1__envelope__init(env);
-    env->sequence = strtoull(PQgetvalue(res, row, 0), NULL, 10);
+    env->sequence = (uint64_t)db_int8(res, row, 0);
     env->message_id = s_col(res, row, 1);
     env->type = s_col(res, row, 2);
     env->source = strdup(source);
     env->correlation_id = s_col(res, row, 4);
     env->causation_id = s_col(res, row, 5);
     env->traceparent = s_col(res, row, 6);
-    env->occurred_at_ms = strtoll(PQgetvalue(res, row, 7), NULL, 10);
-    bytes = PQunescapeBytea((const unsigned char *)PQgetvalue(res, row, 3), &blen);
-    if (bytes) {
-        env->payload.data = malloc(blen ? blen : 1);
-        if (env->payload.data) {
-            memcpy(env->payload.data, bytes, blen);
-            env->payload.len = blen;
-        }
-        PQfreemem(bytes);
+    env->occurred_at_ms = db_int8(res, row, 7);
+    env->payload.data = malloc(blen ? blen : 1);
+    if (env->payload.data) {
+        memcpy(env->payload.data, PQgetvalue(res, row, 3), blen);
+        env->payload.len = blen;
     }
     if (!env->message_id || !env->type || !env->source || !env->correlation_id ||
         !env->causation_id || !env->traceparent || !env->payload.data)
@@ -190,7 +187,7 @@ static uint64_t s_publish(relay_t *r, const PGresult *res)
         return 0;
     }
     for (int i = 0; i < n; i++) {
-        order[i].position = strtoull(PQgetvalue(res, i, 0), NULL, 10);
+        order[i].position = (uint64_t)db_int8(res, i, 0);
         order[i].row = i;
     }
     qsort(order, (size_t)n, sizeof *order, s_order_cmp);
@@ -274,7 +271,7 @@ static void *s_relay_run(void *arg)
                 continue;
             }
         }
-        PGresult *res = db_exec(r->db, &s_stamp, params);
+        PGresult *res = db_exec_binary(r->db, &s_stamp, params);
         if (!res) {
             /* A lost connection also lost the session lock: take it again. */
             if (db_lost(r->db))
@@ -395,7 +392,7 @@ int outbox_replay(db_t *db, const char *source, uint64_t after, uint32_t limit, 
     if (max_bytes == 0 || max_bytes > REPLAY_MAX_BYTES)
         max_bytes = REPLAY_MAX_BYTES;
     snprintf(bytes_s, sizeof bytes_s, "%" PRIu32, max_bytes);
-    res = db_exec(db, &s_replay, params);
+    res = db_exec_binary(db, &s_replay, params);
     if (!res)
         goto fail;
     n = PQntuples(res);
