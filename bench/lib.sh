@@ -192,21 +192,19 @@ cpu_parts() {
 }
 
 # pg_pids: the cluster's postmaster and every process it started.
+pg_postmaster() { head -1 "$PGDIR/data/postmaster.pid"; }
 pg_pids() {
   local pm
-  pm=$(head -1 "$PGDIR/data/postmaster.pid")
+  pm=$(pg_postmaster)
   echo "$pm" $(pgrep -P "$pm")
 }
 # pg_cpu_ms: CPU milliseconds so far of the whole cluster, backends that
 # have exited included (the postmaster counts its reaped children).
 pg_cpu_ms() {
-  local pm tick
-  pm=$(head -1 "$PGDIR/data/postmaster.pid")
-  tick=$(getconf CLK_TCK)
-  { sed 's/^.*) //' "/proc/$pm/stat" | awk '{ print $12 + $13 + $14 + $15 }'
-    for p in $(pgrep -P "$pm"); do cat "/proc/$p/stat" 2>/dev/null || true; done |
-      sed 's/^.*) //' | awk '{ print $12 + $13 }'
-  } | awk -v t="$tick" '{ s += $1 } END { printf "%d", s * 1000 / t }'
+  local reaped
+  reaped=$(sed 's/^.*) //' "/proc/$(pg_postmaster)/stat" |
+           awk -v t="$(getconf CLK_TCK)" '{ printf "%d", ($14 + $15) * 1000 / t }')
+  echo $(( $(cpu_ms $(pg_pids)) + reaped ))
 }
 
 # bench_settle <pid>...: waits (up to 60 s) until the processes and the
@@ -249,7 +247,7 @@ bench_pgbench() {
     j=$(( c < 2 ? 1 : 2 ))
     secs=$(awk -v d="$DURATION" 'BEGIN { s = int(d + 0.5); print (s < 1 ? 1 : s) }')
     # -l logs every transaction's latency (3rd column, microseconds) for its p99
-    kids=$(pgrep -c -P "$(head -1 "$PGDIR/data/postmaster.pid")" || true)
+    kids=$(pgrep -c -P "$(pg_postmaster)" || true)
     cpu0=$(pg_cpu_ms)
     run_child "$WORK/pgbench-$c.log" timeout $((secs + 60)) "$@" -c "$c" -j "$j" -T "$secs" \
       -l --log-prefix="$WORK/pgblog-$c" "$conn" ||
@@ -257,7 +255,7 @@ bench_pgbench() {
     # pgbench's backends reaped first: one caught between the postmaster's
     # count and its own would be counted twice or not at all
     for _ in $(seq 1 50); do
-      [ "$(pgrep -c -P "$(head -1 "$PGDIR/data/postmaster.pid")" || true)" -le "$kids" ] && break
+      [ "$(pgrep -c -P "$(pg_postmaster)" || true)" -le "$kids" ] && break
       sleep 0.1
     done
     cpu1=$(pg_cpu_ms)

@@ -37,10 +37,9 @@ static eng_entry_t *s_entry(ctx_t *c, bool applied, int source, const char *code
     return e;
 }
 
-/* The first n bytes of s as a string in the quote's memory. */
-static const char *s_text(ctx_t *c, const char *s, size_t n)
+char *eng_strndup(const eng_mem_t *m, const char *s, size_t n)
 {
-    char *p = c->mem->alloc(c->mem->ctx, n + 1);
+    char *p = m->alloc(m->ctx, n + 1);
 
     memcpy(p, s, n);
     p[n] = '\0';
@@ -58,7 +57,7 @@ static void s_reject(ctx_t *c, int source, const char *code, const char *fmt, ..
     va_start(ap, fmt);
     size_t n = util_vfmt(why, sizeof why, fmt, ap);
     va_end(ap);
-    e->reason = s_text(c, why, n < sizeof why ? n : sizeof why - 1);
+    e->reason = eng_strndup(c->mem, why, n < sizeof why ? n : sizeof why - 1);
 }
 
 static const char *s_money(int64_t minor, const char *currency, char *buf, size_t len)
@@ -184,7 +183,7 @@ static void s_give(ctx_t *c, int source, const char *code, int holder, bool excl
             c->lines[i].held_by = holder;
     }
     eng_entry_t *e = s_entry(c, true, source, code);
-    e->reason = s_text(c, reason, strlen(reason));
+    e->reason = eng_strndup(c->mem, reason, strlen(reason));
     e->saved = total;
     e->counted = counted;
     if (cut >= 0)

@@ -95,6 +95,9 @@ typedef struct {
     void *ctx;
 } eng_mem_t;
 
+/* The first n bytes of s as a string in m. */
+char *eng_strndup(const eng_mem_t *m, const char *s, size_t n);
+
 /* The order rules apply in: higher priority first, then by code (a qsort
  * comparator over eng_rule_t). */
 int eng_rule_order(const void *a, const void *b);

@@ -283,8 +283,9 @@ static status_t s_price(call_t *call, const quote_request_t *req, bool lock, int
         }
     }
     eng_mem_t mem = promo_call_mem(call);
-    eng_quote(&mem, qt->lines, n, qt->currency, qt->rules, qt->n_rules, qt->has_tier ? &qt->tier : NULL,
-              qt->coupons, qt->n_coupons, req->customer_id, qt->at_ms, &qt->q);
+    eng_quote(&mem, qt->lines, n, qt->currency, qt->rules, qt->n_rules,
+              qt->has_tier ? &qt->tier : NULL, qt->coupons, qt->n_coupons, req->customer_id,
+              qt->at_ms, &qt->q);
     return STATUS_OK;
 }
 

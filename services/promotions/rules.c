@@ -34,11 +34,7 @@ static int s_index(const char *const *names, size_t n, const char *s)
 
 static char *s_dup(const eng_mem_t *m, const char *s)
 {
-    size_t n = strlen(s) + 1;
-    char *p = m->alloc(m->ctx, n);
-
-    memcpy(p, s, n);
-    return p;
+    return eng_strndup(m, s, strlen(s));
 }
 
 static void *s_call_alloc(void *ctx, size_t size)

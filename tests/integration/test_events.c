@@ -76,6 +76,19 @@ static void *s_producer(void *arg)
     return NULL;
 }
 
+/* Replay: up to 100 events after `after`, within `max_bytes` (0: the server's cap). */
+static status_t s_replay(client_t *client, uint64_t after, uint32_t max_bytes,
+                         ProtobufCMessage **reply)
+{
+    Shop__Common__V1__ReplayRequest req = SHOP__COMMON__V1__REPLAY_REQUEST__INIT;
+
+    req.after_sequence = after;
+    req.limit = 100;
+    req.max_bytes = max_bytes;
+    return client_call(client, "shop.common.v1.EventService/Replay", &req.base,
+                       &shop__common__v1__replay_response__descriptor, reply, NULL, 3000, 1, NULL);
+}
+
 static int s_strcmp(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -173,13 +186,8 @@ int main(void)
     CHECK(client != NULL);
     uint64_t after = 0;
     while (client && n_replayed < MAX_EVENTS) {
-        Shop__Common__V1__ReplayRequest req = SHOP__COMMON__V1__REPLAY_REQUEST__INIT;
         ProtobufCMessage *reply = NULL;
-        req.after_sequence = after;
-        req.limit = 100;
-        status_t st = client_call(client, "shop.common.v1.EventService/Replay", &req.base,
-                                  &shop__common__v1__replay_response__descriptor, &reply, NULL,
-                                  3000, 1, NULL);
+        status_t st = s_replay(client, after, 0, &reply);
         CHECK_INT(st, STATUS_OK);
         if (st != STATUS_OK || !reply)
             break;
@@ -211,14 +219,8 @@ int main(void)
      * byte takes two. */
     size_t first_len = 0;
     for (int k = 0; client && n_replayed > 2 && k < 2; k++) {
-        Shop__Common__V1__ReplayRequest req = SHOP__COMMON__V1__REPLAY_REQUEST__INIT;
         ProtobufCMessage *reply = NULL;
-        req.after_sequence = 0;
-        req.limit = 100;
-        req.max_bytes = k == 0 ? 1 : (uint32_t)first_len + 1;
-        status_t st = client_call(client, "shop.common.v1.EventService/Replay", &req.base,
-                                  &shop__common__v1__replay_response__descriptor, &reply, NULL,
-                                  3000, 1, NULL);
+        status_t st = s_replay(client, 0, k == 0 ? 1 : (uint32_t)first_len + 1, &reply);
         CHECK_INT(st, STATUS_OK);
         if (st != STATUS_OK || !reply)
             break;
