@@ -95,7 +95,9 @@ bench_cluster() {
     [ "$(id -u)" = 0 ] && owner=(setpriv --reuid=shop --regid=shop --init-groups --)
     "${owner[@]}" "${SHOP_PG_BIN:-/usr/lib/postgresql/15/bin}/pg_ctl" -D "$PGDIR/data" -w -t 60 \
       restart >>"$WORK/pg-start.log" 2>&1 || die "restart with pg_stat_statements failed"
-    psql_admin -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null
+    psql_admin -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" \
+               -c "ALTER SYSTEM SET pg_stat_statements.track_planning = on" \
+               -c "SELECT pg_reload_conf()" >/dev/null
   fi
   SETTINGS=$(psql_admin -At -F '=' -c "SELECT name, setting FROM pg_settings
     WHERE name IN ('fsync','synchronous_commit','full_page_writes','wal_sync_method',
@@ -105,8 +107,8 @@ bench_cluster() {
 }
 
 # bench_statements_reset; bench_statements <units>: with SHOP_BENCH_STATEMENTS=1,
-# every statement since the reset by total time, with calls and time per
-# unit of work (an order, a quote); otherwise nothing.
+# every statement since the reset by total time, with calls, execution and
+# planning time per unit of work (an order, a quote); otherwise nothing.
 bench_statements_reset() {
   [ "${SHOP_BENCH_STATEMENTS:-0}" = 1 ] || return 0
   psql_admin -c "SELECT pg_stat_statements_reset()" >/dev/null
@@ -120,10 +122,11 @@ bench_statements() {
       round(s.calls::numeric / $units, 2) AS calls_per_unit,
       round((s.total_exec_time * 1000 / $units)::numeric, 1) AS us_per_unit,
       round((s.total_exec_time * 1000 / greatest(s.calls, 1))::numeric, 1) AS us_per_call,
+      round((s.total_plan_time * 1000 / $units)::numeric, 1) AS plan_us_per_unit,
       left(regexp_replace(s.query, '\s+', ' ', 'g'), 90) AS query
     FROM pg_stat_statements s JOIN pg_roles r ON r.oid = s.userid
     WHERE s.calls > 0 AND s.query NOT LIKE '%pg_stat_statements%'
-    ORDER BY s.total_exec_time DESC LIMIT 40" >&2
+    ORDER BY s.total_exec_time + s.total_plan_time DESC LIMIT 40" >&2
 }
 
 psql_admin() { psql "$ADMIN_CONN" -X -v ON_ERROR_STOP=1 -q "$@"; }
@@ -173,22 +176,32 @@ cpu_ms() {
   for p in "$@"; do cat "/proc/$p/stat" 2>/dev/null || true; done |
     sed 's/^.*) //' | awk -v t="$tick" '{ s += $12 + $13 } END { printf "%d", s * 1000 / t }'
 }
-# cpu_parts <service=pid>...: CPU milliseconds so far of each part, one
-# "part<TAB>ms" line each: every service process named, and the cluster's
-# backends by application name (catalog-worker, orders-relay, …; numbered
-# workers summed), the rest of the cluster as "postgres: other".
+# switches <pid...>: context switches (voluntary and not) so far of every
+# thread of the processes.
+switches() {
+  for p in "$@"; do cat /proc/"$p"/task/*/status 2>/dev/null || true; done |
+    awk '$1 ~ /ctxt_switches:$/ { s += $2 } END { printf "%d", s }'
+}
+# cpu_parts <service=pid>...: CPU milliseconds and context switches so far
+# of each part, one "part<TAB>ms<TAB>switches" line each: every service
+# process named, and the cluster's backends by application name
+# (catalog-worker, orders-relay, …; numbered workers summed), the rest of
+# the cluster as "postgres: other".
 cpu_parts() {
-  local named
+  local named others
   named=$(psql_admin -At -F ' ' -c "SELECT pid, application_name FROM pg_stat_activity
                                      WHERE application_name <> '' AND pid <> pg_backend_pid()")
+  others=$(pg_pids | tr ' ' '\n' | grep -vxF -f <(cut -d ' ' -f 1 <<<"$named"))
   {
-    for sp in "$@"; do printf 'service: %s\t%s\n' "${sp%%=*}" "$(cpu_ms "${sp#*=}")"; done
+    for sp in "$@"; do
+      printf 'service: %s\t%s\t%s\n' "${sp%%=*}" "$(cpu_ms "${sp#*=}")" "$(switches "${sp#*=}")"
+    done
     while read -r pid name; do
-      [ -n "$pid" ] && printf 'postgres: %s\t%s\n' "${name%-[0-9]*}" "$(cpu_ms "$pid")"
+      [ -n "$pid" ] && printf 'postgres: %s\t%s\t%s\n' "${name%-[0-9]*}" "$(cpu_ms "$pid")" "$(switches "$pid")"
     done <<<"$named"
-    printf 'postgres: other\t%s\n' \
-      "$(cpu_ms $(pg_pids | tr ' ' '\n' | grep -vxF -f <(cut -d ' ' -f 1 <<<"$named")))"
-  } | awk -F '\t' '{ ms[$1] += $2 } END { for (k in ms) printf "%s\t%d\n", k, ms[k] }' | sort
+    # shellcheck disable=SC2086  # one pid per word
+    printf 'postgres: other\t%s\t%s\n' "$(cpu_ms $others)" "$(switches $others)"
+  } | awk -F '\t' '{ ms[$1] += $2; sw[$1] += $3 } END { for (k in ms) printf "%s\t%d\t%d\n", k, ms[k], sw[k] }' | sort
 }
 
 # pg_pids: the cluster's postmaster and every process it started.

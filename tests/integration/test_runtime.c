@@ -1,6 +1,7 @@
 /* test_runtime: the call server of a real service binary over real sockets —
  * malformed, unknown, oversized and late calls, Replay, the admin port,
- * PostgreSQL restarting under it, and SIGTERM draining calls in flight. */
+ * PostgreSQL restarting under it, SIGTERM draining calls in flight, and the
+ * service starting itself again without GnuTLS's implicit initialization. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -196,6 +197,25 @@ typedef struct {
     atomic_int sent, answered, stop;
 } load_t;
 
+/* A service started without GNUTLS_NO_IMPLICIT_INIT runs (same pid) with it
+ * set to 1: it started itself again so GnuTLS skipped its constructor. */
+static void s_check_gnutls_env(pid_t pid)
+{
+    char path[64], env[65536];
+    snprintf(path, sizeof path, "/proc/%d/environ", (int)pid);
+    FILE *f = fopen(path, "rb");
+    CHECK(f != NULL);
+    if (!f)
+        return;
+    size_t n = fread(env, 1, sizeof env - 1, f);
+    fclose(f);
+    env[n] = '\0';
+    bool found = false;
+    for (size_t i = 0; i < n; i += strlen(env + i) + 1)
+        found = found || strcmp(env + i, "GNUTLS_NO_IMPLICIT_INIT=1") == 0;
+    CHECK(found);
+}
+
 static void *s_load(void *arg)
 {
     load_t *l = arg;
@@ -249,6 +269,7 @@ int main(void)
         CHECK_INT(harness_stop(&bad, 5000), 1);
     }
 
+    unsetenv("GNUTLS_NO_IMPLICIT_INIT");   /* the service is started without it */
     harness_proc_t *p = harness_spawn("shop-sink", env);
     CHECK(p != NULL);
     int ready = harness_wait_ready(admin, 10000);
@@ -257,6 +278,7 @@ int main(void)
     void *s = s_dealer();
     CHECK(s != NULL);
     if (p && s && ready == 0) {
+        s_check_gnutls_env(harness_pid(p));
         s_check_bad_input(s);
         s_check_replay(s);
         s_check_admin(admin);
