@@ -88,7 +88,9 @@ bench_cluster() {
              -c "SELECT pg_reload_conf()" >/dev/null
   sleep 0.5
   # SHOP_BENCH_STATEMENTS=1: count every statement (pg_stat_statements, a
-  # restart to load it); bench_statements prints them per unit of work.
+  # restart to load it), its planning included; bench_statements prints them
+  # per unit of work. That counting contends under concurrency: the
+  # throughput of such a run is not comparable with a plain one.
   if [ "${SHOP_BENCH_STATEMENTS:-0}" = 1 ]; then
     psql_admin -c "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'" >/dev/null
     local owner=()
@@ -191,7 +193,7 @@ cpu_parts() {
   local named others
   named=$(psql_admin -At -F ' ' -c "SELECT pid, application_name FROM pg_stat_activity
                                      WHERE application_name <> '' AND pid <> pg_backend_pid()")
-  others=$(pg_pids | tr ' ' '\n' | grep -vxF -f <(cut -d ' ' -f 1 <<<"$named"))
+  others=$(pg_pids | tr ' ' '\n' | grep -vxF -f <(cut -d ' ' -f 1 <<<"$named") || true)
   {
     for sp in "$@"; do
       printf 'service: %s\t%s\t%s\n' "${sp%%=*}" "$(cpu_ms "${sp#*=}")" "$(switches "${sp#*=}")"

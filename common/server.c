@@ -14,7 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/auxv.h>
 #include <time.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include "admin.h"
@@ -1324,20 +1326,29 @@ static void s_stop(server_t *srv)
     free(srv->on_loop);
 }
 
-/* GnuTLS comes with libzmq (for wss://) and with libpq's LDAP support, and
+/* GnuTLS comes with libzmq (for wss://) and, through libldap, with libpq;
  * the services use neither. Its library constructor initializes it all
- * the same, before main: about 0.6 MiB of every service's RSS. Only the
- * environment the process starts with can stop that (GnuTLS reads
+ * the same, before main: about 0.5 to 1 MiB of every service's RSS. Only
+ * the environment the process starts with can stop that (GnuTLS reads
  * GNUTLS_NO_IMPLICIT_INIT in the constructor), so a service started
- * without the variable starts itself again, once, with it set to 1; the
- * pid stays the same. A value set by the operator is left alone (0 keeps
- * the implicit initialization), and if the exec fails the service runs
- * as it is. */
+ * without the variable starts itself again, once, with it set to 1: the
+ * same binary by its own path (so the process keeps its name), the same
+ * arguments and pid. A value set by the operator is left alone, as is a
+ * service started through the dynamic loader (its /proc/self/exe is the
+ * loader); if anything fails the service runs on as it was started. */
 static void s_skip_gnutls_init(char **argv)
 {
-    if (getenv("GNUTLS_NO_IMPLICIT_INIT") || setenv("GNUTLS_NO_IMPLICIT_INIT", "1", 0) != 0)
+    char self[4096];
+
+    if (getenv("GNUTLS_NO_IMPLICIT_INIT") || getauxval(AT_BASE) == 0)
         return;
-    execv("/proc/self/exe", argv);
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0 || (size_t)n >= sizeof self - 1)
+        return;
+    self[n] = '\0';
+    if (setenv("GNUTLS_NO_IMPLICIT_INIT", "1", 0) != 0)
+        return;
+    execv(self, argv);
     unsetenv("GNUTLS_NO_IMPLICIT_INIT");   /* not started again: as it was */
 }
 

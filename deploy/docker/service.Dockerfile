@@ -44,7 +44,10 @@ COPY --from=build /out/shop-service /usr/local/bin/shop-${SERVICE}
 COPY --from=build /out/shopctl /usr/local/bin/shopctl
 RUN ln -s "/usr/local/bin/shop-${SERVICE}" /usr/local/bin/shop-service
 USER shop
-ENV SHOP_RPC_BIND=tcp://0.0.0.0:7000 \
+# GNUTLS_NO_IMPLICIT_INIT: see the README (the service would otherwise set it
+# and start itself again)
+ENV GNUTLS_NO_IMPLICIT_INIT=1 \
+    SHOP_RPC_BIND=tcp://0.0.0.0:7000 \
     SHOP_PUB_BIND=tcp://0.0.0.0:7001 \
     SHOP_ADMIN_ADDR=0.0.0.0 \
     SHOP_ADMIN_PORT=8080

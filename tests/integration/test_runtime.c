@@ -197,23 +197,34 @@ typedef struct {
     atomic_int sent, answered, stop;
 } load_t;
 
-/* A service started without GNUTLS_NO_IMPLICIT_INIT runs (same pid) with it
- * set to 1: it started itself again so GnuTLS skipped its constructor. */
-static void s_check_gnutls_env(pid_t pid)
+/* A service started without GNUTLS_NO_IMPLICIT_INIT runs (same pid, same
+ * name) with it set to 1: it started itself again so GnuTLS skipped its
+ * constructor. */
+static void s_check_gnutls_env(pid_t pid, const char *name)
 {
-    char path[64], env[65536];
+    char path[64], comm[64] = "";
     snprintf(path, sizeof path, "/proc/%d/environ", (int)pid);
     FILE *f = fopen(path, "rb");
     CHECK(f != NULL);
     if (!f)
         return;
-    size_t n = fread(env, 1, sizeof env - 1, f);
-    fclose(f);
-    env[n] = '\0';
+    char *var = NULL;
+    size_t cap = 0;
     bool found = false;
-    for (size_t i = 0; i < n; i += strlen(env + i) + 1)
-        found = found || strcmp(env + i, "GNUTLS_NO_IMPLICIT_INIT=1") == 0;
+    while (getdelim(&var, &cap, '\0', f) > 0)
+        found = found || strcmp(var, "GNUTLS_NO_IMPLICIT_INIT=1") == 0;
+    free(var);
+    fclose(f);
     CHECK(found);
+    snprintf(path, sizeof path, "/proc/%d/comm", (int)pid);
+    f = fopen(path, "r");
+    CHECK(f != NULL);
+    if (f) {
+        if (fgets(comm, sizeof comm, f))
+            comm[strcspn(comm, "\n")] = '\0';
+        fclose(f);
+    }
+    CHECK_STR(comm, name);
 }
 
 static void *s_load(void *arg)
@@ -278,7 +289,7 @@ int main(void)
     void *s = s_dealer();
     CHECK(s != NULL);
     if (p && s && ready == 0) {
-        s_check_gnutls_env(harness_pid(p));
+        s_check_gnutls_env(harness_pid(p), "shop-sink");
         s_check_bad_input(s);
         s_check_replay(s);
         s_check_admin(admin);
