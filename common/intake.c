@@ -12,6 +12,7 @@
 #include "client.h"
 #include "slog.h"
 #include "status.h"
+#include "util.h"
 
 #define INTAKE_POLL_MS 200
 #define INTAKE_CALL_MS 10000
@@ -65,6 +66,7 @@ static void *s_main(void *arg)
     intake_t *in = arg;
     zmq_pollitem_t item = {in->sub, 0, ZMQ_POLLIN, 0};
 
+    util_thread_name("intake");
     while (!atomic_load(&in->stop)) {
         if (zmq_poll(&item, 1, INTAKE_POLL_MS) <= 0)
             continue;

@@ -64,6 +64,7 @@ static void *s_main(void *arg)
     db_t *db = NULL;
     bool heard = false;   /* fn has been told LISTEN is in place */
 
+    util_thread_name("listen");
     while (!atomic_load(&l->stop)) {
         if (!db)
             db = db_new(l->conninfo, l->schema, "listen", 0);

@@ -256,6 +256,7 @@ static void *s_relay_run(void *arg)
     int idle_ms = RELAY_IDLE_MIN_MS;
     const char *params[1] = {RELAY_BATCH};
 
+    util_thread_name("relay");
     while (!atomic_load(&r->stop)) {
         if (!db_ensure(r->db)) {
             locked = false;

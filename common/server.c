@@ -613,6 +613,7 @@ static void *s_worker_main(void *arg)
     zmq_msg_t ready;
     zmq_pollitem_t item = {w->sock, 0, ZMQ_POLLIN, 0};
 
+    util_thread_name("worker-%zu", w->index);
     zmq_msg_init(&ready);
     if (zmq_msg_send(&ready, w->sock, 0) < 0)
         zmq_msg_close(&ready);
@@ -650,6 +651,8 @@ static void *s_worker_main(void *arg)
 static void *s_maint_main(void *arg)
 {
     server_t *srv = arg;
+
+    util_thread_name("maintenance");
     db_t *db = db_new(srv->cfg.database_url, srv->def->name, "maintenance",
                       (int)srv->cfg.statement_timeout_ms);
 

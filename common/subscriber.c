@@ -319,6 +319,7 @@ static void *s_run(void *arg)
     bool need_catch_up = true;
     int64_t last_event_ms = util_mono_ms();
 
+    util_thread_name("sub-%s", s->stream_name);
     while (!atomic_load(&s->stop)) {
         size_t n = 0;
         zmq_pollitem_t item = {s->sock, 0, ZMQ_POLLIN, 0};

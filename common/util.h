@@ -24,6 +24,10 @@ void util_sleep_ms(int64_t ms);
  * is set: how a runtime thread waits and still stops promptly. */
 void util_nap_ms(const atomic_bool *stop, int64_t ms);
 
+/* Names the calling thread (what top -H, ps -L, gdb and perf show): the
+ * formatted name, cut to the kernel's 15 characters. */
+void util_thread_name(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* Writes a random UUIDv4 in canonical text form into out[37]. */
 void util_uuid(char out[37]);
 

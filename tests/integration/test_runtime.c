@@ -1,7 +1,9 @@
 /* test_runtime: the call server of a real service binary over real sockets —
  * malformed, unknown, oversized and late calls, Replay, the admin port,
  * PostgreSQL restarting under it, SIGTERM draining calls in flight, and the
- * service starting itself again without GnuTLS's implicit initialization. */
+ * service starting itself again without GnuTLS's implicit initialization,
+ * with its threads named. */
+#include <dirent.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -227,6 +229,35 @@ static void s_check_gnutls_env(pid_t pid, const char *name)
     CHECK_STR(comm, name);
 }
 
+/* The runtime names its threads (top -H, ps -L, perf): both workers of
+ * SHOP_WORKERS=2, the relay, the maintenance tick and the consumer of the
+ * catalog stream. */
+static void s_check_thread_names(pid_t pid)
+{
+    const char *want[] = {"worker-0", "worker-1", "relay", "maintenance", "sub-catalog"};
+    bool seen[5] = {false};
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
+    DIR *d = opendir(path);
+    CHECK(d != NULL);
+    for (struct dirent *e; d && (e = readdir(d));) {
+        char comm_path[600], comm[32] = "";
+        snprintf(comm_path, sizeof comm_path, "%s/%s/comm", path, e->d_name);
+        FILE *f = fopen(comm_path, "r");
+        if (!f)
+            continue;
+        if (fgets(comm, sizeof comm, f))
+            comm[strcspn(comm, "\n")] = '\0';
+        fclose(f);
+        for (size_t i = 0; i < 5; i++)
+            seen[i] = seen[i] || strcmp(comm, want[i]) == 0;
+    }
+    if (d)
+        closedir(d);
+    for (size_t i = 0; i < 5; i++)
+        CHECK_STR(seen[i] ? want[i] : "(none)", want[i]);
+}
+
 static void *s_load(void *arg)
 {
     load_t *l = arg;
@@ -290,6 +321,7 @@ int main(void)
     CHECK(s != NULL);
     if (p && s && ready == 0) {
         s_check_gnutls_env(harness_pid(p), "shop-sink");
+        s_check_thread_names(harness_pid(p));
         s_check_bad_input(s);
         s_check_replay(s);
         s_check_admin(admin);
