@@ -361,6 +361,17 @@ PGresult *db_exec(db_t *db, const db_stmt_t *stmt, const char *const *params)
     return s_exec(db, stmt, params, NULL, NULL, 0);
 }
 
+int db_exec_row(db_t *db, const db_stmt_t *stmt, const char *const *params)
+{
+    PGresult *r = s_exec(db, stmt, params, NULL, NULL, 0);
+
+    if (!r)
+        return -1;
+    int rc = PQntuples(r) > 0 ? 0 : 1;
+    PQclear(r);
+    return rc;
+}
+
 PGresult *db_exec_binary(db_t *db, const db_stmt_t *stmt, const char *const *params)
 {
     return s_exec(db, stmt, params, NULL, NULL, 1);

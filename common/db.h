@@ -48,7 +48,13 @@ bool db_ensure(db_t *db) __attribute__((warn_unused_result));
 PGresult *db_exec(db_t *db, const db_stmt_t *stmt, const char *const *params)
     __attribute__((warn_unused_result));
 
-/* Same, with binary/text formats and lengths (for bytea parameters). */
+/* Runs a statement for whether it returns a row (an UPDATE … RETURNING that
+ * matched, an INSERT … ON CONFLICT DO NOTHING RETURNING that inserted): 0
+ * if it returned one or more, 1 if none, -1 on failure (as db_exec). */
+int db_exec_row(db_t *db, const db_stmt_t *stmt, const char *const *params)
+    __attribute__((warn_unused_result));
+
+/* Same as db_exec, with binary/text formats and lengths (for bytea parameters). */
 PGresult *db_exec_bin(db_t *db, const db_stmt_t *stmt, const char *const *params,
                       const int *lengths, const int *formats) __attribute__((warn_unused_result));
 

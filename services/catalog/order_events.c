@@ -104,6 +104,17 @@ static int s_give_back(db_t *db, const char *order_id, const char *why)
     int rc = store_reservation_finish(db, order_id, "released", s_on_line, &l);
     const char *reason = why;
 
+    if (rc == 2) {
+        /* Never reserved. A reservation its caller gave up on may still
+         * commit: a released row makes it fail on the key. If one committed
+         * while the release ran, it is there now: release it, in a
+         * statement that sees it. */
+        rc = store_reservation_tombstone(db, order_id);
+        if (rc == 1)
+            rc = store_reservation_finish(db, order_id, "released", s_on_line, &l);
+        else if (rc == 0)
+            rc = 2;
+    }
     if (rc == 1) {   /* not held: sold already? */
         rc = store_reservation_finish(db, order_id, "restocked", s_on_line, &l);
         reason = "returned to stock: the order was cancelled after payment";

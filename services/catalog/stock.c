@@ -187,18 +187,37 @@ static status_t s_existing(call_t *call, const char *order_id, const char *state
                            const char *stored, const char *wanted, const store_line_t *lines,
                            size_t n, int64_t expires_ms, Shop__Catalog__V1__ReserveStockResponse *resp)
 {
-    if (strcmp(stored, wanted) != 0)
-        return call_fail(call, STATUS_ALREADY_EXISTS,
-                         "order %s already has a reservation with other lines", order_id);
     if (strcmp(state, "held") != 0 && strcmp(state, "confirmed") != 0)
         return call_fail(call, STATUS_FAILED_PRECONDITION, "the reservation of order %s was %s",
                          order_id, state);
+    if (strcmp(stored, wanted) != 0)
+        return call_fail(call, STATUS_ALREADY_EXISTS,
+                         "order %s already has a reservation with other lines", order_id);
     resp->reservation = s_reservation(
         call, order_id,
         strcmp(state, "held") == 0 ? SHOP__CATALOG__V1__RESERVATION_STATE__RESERVATION_STATE_HELD
                                    : SHOP__CATALOG__V1__RESERVATION_STATE__RESERVATION_STATE_CONFIRMED,
         lines, n, expires_ms);
     return STATUS_OK;
+}
+
+/* The reservation already made for this order, if any, as the answer
+ * (*found false and STATUS_OK if there is none). */
+static status_t s_made_before(call_t *call, const char *order_id, const store_line_t *lines,
+                              size_t n, Shop__Catalog__V1__ReserveStockResponse *resp, bool *found)
+{
+    size_t cap = n * 80 + 1;
+    char *wanted = call_alloc(call, cap), *stored = call_alloc(call, cap + 64), state[16];
+    int64_t expires_ms = 0;
+
+    s_lines_text(lines, n, wanted, cap);
+    int rc = store_reservation_get(call_db(call), order_id, state, sizeof state, stored, cap + 64,
+                                   &expires_ms);
+    if (rc < 0)
+        return call_db_fail(call, "read reservation");
+    *found = rc == 0;
+    return *found ? s_existing(call, order_id, state, stored, wanted, lines, n, expires_ms, resp)
+                  : STATUS_OK;
 }
 
 status_t catalog_reserve_stock(call_t *call, const ProtobufCMessage *request,
@@ -244,23 +263,25 @@ status_t catalog_reserve_stock(call_t *call, const ProtobufCMessage *request,
                              req->order_id);
         return call_db_fail(call, "reserve");
     }
+    bool found = false;
     if (rc == 1) {   /* idempotent by order id: that reservation is the answer */
-        size_t cap = n * 80 + 1;
-        char *wanted = call_alloc(call, cap), *stored = call_alloc(call, cap + 64), state[16];
-        s_lines_text(lines, n, wanted, cap);
-        rc = store_reservation_get(db, req->order_id, state, sizeof state, stored, cap + 64,
-                                   &expires_ms);
-        if (rc < 0)
-            return call_db_fail(call, "read reservation");
-        if (rc == 1)
+        status_t code = s_made_before(call, req->order_id, lines, n, resp, &found);
+        if (code == STATUS_OK && !found)
             return call_fail(call, STATUS_INTERNAL, "reservation %s does not read back",
                              req->order_id);
-        return s_existing(call, req->order_id, state, stored, wanted, lines, n, expires_ms, resp);
+        return code;
     }
     for (size_t i = 0; i < n; i++)
         if (lines[i].available < 0)
             return call_fail(call, STATUS_NOT_FOUND, "no SKU %s", lines[i].sku);
     if (!ok) {
+        /* A concurrent call for the same order (a retry) may have reserved
+         * while this one waited on the rows' locks: the stock it counted
+         * short is then that reservation's, which is the answer. Read in a
+         * statement of its own, which sees what committed meanwhile. */
+        status_t code = s_made_before(call, req->order_id, lines, n, resp, &found);
+        if (code != STATUS_OK || found)
+            return code;
         resp->shortages = call_alloc(call, n * sizeof *resp->shortages);
         for (size_t i = 0; i < n; i++) {
             if (lines[i].active && lines[i].available >= lines[i].quantity)

@@ -388,6 +388,18 @@ int store_reservation_finish(db_t *db, const char *order_id, const char *state, 
     return rc;
 }
 
+static const db_stmt_t s_tombstone = {
+    "cat_tombstone",
+    "INSERT INTO reservation (order_id, state, expires_at, released_at) "
+    "VALUES ($1, 'released', now(), now()) ON CONFLICT (order_id) DO NOTHING RETURNING 1",
+    1};
+
+int store_reservation_tombstone(db_t *db, const char *order_id)
+{
+    const char *p[1] = {order_id};
+    return db_exec_row(db, &s_tombstone, p);
+}
+
 int store_expired(db_t *db, int limit, store_id_fn fn, void *arg)
 {
     char l[16];

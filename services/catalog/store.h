@@ -72,6 +72,11 @@ typedef void (*store_line_fn)(void *arg, const char *sku, int32_t quantity);
 int store_reservation_finish(db_t *db, const char *order_id, const char *state, store_line_fn fn,
                              void *arg) __attribute__((warn_unused_result));
 
+/* Records an order that reserved nothing as released, so a reservation for
+ * it made later (by a call its caller gave up on) is refused on the key
+ * instead of holding stock; 1 if the order has a reservation after all. */
+int store_reservation_tombstone(db_t *db, const char *order_id) __attribute__((warn_unused_result));
+
 /* Adds a 1-5 rating to the product of `sku`; 1 if there is no such SKU. */
 int store_rating_add(db_t *db, const char *sku, int32_t rating) __attribute__((warn_unused_result));
 

@@ -296,8 +296,11 @@ int orders_maintain(db_t *db, void *settings)
     for (int i = 0; i < ids.n; i++) {
         snprintf(reason, sizeof reason, "the placement did not finish within %lld s",
                  (long long)set->pending_timeout_s);
-        if (orders_abandon(db, ids.ids[i], reason) != 0)
+        int rc = orders_abandon(db, ids.ids[i], reason);
+        if (rc < 0)
             return -1;
+        if (rc == 1)
+            continue;   /* finished meanwhile */
         server_anomaly("placement_abandoned", "order %s: %s; its stock and coupons are given back",
                        ids.ids[i], reason);
     }

@@ -33,8 +33,11 @@ static const char *const s_anomalies[] = {"placement_abandoned", NULL};
 #define SET(field) offsetof(orders_settings_t, field)
 static const cfg_var_t s_settings[] = {
     {"ORDERS_MAX_LINES", CFG_INT, "100", 1, 1000, SET(max_lines), "most lines in one order"},
-    {"ORDERS_UNPAID_TIMEOUT_S", CFG_INT, "1800", 10, 604800, SET(unpaid_timeout_s),
-     "an order not paid this long after placement is cancelled (stock and coupons go back)"},
+    /* at most 600000: the stock is held for it plus the pending timeout and
+     * ten minutes, within the catalog's 7 days */
+    {"ORDERS_UNPAID_TIMEOUT_S", CFG_INT, "1800", 10, 600000, SET(unpaid_timeout_s),
+     "an order not paid this long after placement is cancelled (stock and coupons go back); "
+     "at most 600000"},
     {"ORDERS_PENDING_TIMEOUT_S", CFG_INT, "60", 5, 3600, SET(pending_timeout_s),
      "a placement not finished this long (a crash mid-way) is given up and what it took given back"},
     {"ORDERS_CALL_TIMEOUT_MS", CFG_INT, "3000", 100, 60000, SET(call_timeout_ms),

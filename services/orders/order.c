@@ -88,6 +88,10 @@ int orders_abandon(db_t *db, const char *id, const char *reason)
 
     if (rc < 0)
         return -1;
+    /* Placed meanwhile by a concurrent attempt (a retry with the same key):
+     * what the placement took is that order's now, nothing goes back. */
+    if (rc == 2)
+        return 1;
     /* Emitted even if the order was abandoned before (rc 1): whatever this
      * placement reserved or redeemed since must be given back too. */
     ev.order_id = (char *)id;

@@ -46,8 +46,7 @@ typedef struct {
     /* The key was taken, by the same request (or another). */
     bool same;
     /* The caller can retry this placement (an idempotency key or an
-     * external order id names it): a step that did not answer leaves it
-     * pending for the retry instead of giving it up. */
+     * external order id names it). */
     bool keyed;
     /* Shortages of a failed reservation, in the call's arena. */
     shortage_t **shortages;
@@ -86,6 +85,19 @@ static void s_on_existing(void *arg, const store_order_t *row)
         s->existing = orders_from_row(row, &a);
     /* else being placed by an earlier attempt (or one that crashed): this
      * one drives it on */
+}
+
+/* An order read back, in the call's memory. */
+typedef struct {
+    call_t *call;
+    order_t *order;
+} placed_t;
+
+static void s_on_placed(void *arg, const store_order_t *row)
+{
+    placed_t *p = arg;
+    ProtobufCAllocator a = call_allocator(p->call);
+    p->order = orders_from_row(row, &a);
 }
 
 /* Step 1: the pending row, committed. STATUS_OK with s->existing set means
@@ -127,8 +139,22 @@ static status_t s_fail(saga_t *s, status_t code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(why, sizeof why, fmt, ap);
     va_end(ap);
-    if (orders_abandon(call_db(s->call), s->id, why) != 0)
+    int rc = orders_abandon(call_db(s->call), s->id, why);
+    if (rc < 0)
         return call_db_fail(s->call, "abandon the order");   /* the maintenance tick will */
+    if (rc == 1) {
+        /* A concurrent attempt (a retry with the same key) placed the order
+         * while this one failed, maybe because of that attempt: its stock
+         * and coupons are that order's. That order is the answer. */
+        placed_t p = {s->call, NULL};
+        rc = store_order_get(call_db(s->call), s->id, "", "", false, s_on_placed, &p);
+        if (rc < 0)
+            return call_db_fail(s->call, "read the order");
+        if (rc != 0 || !p.order)
+            return call_fail(s->call, STATUS_INTERNAL, "order %s does not read back", s->id);
+        s->existing = p.order;
+        return STATUS_OK;
+    }
     call_keep_writes(s->call);
     return call_fail(s->call, code, "%s", why);
 }
@@ -148,16 +174,22 @@ static bool s_transient(status_t st)
 }
 
 /* A step that got no verdict (no answer, or a conflict with a concurrent
- * attempt that outlasted the retries): a placement the caller can retry
- * stays pending for that retry (or the pending timeout); any other is given
- * up. */
+ * attempt that outlasted the retries): the placement stays pending. The
+ * call may still be running there and commit after this gives up, so what
+ * it takes can only be given back once it no longer can: by a retry with
+ * the same key, or by the maintenance tick after ORDERS_PENDING_TIMEOUT_S
+ * (giving it back now would leave a late commit's stock or coupon use
+ * held for good). */
 static status_t s_no_verdict(saga_t *s, const char *who, status_t st, const char *msg)
 {
+    const orders_settings_t *set = s->set;
+
     if (s->keyed)
         return call_fail(s->call, STATUS_UNAVAILABLE, "%s: %s; order %s is not placed yet: "
                          "retry with the same idempotency key", who, msg ? msg : status_name(st), s->id);
-    return s_fail(s, STATUS_UNAVAILABLE, "%s: %s; nothing was placed, try again", who,
-                  msg ? msg : status_name(st));
+    return call_fail(s->call, STATUS_UNAVAILABLE, "%s: %s; order %s is not placed, and what it "
+                     "holds goes back within %lld s: try again", who, msg ? msg : status_name(st),
+                     s->id, (long long)set->pending_timeout_s);
 }
 
 /* Calls another service for a step, trying again (a few times, briefly)
@@ -193,9 +225,11 @@ static status_t s_reserve(saga_t *s, Shop__Catalog__V1__ReservationLine **lines,
     req.order_id = s->id;
     req.lines = lines;
     req.n_lines = n;
-    /* Held until the order is paid or cancelled, with room to spare past
-     * the unpaid timeout (which cancels it and gives the stock back). */
-    req.ttl_seconds = (uint32_t)(s->set->unpaid_timeout_s + 600);
+    /* Held until the order is paid or cancelled: a retry may finish the
+     * placement up to the pending timeout from now, the unpaid timeout
+     * then cancels it and gives the stock back; ten minutes to spare.
+     * (The settings' ranges keep this within the catalog's 7 days.) */
+    req.ttl_seconds = (uint32_t)(s->set->pending_timeout_s + s->set->unpaid_timeout_s + 600);
     status_t st = s_step(s, "catalog", RESERVE_METHOD, &req.base,
                          &shop__catalog__v1__reserve_stock_response__descriptor, &out, &msg);
     if (s_transient(st)) {
@@ -258,7 +292,7 @@ static status_t s_redeem(saga_t *s, const Shop__Orders__V1__PlaceOrderRequest *r
     } else {
         /* Every coupon the buyer gave must have been applied. */
         const Shop__Promotions__V1__Quote *qt = r->quote;
-        for (size_t i = 0; i < req->n_coupon_codes && code == STATUS_OK; i++) {
+        for (size_t i = 0; i < req->n_coupon_codes && code == STATUS_OK && !s->existing; i++) {
             const char *c = req->coupon_codes[i];
             bool applied = false;
             for (size_t k = 0; k < qt->n_applied && !applied; k++)
@@ -275,7 +309,7 @@ static status_t s_redeem(saga_t *s, const Shop__Orders__V1__PlaceOrderRequest *r
         }
     }
     free(msg);
-    if (code == STATUS_OK) {
+    if (code == STATUS_OK && !s->existing) {
         *quote = r;
         return STATUS_OK;
     }
@@ -329,18 +363,6 @@ static uint8_t *s_placed_body(call_t *call, const saga_t *s,
     return call_pack(call, &o.base, len);
 }
 
-typedef struct {
-    call_t *call;
-    order_t *order;
-} placed_t;
-
-static void s_on_placed(void *arg, const store_order_t *row)
-{
-    placed_t *p = arg;
-    ProtobufCAllocator a = call_allocator(p->call);
-    p->order = orders_from_row(row, &a);
-}
-
 /* Step 4: the order stored, with its events; *out is the order as stored.
  * If another attempt finished it first, that order is the answer. */
 static status_t s_finish(saga_t *s, const char *state, const uint8_t *body, size_t body_len,
@@ -364,8 +386,11 @@ static status_t s_finish(saga_t *s, const char *state, const uint8_t *body, size
         }
         /* Given up meanwhile (the pending timeout): what this attempt took
          * must go back as well. */
-        return s_fail(s, STATUS_ABORTED, "the placement of %s took too long and was given up; "
-                      "try again", s->id);
+        status_t code = s_fail(s, STATUS_ABORTED, "the placement of %s took too long and was "
+                               "given up; try again", s->id);
+        if (s->existing)
+            *out = s->existing;   /* placed after all, by a concurrent retry */
+        return code;
     }
     if (!p.order)
         return call_fail(s->call, STATUS_INTERNAL, "order %s does not read back", s->id);
@@ -461,13 +486,18 @@ ORDERS_HANDLER(orders_place)
     for (size_t i = 0; i < req->n_lines; i++)
         lines[i] = s_reservation_line(call, req->lines[i]->sku, req->lines[i]->quantity);
     code = s_reserve(&s, lines, req->n_lines);
-    if (code != STATUS_OK) {
-        resp->shortages = s.shortages;
-        resp->n_shortages = s.n_shortages;
+    if (code != STATUS_OK || s.existing) {
+        resp->order = s.existing;
+        if (!s.existing) {
+            resp->shortages = s.shortages;
+            resp->n_shortages = s.n_shortages;
+        }
         return code;
     }
-    if ((code = s_redeem(&s, req, &quote)) != STATUS_OK)
+    if ((code = s_redeem(&s, req, &quote)) != STATUS_OK || s.existing) {
+        resp->order = s.existing;
         return code;
+    }
     size_t body_len;
     const Shop__Promotions__V1__Quote *qt = quote->quote;
     const uint8_t *body = s_placed_body(call, &s, req, qt, &body_len);
@@ -599,9 +629,13 @@ ORDERS_HANDLER(orders_import)
     Shop__Catalog__V1__ReservationLine **lines = call_alloc(call, req->n_lines * sizeof *lines);
     for (size_t i = 0; i < req->n_lines; i++)
         lines[i] = s_reservation_line(call, req->lines[i]->sku, req->lines[i]->quantity);
-    if ((code = s_reserve(&s, lines, req->n_lines)) != STATUS_OK) {
-        resp->shortages = s.shortages;
-        resp->n_shortages = s.n_shortages;
+    if ((code = s_reserve(&s, lines, req->n_lines)) != STATUS_OK || s.existing) {
+        resp->order = s.existing;
+        resp->duplicate = s.existing != NULL;
+        if (!s.existing) {
+            resp->shortages = s.shortages;
+            resp->n_shortages = s.n_shortages;
+        }
         return code;
     }
     int64_t total;

@@ -75,8 +75,10 @@ static int s_order_rows(db_t *db, const db_stmt_t *stmt, const char *const *p, c
 static const db_stmt_t s_pending = {
     "ord_pending",
     "INSERT INTO orders (id, customer_id, state, channel, idem_key, external_id, request_hash) "
+    /* at least 7 digits: lpad alone would cut an 8-digit number to 7 */
     "VALUES ('O' || to_char(now() AT TIME ZONE 'UTC', 'YYMMDD') || "
-    "        lpad(nextval('order_number')::text, 7, '0'), $1, 'pending', $2, $3, $4, sha256($5)) "
+    "        (SELECT lpad(n::text, greatest(7, length(n::text)), '0') "
+    "         FROM nextval('order_number') AS n), $1, 'pending', $2, $3, $4, sha256($5)) "
     "ON CONFLICT DO NOTHING RETURNING id",
     5};
 
@@ -152,15 +154,21 @@ static const db_stmt_t s_abandon = {
     "WHERE id = $1 AND state = 'pending' RETURNING id",
     2};
 
+static const db_stmt_t s_state = {"ord_state", "SELECT state FROM orders WHERE id = $1", 1};
+
 int store_abandon(db_t *db, const char *id, const char *reason)
 {
     const char *p[2] = {id, reason};
-    PGresult *r = db_exec(db, &s_abandon, p);
-    int rc;
+    int rc = db_exec_row(db, &s_abandon, p);
 
+    if (rc != 1)
+        return rc;
+    /* Not pending: read again (a statement of its own, so it sees what a
+     * concurrent attempt committed while the update waited on the row). */
+    PGresult *r = db_exec(db, &s_state, p);
     if (!r)
         return -1;
-    rc = PQntuples(r) == 1 ? 0 : 1;
+    rc = PQntuples(r) == 1 && strcmp(PQgetvalue(r, 0, 0), "failed") != 0 ? 2 : 1;
     PQclear(r);
     return rc;
 }

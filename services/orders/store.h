@@ -37,7 +37,8 @@ int store_place(db_t *db, const char *id, const char *state, const uint8_t *body
                 void *arg) __attribute__((warn_unused_result));
 
 /* A pending placement that will not finish: 'failed', its keys freed so a
- * retry can place the order anew; 1 if it is not pending. */
+ * retry can place the order anew (0); 1 if it was failed already (or is
+ * not there), 2 if it is past pending: placed by a concurrent attempt. */
 int store_abandon(db_t *db, const char *id, const char *reason) __attribute__((warn_unused_result));
 
 /* The order with this id, or with (channel, external_id) when id is "";

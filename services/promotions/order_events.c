@@ -31,9 +31,18 @@ static int s_release(db_t *db, const char *order_id, const char *reason)
     released_t r = {db, order_id, reason, 0};
     int rc = store_redemption_release(db, order_id, s_on_released, &r);
 
+    if (rc == 1) {
+        /* Nothing redeemed (or released before). A Redeem its caller gave
+         * up on may still commit: a released row makes it fail on the key.
+         * If one committed while the release ran, the row is there now:
+         * release it, in a statement that sees it. */
+        rc = store_redemption_tombstone(db, order_id);
+        if (rc == 1)
+            rc = store_redemption_release(db, order_id, s_on_released, &r);
+    }
     if (rc < 0)
         return -1;
-    return r.rc;   /* 1 (nothing redeemed, or released before) is fine */
+    return r.rc;   /* 1 (released before) is fine */
 }
 
 int promo_apply_orders(db_t *db, const Shop__Common__V1__Envelope *event, void *settings)

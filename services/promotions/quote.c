@@ -387,15 +387,62 @@ static status_t s_price_quick(call_t *call, const quote_request_t *req, int64_t 
     return code;
 }
 
+/* The redemption already recorded for this order, if any, as the answer
+ * (*found false and STATUS_OK if there is none): the first result,
+ * unchanged, if the same cart asks again. */
+static status_t s_redeemed_before(call_t *call, const Shop__Promotions__V1__RedeemRequest *req,
+                                  Shop__Promotions__V1__RedeemResponse *resp, int64_t *version,
+                                  bool *found)
+{
+    uint8_t *stored_req = NULL, *stored_quote = NULL;
+    size_t stored_len = 0, stored_qlen = 0, len;
+    char state[16];
+    ProtobufCAllocator arena = call_allocator(call);
+    status_t code = STATUS_OK;
+
+    int rc = store_redemption_get(call_db(call), req->order_id, state, sizeof state, &stored_req,
+                                  &stored_len, &stored_quote, &stored_qlen, version);
+    if (rc < 0)
+        return call_db_fail(call, "read redemption");
+    *found = rc == 0;
+    if (!*found)
+        return STATUS_OK;
+    const uint8_t *now = req->quote ? s_request_bytes(call, req->quote, &len) : NULL;
+    if (strcmp(state, "redeemed") != 0)
+        code = call_fail(call, STATUS_FAILED_PRECONDITION, "order %s was released", req->order_id);
+    else if (!now || len != stored_len || memcmp(now, stored_req, len) != 0)
+        code = call_fail(call, STATUS_ALREADY_EXISTS, "order %s was redeemed with another cart",
+                         req->order_id);
+    else if (!(resp->quote = shop__promotions__v1__quote__unpack(&arena, stored_qlen, stored_quote)))
+        code = call_fail(call, STATUS_INTERNAL, "stored quote of order %s is unreadable",
+                         req->order_id);
+    free(stored_req);
+    free(stored_quote);
+    return code;
+}
+
+/* True if a coupon the cart names is not among the quote's applied ones. */
+static bool s_coupon_left_out(const Shop__Promotions__V1__QuoteRequest *q, const quote_t *qt)
+{
+    for (size_t i = 0; i < q->n_coupon_codes; i++) {
+        bool applied = false;
+        for (size_t k = 0; k < qt->q.n_applied && !applied; k++)
+            applied = qt->q.applied[k].source == ENG_SOURCE_COUPON &&
+                      strcmp(qt->q.applied[k].code, q->coupon_codes[i]) == 0;
+        if (!applied)
+            return true;
+    }
+    return false;
+}
+
 static status_t s_redeem(call_t *call, const Shop__Promotions__V1__RedeemRequest *req,
                          Shop__Promotions__V1__RedeemResponse *resp, quote_t *qt)
 {
     db_t *db = call_db(call);
-    size_t ol = strlen(req->order_id), req_len, quote_len, stored_len = 0, stored_qlen = 0;
-    uint8_t *stored_req = NULL, *stored_quote = NULL;
-    char state[16];
+    size_t ol = strlen(req->order_id), req_len, quote_len;
     char m1[40], m2[40];
-    ProtobufCAllocator arena = call_allocator(call);
+    bool found = false;
+    int rc;
 
     if (ol < 1 || ol > 128)
         return call_fail(call, STATUS_INVALID_ARGUMENT, "order_id: 1 to 128 characters");
@@ -403,27 +450,10 @@ static status_t s_redeem(call_t *call, const Shop__Promotions__V1__RedeemRequest
      * opens its transaction below */
     call_without_transaction(call);
     int64_t version = -1;
-    int rc = store_redemption_get(db, req->order_id, state, sizeof state, &stored_req, &stored_len,
-                                  &stored_quote, &stored_qlen, &version);
-    if (rc < 0)
-        return call_db_fail(call, "read redemption");
-    if (rc == 0) {
-        status_t code = STATUS_OK;
-        size_t len;
-        const uint8_t *now = req->quote ? s_request_bytes(call, req->quote, &len) : NULL;
-        if (strcmp(state, "redeemed") != 0)
-            code = call_fail(call, STATUS_FAILED_PRECONDITION, "order %s was released", req->order_id);
-        else if (!now || len != stored_len || memcmp(now, stored_req, len) != 0)
-            code = call_fail(call, STATUS_ALREADY_EXISTS, "order %s was redeemed with another cart",
-                             req->order_id);
-        else if (!(resp->quote = shop__promotions__v1__quote__unpack(&arena, stored_qlen, stored_quote)))
-            code = call_fail(call, STATUS_INTERNAL, "stored quote of order %s is unreadable",
-                             req->order_id);
-        free(stored_req);
-        free(stored_quote);
-        return code;   /* the first result, unchanged */
-    }
-    status_t code = s_price_quick(call, req->quote, version, qt);
+    status_t code = s_redeemed_before(call, req, resp, &version, &found);
+    if (code != STATUS_OK || found)
+        return code;
+    code = s_price_quick(call, req->quote, version, qt);
     if (code == STATUS_DEFER) {
         if (call_commit(call) != 0)   /* one transaction from here */
             return call_db_fail(call, "begin");
@@ -431,6 +461,16 @@ static status_t s_redeem(call_t *call, const Shop__Promotions__V1__RedeemRequest
     }
     if (code != STATUS_OK)
         return code;
+    /* A coupon left out may have been used up by a concurrent Redeem of
+     * this same order (a retry) that committed after the read above: its
+     * redemption is then the answer. Read again, in a statement that sees
+     * what committed meanwhile. */
+    if (req->quote && s_coupon_left_out(req->quote, qt)) {
+        int64_t v;
+        code = s_redeemed_before(call, req, resp, &v, &found);
+        if (code != STATUS_OK || found)
+            return code;
+    }
     if (req->expected_total_saved && req->expected_total_saved->minor_units != qt->q.saved)
         return call_fail(call, STATUS_FAILED_PRECONDITION,
                          "the saving changed: expected %s, now %s",

@@ -526,6 +526,12 @@ static const db_stmt_t s_release = {
     "ORDER BY 2",
     1};
 
+static const db_stmt_t s_tombstone = {
+    "pro_tombstone",
+    "INSERT INTO redemption (order_id, state, request, quote, released_at) "
+    "VALUES ($1, 'released', '', '', now()) ON CONFLICT (order_id) DO NOTHING RETURNING 1",
+    1};
+
 static uint8_t *s_bytea(PGresult *r, int row, int col, size_t *len)
 {
     size_t n = 0;
@@ -620,6 +626,12 @@ int store_rule_use(db_t *db, const char *order_id, const char *code, int64_t sav
     }
     PQclear(r);
     return rc;
+}
+
+int store_redemption_tombstone(db_t *db, const char *order_id)
+{
+    const char *p[1] = {order_id};
+    return db_exec_row(db, &s_tombstone, p);
 }
 
 int store_redemption_release(db_t *db, const char *order_id, store_code_fn fn, void *arg)

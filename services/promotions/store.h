@@ -135,4 +135,9 @@ int store_rule_use(db_t *db, const char *order_id, const char *code, int64_t sav
 int store_redemption_release(db_t *db, const char *order_id, store_code_fn fn, void *arg)
     __attribute__((warn_unused_result));
 
+/* Records an order that redeemed nothing as released, so a Redeem of it
+ * that commits later (one its caller gave up on) fails on the key instead
+ * of keeping its uses; 1 if the order has a redemption after all. */
+int store_redemption_tombstone(db_t *db, const char *order_id) __attribute__((warn_unused_result));
+
 #endif

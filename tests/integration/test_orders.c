@@ -215,6 +215,80 @@ static void s_placement(void)
     CHECK(strstr(s_ord.message, "NOPE-1") != NULL);
 }
 
+/* Concurrent retries of one placement racing for the last units: an
+ * attempt that loses the stock to its own twin must not give the order up,
+ * nor give back what the twin took. Several rounds: the window is narrow. */
+static void s_retry_races(void)
+{
+    for (int round = 0; round < 4; round++) {
+        char sku[16], key[16], lines[64];
+        racer_t r[8];
+        snprintf(sku, sizeof sku, "RACE-%d", round);
+        snprintf(key, sizeof key, "k-race-%d", round);
+        snprintf(lines, sizeof lines, "{\"sku\":\"%s\",\"quantity\":3}", sku);
+        s_product("Last three", sku, 1000, 500, 3);
+        /* promotions prices it once it has applied the catalog's event */
+        CHECK_INT(jcall_until_ok(&s_pro, 10000, "Quote", "{\"lines\":[{\"sku\":\"%s\",\"quantity\":1}]}",
+                                 sku), STATUS_OK);
+        for (size_t i = 0; i < 8; i++)
+            r[i] = (racer_t){.key = key, .customer = "c-race", .lines = lines};
+        CHECK_INT(s_race(r, 8), 8);
+        for (size_t i = 1; i < 8; i++)
+            CHECK_STR(r[i].id, r[0].id);
+        CHECK_INT(s_sql("SELECT count(*) FROM orders.orders WHERE id = '%s' AND state = 'placed'", r[0].id), 1);
+        CHECK_INT(s_events(r[0].id, "OrderAbandoned"), 0);
+        CHECK_INT(s_reserved(sku), 3);
+    }
+}
+
+/* A placement given up after a verdict that reserved and redeemed nothing:
+ * a reservation or a redemption for it that arrives later (a call its
+ * caller stopped waiting for) is refused, and takes nothing. */
+static void s_late_calls(void)
+{
+    char id[40] = "";
+
+    CHECK_INT(s_place(NULL, NULL, "c-late", "{\"sku\":\"NOPE-2\",\"quantity\":1}", NULL),
+              STATUS_NOT_FOUND);
+    PGresult *r = PQexec(s_pg, "SELECT id FROM orders.orders WHERE customer_id = 'c-late' AND state = 'failed'");
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+        snprintf(id, sizeof id, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    CHECK(id[0] != '\0');
+    /* both consumers of OrderAbandoned record the order as released */
+    CHECK_INT(s_sql_until(1, "SELECT count(*) FROM catalog.reservation WHERE order_id = '%s' "
+                             "AND state = 'released'", id), 1);
+    CHECK_INT(s_sql_until(1, "SELECT count(*) FROM promotions.redemption WHERE order_id = '%s' "
+                             "AND state = 'released'", id), 1);
+    long long cups = s_reserved("CUP-1");
+    CHECK_INT(jcall(&s_cat, "ReserveStock", "{\"orderId\":\"%s\",\"lines\":[{\"sku\":\"CUP-1\","
+                    "\"quantity\":1}]}", id), STATUS_FAILED_PRECONDITION);
+    CHECK_INT(s_reserved("CUP-1"), cups);
+    long long used = s_sql("SELECT used FROM promotions.coupon WHERE code = 'WELCOME10'");
+    CHECK_INT(jcall(&s_pro, "Redeem", "{\"orderId\":\"%s\",\"quote\":{\"customerId\":\"c-late\","
+                    "\"lines\":[{\"sku\":\"TEA-A\",\"quantity\":1}],\"couponCodes\":[\"WELCOME10\"]}}",
+                    id), STATUS_FAILED_PRECONDITION);
+    CHECK_INT(s_sql("SELECT used FROM promotions.coupon WHERE code = 'WELCOME10'"), used);
+}
+
+/* Order numbers past seven digits stay whole (and distinct). */
+static void s_order_numbers(void)
+{
+    char a[40], b[40], c[40];
+
+    CHECK_INT(s_sql("SELECT setval('orders.order_number', 9999998)"), 9999998);
+    CHECK_INT(s_place(a, NULL, "c-num", "{\"sku\":\"CUP-1\",\"quantity\":1}", NULL), STATUS_OK);
+    CHECK_INT(s_place(b, NULL, "c-num", "{\"sku\":\"CUP-1\",\"quantity\":1}", NULL), STATUS_OK);
+    CHECK_INT(s_place(c, NULL, "c-num", "{\"sku\":\"CUP-1\",\"quantity\":1}", NULL), STATUS_OK);
+    CHECK(strlen(a) > 7 && strcmp(a + strlen(a) - 7, "9999999") == 0);
+    CHECK(strlen(b) > 8 && strcmp(b + strlen(b) - 8, "10000000") == 0);
+    CHECK(strlen(c) > 8 && strcmp(c + strlen(c) - 8, "10000001") == 0);
+    /* the stock is held past the latest the order can be cancelled for not
+     * being paid: pending timeout (60 s) + unpaid timeout (1800 s) + 600 s */
+    CHECK_INT(s_sql("SELECT round(extract(epoch FROM expires_at - created_at)) FROM catalog.reservation "
+                    "WHERE order_id = '%s'", c), 2460);
+}
+
 static void s_flash_sale(void)
 {
     racer_t r[20];
@@ -572,6 +646,9 @@ int main(void)
         s_timers();
         s_imports();
         s_queries();
+        s_retry_races();
+        s_late_calls();
+        s_order_numbers();
         /* the invariants: stock adds up, nothing below zero */
         CHECK_INT(s_sql("SELECT count(*) FROM catalog.sku WHERE reserved < 0 OR reserved > on_hand"), 0);
         CHECK_INT(s_sql("SELECT count(*) FROM catalog.sku s WHERE reserved <> (SELECT coalesce(sum(l.quantity), 0) "
