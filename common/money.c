@@ -76,6 +76,11 @@ int money_check(const char *field, int64_t minor_units, const char *currency, ch
                  (long long)minor_units);
         return -1;
     }
+    if (minor_units > MONEY_MAX_MINOR) {
+        snprintf(err, errlen, "%s.minor_units: at most %lld, got %lld", field,
+                 (long long)MONEY_MAX_MINOR, (long long)minor_units);
+        return -1;
+    }
     return 0;
 }
 

@@ -14,8 +14,15 @@ bool money_valid_currency(const char *code);
  * the currency is unknown. */
 int money_exponent(const char *code);
 
-/* Checks a Money value for a price: a known currency and 0 <= minor_units.
- * On failure writes a message naming `field` into err and returns -1. */
+/* The most minor units a price or an amount may have (10^12: ten billion
+ * of a two-decimal currency), and a cart's worth (10^15): a line's worth,
+ * a discount per unit times a quantity and their sums then fit an int64. */
+#define MONEY_MAX_MINOR 1000000000000LL
+#define MONEY_MAX_CART 1000000000000000LL
+
+/* Checks a Money value for a price: a known currency and 0 <= minor_units
+ * <= MONEY_MAX_MINOR. On failure writes a message naming `field` into err
+ * and returns -1. */
 int money_check(const char *field, int64_t minor_units, const char *currency, char *err,
                 size_t errlen) __attribute__((warn_unused_result));
 

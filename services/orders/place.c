@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "money.h"
 #include "orders.h"
 #include "shop/catalog/v1/catalog.pb-c.h"
 #include "shop/promotions/v1/promotions.pb-c.h"
@@ -517,7 +518,7 @@ static status_t s_check_money(call_t *call, const char *what, size_t i, const mo
             return call_fail(call, STATUS_INVALID_ARGUMENT, "lines[%zu].%s: required", i, what);
         return STATUS_OK;
     }
-    if (m->minor_units < 0 || m->minor_units > 1000000000000LL)
+    if (m->minor_units < 0 || m->minor_units > MONEY_MAX_MINOR)
         return call_fail(call, STATUS_INVALID_ARGUMENT, "lines[%zu].%s: 0 to 10^12 minor units",
                          i, what);
     if (strcmp(m->currency, currency) != 0)

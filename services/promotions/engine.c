@@ -216,7 +216,10 @@ static int s_rule_discount(ctx_t *c, const eng_rule_t *r, const bool *avail, int
         } else {
             for (size_t i = 0; i < c->n; i++)
                 if (avail[i]) {
-                    int64_t want = r->amount * c->lines[i].qty, cur = s_current(&c->lines[i]);
+                    int64_t want, cur = s_current(&c->lines[i]);
+                    /* (an amount stored before amounts were bounded may be huge) */
+                    if (__builtin_mul_overflow(r->amount, (int64_t)c->lines[i].qty, &want))
+                        want = cur;
                     d[i] = want < cur ? want : cur;
                 }
             util_fmt(detail, dlen, "%s off each", s_money(r->amount, c->currency, m1, sizeof m1));

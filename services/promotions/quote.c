@@ -64,6 +64,12 @@ static status_t s_lines(quote_t *qt)
             return call_fail(qt->call, STATUS_INVALID_ARGUMENT, "the cart mixes currencies (%s and %s)",
                              qt->currency, k->currency);
     }
+    int64_t worth = 0, line;
+    for (size_t i = 0; i < qt->n; i++)
+        if (__builtin_mul_overflow(qt->lines[i].unit_price, (int64_t)qt->lines[i].qty, &line) ||
+            __builtin_add_overflow(worth, line, &worth) || worth > MONEY_MAX_CART)
+            return call_fail(qt->call, STATUS_INVALID_ARGUMENT,
+                             "the cart is worth more than %lld minor units", (long long)MONEY_MAX_CART);
     for (size_t i = 0; i < qt->n; i++)
         if (!cache_sku(&qt->view, qt->lines[i].sku)->active)
             return call_fail(qt->call, STATUS_FAILED_PRECONDITION, "SKU %s is not for sale",

@@ -234,6 +234,18 @@ static void s_bad_input(void)
                               "\"RULE_KIND_AMOUNT_OFF\",\"scope\":\"RULE_SCOPE_ORDER\",\"amountOff\":"
                               "{\"minorUnits\":5,\"currency\":\"CNY\"},\"minSpend\":{\"minorUnits\":5,"
                               "\"currency\":\"EUR\"}}}"), STATUS_INVALID_ARGUMENT);
+    /* amounts and carts within int64's reach */
+    CHECK_INT(P("CreateRule", "{\"rule\":{\"code\":\"HUGE\",\"name\":\"x\",\"kind\":"
+                              "\"RULE_KIND_AMOUNT_OFF\",\"scope\":\"RULE_SCOPE_ORDER\",\"amountOff\":"
+                              "{\"minorUnits\":\"100000000000000000\",\"currency\":\"CNY\"}}}"),
+              STATUS_INVALID_ARGUMENT);
+    CHECK(strstr(s_pro.message, "at most") != NULL);
+    s_product("Gold pot", "pots", "GOLD-1", 2000000000, 1000000000);
+    CHECK_INT(jcall_until_ok(&s_pro, 10000, "Quote", "{\"lines\":[{\"sku\":\"GOLD-1\",\"quantity\":1}]}"),
+              STATUS_OK);
+    CHECK_INT(P("Quote", "{\"lines\":[{\"sku\":\"GOLD-1\",\"quantity\":1000000}]}"),
+              STATUS_INVALID_ARGUMENT);
+    CHECK(strstr(s_pro.message, "worth more than") != NULL);
     CHECK_INT(P("CreateRule", "{\"rule\":{\"code\":\"PCT0\",\"name\":\"x\",\"kind\":"
                               "\"RULE_KIND_PERCENT_OFF\",\"scope\":\"RULE_SCOPE_ORDER\"}}"),
               STATUS_INVALID_ARGUMENT);
