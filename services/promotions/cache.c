@@ -316,6 +316,17 @@ static void s_raise(_Atomic int64_t *v, int64_t to)
         ;
 }
 
+/* The same for s_wanted, which -1 marks deaf: left alone then, in the same
+ * compare-and-swap (a check before it could miss the listener going deaf
+ * in between, and mark the cache current while nobody listens). */
+static void s_raise_heard(_Atomic int64_t *v, int64_t to)
+{
+    int64_t cur = atomic_load(v);
+
+    while (cur >= 0 && cur < to && !atomic_compare_exchange_weak(v, &cur, to))
+        ;
+}
+
 int64_t cache_wanted(void) { return atomic_load(&s_wanted); }
 
 void cache_notified(db_t *db, const char *payload)
@@ -332,8 +343,7 @@ void cache_notified(db_t *db, const char *payload)
             return;
         }
         s_raise(&s_known, v);
-        if (atomic_load(&s_wanted) >= 0)
-            s_raise(&s_wanted, v);
+        s_raise_heard(&s_wanted, v);
         return;
     }
     /* listening again: what was missed is in the table */
@@ -353,7 +363,6 @@ int cache_written(call_t *call)
     if (store_rule_version(call_db(call), &v) != 0 || call_commit(call) != 0)
         return -1;
     s_raise(&s_known, v);
-    if (atomic_load(&s_wanted) >= 0)
-        s_raise(&s_wanted, v);
+    s_raise_heard(&s_wanted, v);
     return 0;
 }
