@@ -97,14 +97,15 @@ static int s_paid(db_t *db, const char *order_id)
     return rc;
 }
 
-/* Held stock back to available; sold stock back on hand. */
-static int s_give_back(db_t *db, const char *order_id, const char *why)
+/* Held stock back to available; sold stock back on hand. `abandoned`: the
+ * placement was given up, and may have reserved nothing yet. */
+static int s_give_back(db_t *db, const char *order_id, const char *why, bool abandoned)
 {
     lines_t l = {0};
     int rc = store_reservation_finish(db, order_id, "released", s_on_line, &l);
     const char *reason = why;
 
-    if (rc == 2) {
+    if (rc == 2 && abandoned) {
         /* Never reserved. A reservation its caller gave up on may still
          * commit: a released row makes it fail on the key. If one committed
          * while the release ran, it is there now: release it, in a
@@ -160,12 +161,12 @@ int catalog_apply_orders(db_t *db, const Shop__Common__V1__Envelope *event, void
         Shop__Orders__V1__OrderCancelled *e =
             (void *)(m = s_unpack(event, &shop__orders__v1__order_cancelled__descriptor));
         if (e && e->order)
-            rc = s_give_back(db, e->order->id, "order cancelled");
+            rc = s_give_back(db, e->order->id, "order cancelled", false);
     } else if (strcmp(event->type, "shop.orders.v1.OrderAbandoned") == 0) {
         Shop__Orders__V1__OrderAbandoned *e =
             (void *)(m = s_unpack(event, &shop__orders__v1__order_abandoned__descriptor));
         if (e)
-            rc = s_give_back(db, e->order_id, "order not placed");
+            rc = s_give_back(db, e->order_id, "order not placed", true);
     } else if (strcmp(event->type, "shop.orders.v1.ReviewPosted") == 0) {
         Shop__Orders__V1__ReviewPosted *e =
             (void *)(m = s_unpack(event, &shop__orders__v1__review_posted__descriptor));

@@ -487,7 +487,7 @@ int catalog_maintain(db_t *db, void *settings)
 
     (void)settings;
     e.n = 0;
-    if (store_expired(db, 500, s_expired_id, &e) != 0)
+    if (store_tombstone_purge(db) != 0 || store_expired(db, 500, s_expired_id, &e) != 0)
         return -1;
     for (int i = 0; i < e.n && rc == 0; i++) {
         l.n = 0;

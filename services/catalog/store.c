@@ -400,6 +400,21 @@ int store_reservation_tombstone(db_t *db, const char *order_id)
     return db_exec_row(db, &s_tombstone, p);
 }
 
+static const db_stmt_t s_tombstone_purge = {
+    "cat_tombstone_purge",
+    "DELETE FROM reservation WHERE order_id IN "
+    "  (SELECT order_id FROM reservation WHERE state = 'released' AND expires_at = released_at "
+    "   AND released_at < now() - interval '1 day' LIMIT 500)",
+    0};
+
+int store_tombstone_purge(db_t *db)
+{
+    PGresult *r = db_exec(db, &s_tombstone_purge, NULL);
+
+    PQclear(r);
+    return r ? 0 : -1;
+}
+
 int store_expired(db_t *db, int limit, store_id_fn fn, void *arg)
 {
     char l[16];

@@ -77,6 +77,9 @@ int store_reservation_finish(db_t *db, const char *order_id, const char *state, 
  * instead of holding stock; 1 if the order has a reservation after all. */
 int store_reservation_tombstone(db_t *db, const char *order_id) __attribute__((warn_unused_result));
 
+/* Deletes up to 500 of those records a day old (no late call can come). */
+int store_tombstone_purge(db_t *db) __attribute__((warn_unused_result));
+
 /* Adds a 1-5 rating to the product of `sku`; 1 if there is no such SKU. */
 int store_rating_add(db_t *db, const char *sku, int32_t rating) __attribute__((warn_unused_result));
 

@@ -96,7 +96,9 @@ int orders_abandon(db_t *db, const char *id, const char *reason)
      * placement reserved or redeemed since must be given back too. */
     ev.order_id = (char *)id;
     ev.reason = (char *)reason;
-    return server_emit(db, &ev.base, id);   /* correlated by order */
+    if (server_emit(db, &ev.base, id) != 0)   /* correlated by order */
+        return -1;
+    return rc == 1 ? 2 : 0;
 }
 
 int orders_check_address(const Shop__Orders__V1__Address *a, char *why, size_t len)

@@ -57,9 +57,11 @@ Shop__Orders__V1__OrderState orders_state(const char *name);
 const char *orders_state_name(Shop__Orders__V1__OrderState state);
 
 /* Gives a pending placement up ('failed', its keys freed) and emits
- * OrderAbandoned, correlated by the order id: 0. 1 if a concurrent attempt
- * has placed the order meanwhile (nothing changed, nothing emitted: what
- * was taken is that order's); -1 on a database failure. */
+ * OrderAbandoned, correlated by the order id: 0, or 2 if it had been given
+ * up before (by a concurrent attempt or the pending timeout; emitted again
+ * for what this attempt took since). 1 if a concurrent attempt has placed
+ * the order meanwhile (nothing changed, nothing emitted: what was taken is
+ * that order's); -1 on a database failure. */
 int orders_abandon(db_t *db, const char *id, const char *reason);
 
 /* Checks an address for a new order: 0, or -1 with what is wrong in `why`. */

@@ -157,6 +157,9 @@ static status_t s_fail(saga_t *s, status_t code, const char *fmt, ...)
         return STATUS_OK;
     }
     call_keep_writes(s->call);
+    if (rc == 2)   /* given up meanwhile: this failure may only follow from that */
+        return call_fail(s->call, STATUS_ABORTED, "order %s was given up meanwhile (%s); try again",
+                         s->id, why);
     return call_fail(s->call, code, "%s", why);
 }
 

@@ -58,7 +58,7 @@ int main(int argc, char **argv)
         .settings = s_settings,
         .settings_out = &settings,
         /* the usage cache's counts, re-read every SHOP_MAINTENANCE_MS */
-        .maintain = usage_refresh,
+        .maintain = promo_maintain,
         .consumes = s_consumes,
         .n_consumes = sizeof s_consumes / sizeof s_consumes[0],
         /* a quote's terms live in memory, refreshed when they change */

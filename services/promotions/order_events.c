@@ -26,12 +26,14 @@ static void s_on_released(void *arg, const char *code)
         r->rc = -1;
 }
 
-static int s_release(db_t *db, const char *order_id, const char *reason)
+/* `abandoned`: the placement was given up, and may have redeemed nothing
+ * yet (a cancelled order was placed: its Redeem answered long ago). */
+static int s_release(db_t *db, const char *order_id, const char *reason, bool abandoned)
 {
     released_t r = {db, order_id, reason, 0};
     int rc = store_redemption_release(db, order_id, s_on_released, &r);
 
-    if (rc == 1) {
+    if (rc == 1 && abandoned) {
         /* Nothing redeemed (or released before). A Redeem its caller gave
          * up on may still commit: a released row makes it fail on the key.
          * If one committed while the release ran, the row is there now:
@@ -58,7 +60,7 @@ int promo_apply_orders(db_t *db, const Shop__Common__V1__Envelope *event, void *
             slog_error("promotions: event %s %llu is malformed; skipped", event->type,
                        (unsigned long long)event->sequence);
         } else {
-            rc = s_release(db, e->order->id, "order cancelled");
+            rc = s_release(db, e->order->id, "order cancelled", false);
         }
         if (e)
             shop__orders__v1__order_cancelled__free_unpacked(e, NULL);
@@ -69,9 +71,16 @@ int promo_apply_orders(db_t *db, const Shop__Common__V1__Envelope *event, void *
             slog_error("promotions: event %s %llu is malformed; skipped", event->type,
                        (unsigned long long)event->sequence);
         } else {
-            rc = s_release(db, e->order_id, "order not placed");
+            rc = s_release(db, e->order_id, "order not placed", true);
             shop__orders__v1__order_abandoned__free_unpacked(e, NULL);
         }
     }
     return rc;
+}
+
+int promo_maintain(db_t *db, void *settings)
+{
+    if (store_tombstone_purge(db) != 0)
+        return -1;
+    return usage_refresh(db, settings);
 }

@@ -39,6 +39,9 @@ PROMO_HANDLER(promo_release);
 int promo_apply_catalog(db_t *db, const Shop__Common__V1__Envelope *event, void *settings);
 /* order_events.c: cancelled and abandoned orders give their redemptions back. */
 int promo_apply_orders(db_t *db, const Shop__Common__V1__Envelope *event, void *settings);
+/* The maintain hook: old records of abandoned orders deleted, the usage
+ * counts read again. 0, or -1 (database). */
+int promo_maintain(db_t *db, void *settings);
 
 /* A SKU code as the catalog allows it: 1 to 64 of A-Z a-z 0-9 . _ - */
 bool promo_valid_sku(const char *code);
@@ -114,7 +117,7 @@ bool usage_coupon_get(call_t *call, const char *code, const char *customer_id, e
 void usage_rule_put(const char *code, int32_t used, int64_t spent);
 bool usage_rule_get(const char *code, int32_t *used, int64_t *spent);
 void usage_forget(bool coupon, const char *code);
-/* The maintain hook: re-reads the known counts. 0, or -1 (database). */
+/* Re-reads the known counts (each maintenance tick). 0, or -1 (database). */
 int usage_refresh(db_t *db, void *settings);
 
 #endif

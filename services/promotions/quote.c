@@ -397,8 +397,8 @@ static status_t s_price_quick(call_t *call, const quote_request_t *req, int64_t 
  * (*found false and STATUS_OK if there is none): the first result,
  * unchanged, if the same cart asks again. */
 static status_t s_redeemed_before(call_t *call, const Shop__Promotions__V1__RedeemRequest *req,
-                                  Shop__Promotions__V1__RedeemResponse *resp, int64_t *version,
-                                  bool *found)
+                                  bool lock, Shop__Promotions__V1__RedeemResponse *resp,
+                                  int64_t *version, bool *found)
 {
     uint8_t *stored_req = NULL, *stored_quote = NULL;
     size_t stored_len = 0, stored_qlen = 0, len;
@@ -406,7 +406,7 @@ static status_t s_redeemed_before(call_t *call, const Shop__Promotions__V1__Rede
     ProtobufCAllocator arena = call_allocator(call);
     status_t code = STATUS_OK;
 
-    int rc = store_redemption_get(call_db(call), req->order_id, state, sizeof state, &stored_req,
+    int rc = store_redemption_get(call_db(call), req->order_id, lock, state, sizeof state, &stored_req,
                                   &stored_len, &stored_quote, &stored_qlen, version);
     if (rc < 0)
         return call_db_fail(call, "read redemption");
@@ -456,24 +456,28 @@ static status_t s_redeem(call_t *call, const Shop__Promotions__V1__RedeemRequest
      * opens its transaction below */
     call_without_transaction(call);
     int64_t version = -1;
-    status_t code = s_redeemed_before(call, req, resp, &version, &found);
+    status_t code = s_redeemed_before(call, req, true, resp, &version, &found);
     if (code != STATUS_OK || found)
         return code;
     code = s_price_quick(call, req->quote, version, qt);
-    if (code == STATUS_DEFER) {
+    bool locked = code == STATUS_DEFER;
+    if (locked) {
         if (call_commit(call) != 0)   /* one transaction from here */
             return call_db_fail(call, "begin");
         code = s_price(call, req->quote, true, version, qt);
     }
     if (code != STATUS_OK)
         return code;
-    /* A coupon left out may have been used up by a concurrent Redeem of
-     * this same order (a retry) that committed after the read above: its
-     * redemption is then the answer. Read again, in a statement that sees
-     * what committed meanwhile. */
-    if (req->quote && s_coupon_left_out(req->quote, qt)) {
+    /* A concurrent Redeem of this same order (a retry) may have committed
+     * after the read above, taking the last use of a coupon or a capped
+     * rule this one then counted as used up: its redemption is the answer.
+     * Read again when that can be (the coupons and rules were locked for
+     * counting, or a coupon was left out), in a statement that sees what
+     * committed meanwhile, without the row lock (this transaction holds
+     * coupon and rule locks; a release takes the redemption's first). */
+    if (req->quote && (locked || s_coupon_left_out(req->quote, qt))) {
         int64_t v;
-        code = s_redeemed_before(call, req, resp, &v, &found);
+        code = s_redeemed_before(call, req, false, resp, &v, &found);
         if (code != STATUS_OK || found)
             return code;
     }
@@ -602,7 +606,7 @@ PROMO_HANDLER(promo_release)
         char state[16];
         uint8_t *a = NULL, *b = NULL;
         size_t al, bl;
-        rc = store_redemption_get(db, req->order_id, state, sizeof state, &a, &al, &b, &bl, NULL);
+        rc = store_redemption_get(db, req->order_id, true, state, sizeof state, &a, &al, &b, &bl, NULL);
         free(a);
         free(b);
         if (rc < 0)

@@ -481,6 +481,16 @@ static const db_stmt_t s_redemption_get = {
     "WHERE v.id = 1",
     1};
 
+/* The same without the row lock: for a second look from a transaction that
+ * holds coupon or rule locks (a release locks the redemption first). */
+static const db_stmt_t s_redemption_peek = {
+    "pro_redemption_peek",
+    "SELECT v.version, r.state, r.request, r.quote "
+    "FROM rule_version v LEFT JOIN LATERAL "
+    "     (SELECT state, request, quote FROM redemption WHERE order_id = $1) r ON true "
+    "WHERE v.id = 1",
+    1};
+
 static const db_stmt_t s_redemption_insert = {
     "pro_redemption_insert",
     "INSERT INTO redemption (order_id, customer_id, state, request, quote) "
@@ -548,12 +558,12 @@ static uint8_t *s_bytea(PGresult *r, int row, int col, size_t *len)
     return out;
 }
 
-int store_redemption_get(db_t *db, const char *order_id, char *state, size_t statelen,
+int store_redemption_get(db_t *db, const char *order_id, bool lock, char *state, size_t statelen,
                          uint8_t **request, size_t *request_len, uint8_t **quote,
                          size_t *quote_len, int64_t *version)
 {
     const char *p[1] = {order_id};
-    PGresult *r = db_exec(db, &s_redemption_get, p);
+    PGresult *r = db_exec(db, lock ? &s_redemption_get : &s_redemption_peek, p);
     int rc = 1;
 
     if (!r)
@@ -632,6 +642,21 @@ int store_redemption_tombstone(db_t *db, const char *order_id)
 {
     const char *p[1] = {order_id};
     return db_exec_row(db, &s_tombstone, p);
+}
+
+static const db_stmt_t s_tombstone_purge = {
+    "pro_tombstone_purge",
+    "DELETE FROM redemption WHERE order_id IN "
+    "  (SELECT order_id FROM redemption WHERE state = 'released' AND request = ''::bytea "
+    "   AND released_at < now() - interval '1 day' LIMIT 500)",
+    0};
+
+int store_tombstone_purge(db_t *db)
+{
+    PGresult *r = db_exec(db, &s_tombstone_purge, NULL);
+
+    PQclear(r);
+    return r ? 0 : -1;
 }
 
 int store_redemption_release(db_t *db, const char *order_id, store_code_fn fn, void *arg)

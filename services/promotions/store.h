@@ -108,9 +108,9 @@ int store_tier_list(db_t *db, store_tier_fn fn, void *arg) __attribute__((warn_u
 /* --- redemptions ----------------------------------------------------------------- */
 
 /* The order's redemption: state ("redeemed"/"released"), request and quote
- * bytes (malloc'd, caller frees); 1 if none. Locks the row. *version (if
- * not NULL) gets the terms version, read in the same statement. */
-int store_redemption_get(db_t *db, const char *order_id, char *state, size_t statelen,
+ * bytes (malloc'd, caller frees); 1 if none. `lock` locks the row. *version
+ * (if not NULL) gets the terms version, read in the same statement. */
+int store_redemption_get(db_t *db, const char *order_id, bool lock, char *state, size_t statelen,
                          uint8_t **request, size_t *request_len, uint8_t **quote,
                          size_t *quote_len, int64_t *version) __attribute__((warn_unused_result));
 
@@ -139,5 +139,8 @@ int store_redemption_release(db_t *db, const char *order_id, store_code_fn fn, v
  * that commits later (one its caller gave up on) fails on the key instead
  * of keeping its uses; 1 if the order has a redemption after all. */
 int store_redemption_tombstone(db_t *db, const char *order_id) __attribute__((warn_unused_result));
+
+/* Deletes up to 500 of those records a day old (no late call can come). */
+int store_tombstone_purge(db_t *db) __attribute__((warn_unused_result));
 
 #endif

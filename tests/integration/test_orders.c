@@ -100,6 +100,7 @@ static status_t s_place(char *id, const char *key, const char *customer, const c
 
 typedef struct {
     const char *key, *lines, *customer;
+    const char *coupons;   /* "\"CODE\"" or NULL */
     status_t status;
     char id[40];
     char message[512];
@@ -111,8 +112,8 @@ static void *s_racer(void *arg)
     jcall_t j = {.service = "shop.orders.v1.OrdersService", .key = r->key};
 
     j.client = client_new(s_zctx, s_ord_svc.rpc);
-    r->status = jcall(&j, "PlaceOrder", "{\"customerId\":\"%s\",\"lines\":[%s],%s}", r->customer,
-                      r->lines, ADDRESS);
+    r->status = jcall(&j, "PlaceOrder", "{\"customerId\":\"%s\",\"lines\":[%s],\"couponCodes\":[%s],%s}",
+                      r->customer, r->lines, r->coupons ? r->coupons : "", ADDRESS);
     snprintf(r->id, sizeof r->id, "%s", r->status == STATUS_OK ? jcall_str(&j, "order.id") : "");
     snprintf(r->message, sizeof r->message, "%s", j.message);
     jcall_done(&j);
@@ -239,6 +240,26 @@ static void s_retry_races(void)
         CHECK_INT(s_events(r[0].id, "OrderAbandoned"), 0);
         CHECK_INT(s_reserved(sku), 3);
     }
+    /* the same for a coupon's last use */
+    for (int round = 0; round < 3; round++) {
+        char code[24], quoted[32], key[24];
+        racer_t r[8];
+        snprintf(code, sizeof code, "LASTUSE-%d", round);
+        snprintf(quoted, sizeof quoted, "\"%s\"", code);
+        snprintf(key, sizeof key, "k-coupon-%d", round);
+        CHECK_INT(jcall(&s_pro, "CreateCoupon", "{\"coupon\":{\"code\":\"%s\",\"kind\":"
+                        "\"COUPON_KIND_AMOUNT_OFF\",\"amountOff\":{\"minorUnits\":100,\"currency\":"
+                        "\"CNY\"},\"totalLimit\":1}}", code), STATUS_OK);
+        for (size_t i = 0; i < 8; i++)
+            r[i] = (racer_t){.key = key, .customer = "c-race", .coupons = quoted,
+                             .lines = "{\"sku\":\"CUP-1\",\"quantity\":1}"};
+        CHECK_INT(s_race(r, 8), 8);
+        for (size_t i = 1; i < 8; i++)
+            CHECK_STR(r[i].id, r[0].id);
+        CHECK_INT(s_sql("SELECT count(*) FROM orders.orders WHERE id = '%s' AND state = 'placed'", r[0].id), 1);
+        CHECK_INT(s_events(r[0].id, "OrderAbandoned"), 0);
+        CHECK_INT(s_sql("SELECT used FROM promotions.coupon WHERE code = '%s'", code), 1);
+    }
 }
 
 /* A placement given up after a verdict that reserved and redeemed nothing:
@@ -269,6 +290,14 @@ static void s_late_calls(void)
                     "\"lines\":[{\"sku\":\"TEA-A\",\"quantity\":1}],\"couponCodes\":[\"WELCOME10\"]}}",
                     id), STATUS_FAILED_PRECONDITION);
     CHECK_INT(s_sql("SELECT used FROM promotions.coupon WHERE code = 'WELCOME10'"), used);
+    /* a day on, no late call can come: the records go */
+    CHECK_INT(s_sql("WITH u AS (UPDATE catalog.reservation SET released_at = released_at - interval '2 days', "
+                    "expires_at = expires_at - interval '2 days' WHERE order_id = '%s' RETURNING 1) "
+                    "SELECT count(*) FROM u", id), 1);
+    CHECK_INT(s_sql("WITH u AS (UPDATE promotions.redemption SET released_at = released_at - interval '2 days' "
+                    "WHERE order_id = '%s' RETURNING 1) SELECT count(*) FROM u", id), 1);
+    CHECK_INT(s_sql_until(0, "SELECT count(*) FROM catalog.reservation WHERE order_id = '%s'", id), 0);
+    CHECK_INT(s_sql_until(0, "SELECT count(*) FROM promotions.redemption WHERE order_id = '%s'", id), 0);
 }
 
 /* Order numbers past seven digits stay whole (and distinct). */
