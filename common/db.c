@@ -372,6 +372,14 @@ int db_exec_row(db_t *db, const db_stmt_t *stmt, const char *const *params)
     return rc;
 }
 
+int db_exec_ok(db_t *db, const db_stmt_t *stmt, const char *const *params)
+{
+    PGresult *r = s_exec(db, stmt, params, NULL, NULL, 0);
+
+    PQclear(r);
+    return r ? 0 : -1;
+}
+
 PGresult *db_exec_binary(db_t *db, const db_stmt_t *stmt, const char *const *params)
 {
     return s_exec(db, stmt, params, NULL, NULL, 1);

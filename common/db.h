@@ -54,6 +54,10 @@ PGresult *db_exec(db_t *db, const db_stmt_t *stmt, const char *const *params)
 int db_exec_row(db_t *db, const db_stmt_t *stmt, const char *const *params)
     __attribute__((warn_unused_result));
 
+/* Runs a statement whose result does not matter: 0, or -1 on failure. */
+int db_exec_ok(db_t *db, const db_stmt_t *stmt, const char *const *params)
+    __attribute__((warn_unused_result));
+
 /* Same as db_exec, with binary/text formats and lengths (for bytea parameters). */
 PGresult *db_exec_bin(db_t *db, const db_stmt_t *stmt, const char *const *params,
                       const int *lengths, const int *formats) __attribute__((warn_unused_result));

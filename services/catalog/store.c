@@ -407,13 +407,7 @@ static const db_stmt_t s_tombstone_purge = {
     "   AND released_at < now() - interval '1 day' LIMIT 500)",
     0};
 
-int store_tombstone_purge(db_t *db)
-{
-    PGresult *r = db_exec(db, &s_tombstone_purge, NULL);
-
-    PQclear(r);
-    return r ? 0 : -1;
-}
+int store_tombstone_purge(db_t *db) { return db_exec_ok(db, &s_tombstone_purge, NULL); }
 
 int store_expired(db_t *db, int limit, store_id_fn fn, void *arg)
 {

@@ -651,13 +651,7 @@ static const db_stmt_t s_tombstone_purge = {
     "   AND released_at < now() - interval '1 day' LIMIT 500)",
     0};
 
-int store_tombstone_purge(db_t *db)
-{
-    PGresult *r = db_exec(db, &s_tombstone_purge, NULL);
-
-    PQclear(r);
-    return r ? 0 : -1;
-}
+int store_tombstone_purge(db_t *db) { return db_exec_ok(db, &s_tombstone_purge, NULL); }
 
 int store_redemption_release(db_t *db, const char *order_id, store_code_fn fn, void *arg)
 {

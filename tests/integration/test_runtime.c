@@ -231,16 +231,16 @@ static void s_check_gnutls_env(pid_t pid, const char *name)
 
 /* The runtime names its threads (top -H, ps -L, perf): both workers of
  * SHOP_WORKERS=2, the relay, the maintenance tick and the consumer of the
- * catalog stream. */
-static void s_check_thread_names(pid_t pid)
+ * catalog stream (each thread names itself as it starts: looked for a few
+ * times). */
+static bool s_threads_named(pid_t pid, const char *const *want, size_t n, bool *seen)
 {
-    const char *want[] = {"worker-0", "worker-1", "relay", "maintenance", "sub-catalog"};
-    bool seen[5] = {false};
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/task", (int)pid);
     DIR *d = opendir(path);
-    CHECK(d != NULL);
-    for (struct dirent *e; d && (e = readdir(d));) {
+    if (!d)
+        return false;
+    for (struct dirent *e; (e = readdir(d));) {
         char comm_path[600], comm[32] = "";
         snprintf(comm_path, sizeof comm_path, "%s/%s/comm", path, e->d_name);
         FILE *f = fopen(comm_path, "r");
@@ -249,11 +249,22 @@ static void s_check_thread_names(pid_t pid)
         if (fgets(comm, sizeof comm, f))
             comm[strcspn(comm, "\n")] = '\0';
         fclose(f);
-        for (size_t i = 0; i < 5; i++)
+        for (size_t i = 0; i < n; i++)
             seen[i] = seen[i] || strcmp(comm, want[i]) == 0;
     }
-    if (d)
-        closedir(d);
+    closedir(d);
+    bool all = true;
+    for (size_t i = 0; i < n; i++)
+        all = all && seen[i];
+    return all;
+}
+
+static void s_check_thread_names(pid_t pid)
+{
+    const char *want[] = {"worker-0", "worker-1", "relay", "maintenance", "sub-catalog"};
+    bool seen[5] = {false};
+    for (int i = 0; i < 30 && !s_threads_named(pid, want, 5, seen); i++)
+        util_sleep_ms(100);
     for (size_t i = 0; i < 5; i++)
         CHECK_STR(seen[i] ? want[i] : "(none)", want[i]);
 }
