@@ -216,6 +216,16 @@ static void s_placement(void)
     CHECK(strstr(s_ord.message, "NOPE-1") != NULL);
 }
 
+/* 8 racers with one key all got the one order, placed, nothing given back. */
+static void s_one_order(racer_t r[8])
+{
+    CHECK_INT(s_race(r, 8), 8);
+    for (size_t i = 1; i < 8; i++)
+        CHECK_STR(r[i].id, r[0].id);
+    CHECK_INT(s_sql("SELECT count(*) FROM orders.orders WHERE id = '%s' AND state = 'placed'", r[0].id), 1);
+    CHECK_INT(s_events(r[0].id, "OrderAbandoned"), 0);
+}
+
 /* Concurrent retries of one placement racing for the last units: an
  * attempt that loses the stock to its own twin must not give the order up,
  * nor give back what the twin took. Several rounds: the window is narrow. */
@@ -233,11 +243,7 @@ static void s_retry_races(void)
                                  sku), STATUS_OK);
         for (size_t i = 0; i < 8; i++)
             r[i] = (racer_t){.key = key, .customer = "c-race", .lines = lines};
-        CHECK_INT(s_race(r, 8), 8);
-        for (size_t i = 1; i < 8; i++)
-            CHECK_STR(r[i].id, r[0].id);
-        CHECK_INT(s_sql("SELECT count(*) FROM orders.orders WHERE id = '%s' AND state = 'placed'", r[0].id), 1);
-        CHECK_INT(s_events(r[0].id, "OrderAbandoned"), 0);
+        s_one_order(r);
         CHECK_INT(s_reserved(sku), 3);
     }
     /* the same for a coupon's last use */
@@ -253,11 +259,7 @@ static void s_retry_races(void)
         for (size_t i = 0; i < 8; i++)
             r[i] = (racer_t){.key = key, .customer = "c-race", .coupons = quoted,
                              .lines = "{\"sku\":\"CUP-1\",\"quantity\":1}"};
-        CHECK_INT(s_race(r, 8), 8);
-        for (size_t i = 1; i < 8; i++)
-            CHECK_STR(r[i].id, r[0].id);
-        CHECK_INT(s_sql("SELECT count(*) FROM orders.orders WHERE id = '%s' AND state = 'placed'", r[0].id), 1);
-        CHECK_INT(s_events(r[0].id, "OrderAbandoned"), 0);
+        s_one_order(r);
         CHECK_INT(s_sql("SELECT used FROM promotions.coupon WHERE code = '%s'", code), 1);
     }
 }
