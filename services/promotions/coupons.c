@@ -13,7 +13,7 @@
 
 typedef Shop__Promotions__V1__Coupon coupon_t;
 
-static bool s_valid_code(const char *code)
+bool promo_valid_coupon_code(const char *code)
 {
     size_t n = strlen(code);
 
@@ -165,7 +165,7 @@ PROMO_HANDLER(promo_create_coupon)
 
     if (code != STATUS_OK)
         return code;
-    if (!s_valid_code(req->coupon->code))
+    if (!promo_valid_coupon_code(req->coupon->code))
         return call_fail(call, STATUS_INVALID_ARGUMENT, "coupon.code: 3 to 40 of A-Z 0-9 -");
     c.code = req->coupon->code;
     issued_t one = {call, NULL, 0};
@@ -247,7 +247,7 @@ PROMO_HANDLER(promo_get_coupon)
     Shop__Promotions__V1__GetCouponResponse *resp = (void *)response;
     int rc;
 
-    if (!s_valid_code(req->code))
+    if (!promo_valid_coupon_code(req->code))
         return call_fail(call, STATUS_INVALID_ARGUMENT, "code: 3 to 40 of A-Z 0-9 -");
     resp->coupon = s_read(call, req->code, &rc);
     if (rc < 0)

@@ -45,6 +45,8 @@ int promo_maintain(db_t *db, void *settings);
 
 /* A SKU code as the catalog allows it: 1 to 64 of A-Z a-z 0-9 . _ - */
 bool promo_valid_sku(const char *code);
+/* A coupon code: 3 to 40 of A-Z 0-9 - (coupons.c). */
+bool promo_valid_coupon_code(const char *code);
 
 /* A stored rule as a message (in the call's arena), and as the engine's
  * input (in m). */

@@ -219,6 +219,9 @@ static status_t s_price(call_t *call, const quote_request_t *req, bool lock, int
     if (req->n_coupon_codes > (size_t)set->max_coupons)
         return call_fail(call, STATUS_INVALID_ARGUMENT, "coupon_codes: at most %" PRId64,
                          set->max_coupons);
+    for (size_t i = 0; i < req->n_coupon_codes; i++)
+        if (!promo_valid_coupon_code(req->coupon_codes[i]))
+            return call_fail(call, STATUS_INVALID_ARGUMENT, "coupon_codes[%zu]: 3 to 40 of A-Z 0-9 -", i);
     if (req->at_ms < 0)
         return call_fail(call, STATUS_INVALID_ARGUMENT, "at_ms: 0 (now) or a time");
     bool redeem = version >= 0;

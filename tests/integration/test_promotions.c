@@ -216,6 +216,8 @@ static void s_bad_input(void)
     CHECK_INT(P("Quote", "{\"lines\":[{\"sku\":\"TEA-A\",\"quantity\":1}],\"couponCodes\":"
                          "[\"NO-SUCH\"]}"), STATUS_NOT_FOUND);
     CHECK_INT(P("Quote", "{\"lines\":[{\"sku\":\"GHOST\",\"quantity\":1}]}"), STATUS_NOT_FOUND);
+    CHECK_INT(P("Quote", "{\"lines\":[{\"sku\":\"TEA-A\",\"quantity\":1}],\"couponCodes\":"
+                         "[\"not a code!\"]}"), STATUS_INVALID_ARGUMENT);
     CHECK_INT(P("Quote", "{\"lines\":[{\"sku\":\"TEA-A\",\"quantity\":0}]}"), STATUS_INVALID_ARGUMENT);
     CHECK_INT(P("Quote", "{\"lines\":[{\"sku\":\"TEA-A\",\"quantity\":1}],\"tier\":\"platinum\"}"),
               STATUS_INVALID_ARGUMENT);
