@@ -113,8 +113,6 @@ static int s_give_back(db_t *db, const char *order_id, const char *why, bool aba
         rc = store_reservation_tombstone(db, order_id);
         if (rc == 1)
             rc = store_reservation_finish(db, order_id, "released", s_on_line, &l);
-        else if (rc == 0)
-            rc = 2;
     }
     if (rc == 1) {   /* not held: sold already? */
         rc = store_reservation_finish(db, order_id, "restocked", s_on_line, &l);

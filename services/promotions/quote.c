@@ -479,8 +479,7 @@ static status_t s_redeem(call_t *call, const Shop__Promotions__V1__RedeemRequest
      * committed meanwhile, without the row lock (this transaction holds
      * coupon and rule locks; a release takes the redemption's first). */
     if (req->quote && (locked || s_coupon_left_out(req->quote, qt))) {
-        int64_t v;
-        code = s_redeemed_before(call, req, false, resp, &v, &found);
+        code = s_redeemed_before(call, req, false, resp, NULL, &found);
         if (code != STATUS_OK || found)
             return code;
     }

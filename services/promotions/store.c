@@ -473,23 +473,15 @@ int store_tier_list(db_t *db, store_tier_fn fn, void *arg)
 
 /* With the terms version, so a redemption that needs nothing more runs one
  * statement. */
-static const db_stmt_t s_redemption_get = {
-    "pro_redemption_get",
-    "SELECT v.version, r.state, r.request, r.quote "
-    "FROM rule_version v LEFT JOIN LATERAL "
-    "     (SELECT state, request, quote FROM redemption WHERE order_id = $1 FOR UPDATE) r ON true "
-    "WHERE v.id = 1",
-    1};
-
+#define REDEMPTION_READ(lock)                                                                 \
+    "SELECT v.version, r.state, r.request, r.quote "                                          \
+    "FROM rule_version v LEFT JOIN LATERAL "                                                  \
+    "     (SELECT state, request, quote FROM redemption WHERE order_id = $1" lock ") r ON true " \
+    "WHERE v.id = 1"
+static const db_stmt_t s_redemption_get = {"pro_redemption_get", REDEMPTION_READ(" FOR UPDATE"), 1};
 /* The same without the row lock: for a second look from a transaction that
  * holds coupon or rule locks (a release locks the redemption first). */
-static const db_stmt_t s_redemption_peek = {
-    "pro_redemption_peek",
-    "SELECT v.version, r.state, r.request, r.quote "
-    "FROM rule_version v LEFT JOIN LATERAL "
-    "     (SELECT state, request, quote FROM redemption WHERE order_id = $1) r ON true "
-    "WHERE v.id = 1",
-    1};
+static const db_stmt_t s_redemption_peek = {"pro_redemption_peek", REDEMPTION_READ(""), 1};
 
 static const db_stmt_t s_redemption_insert = {
     "pro_redemption_insert",

@@ -216,9 +216,14 @@ static void s_placement(void)
     CHECK(strstr(s_ord.message, "NOPE-1") != NULL);
 }
 
-/* 8 racers with one key all got the one order, placed, nothing given back. */
-static void s_one_order(racer_t r[8])
+/* 8 racers placing one cart under one key all get the one order, placed,
+ * nothing given back. */
+static void s_one_order(const char *key, const char *lines, const char *coupons)
 {
+    racer_t r[8];
+
+    for (size_t i = 0; i < 8; i++)
+        r[i] = (racer_t){.key = key, .customer = "c-race", .lines = lines, .coupons = coupons};
     CHECK_INT(s_race(r, 8), 8);
     for (size_t i = 1; i < 8; i++)
         CHECK_STR(r[i].id, r[0].id);
@@ -233,7 +238,6 @@ static void s_retry_races(void)
 {
     for (int round = 0; round < 4; round++) {
         char sku[16], key[16], lines[64];
-        racer_t r[8];
         snprintf(sku, sizeof sku, "RACE-%d", round);
         snprintf(key, sizeof key, "k-race-%d", round);
         snprintf(lines, sizeof lines, "{\"sku\":\"%s\",\"quantity\":3}", sku);
@@ -241,25 +245,19 @@ static void s_retry_races(void)
         /* promotions prices it once it has applied the catalog's event */
         CHECK_INT(jcall_until_ok(&s_pro, 10000, "Quote", "{\"lines\":[{\"sku\":\"%s\",\"quantity\":1}]}",
                                  sku), STATUS_OK);
-        for (size_t i = 0; i < 8; i++)
-            r[i] = (racer_t){.key = key, .customer = "c-race", .lines = lines};
-        s_one_order(r);
+        s_one_order(key, lines, NULL);
         CHECK_INT(s_reserved(sku), 3);
     }
     /* the same for a coupon's last use */
     for (int round = 0; round < 3; round++) {
         char code[24], quoted[32], key[24];
-        racer_t r[8];
         snprintf(code, sizeof code, "LASTUSE-%d", round);
         snprintf(quoted, sizeof quoted, "\"%s\"", code);
         snprintf(key, sizeof key, "k-coupon-%d", round);
         CHECK_INT(jcall(&s_pro, "CreateCoupon", "{\"coupon\":{\"code\":\"%s\",\"kind\":"
                         "\"COUPON_KIND_AMOUNT_OFF\",\"amountOff\":{\"minorUnits\":100,\"currency\":"
                         "\"CNY\"},\"totalLimit\":1}}", code), STATUS_OK);
-        for (size_t i = 0; i < 8; i++)
-            r[i] = (racer_t){.key = key, .customer = "c-race", .coupons = quoted,
-                             .lines = "{\"sku\":\"CUP-1\",\"quantity\":1}"};
-        s_one_order(r);
+        s_one_order(key, "{\"sku\":\"CUP-1\",\"quantity\":1}", quoted);
         CHECK_INT(s_sql("SELECT used FROM promotions.coupon WHERE code = '%s'", code), 1);
     }
 }
