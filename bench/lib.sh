@@ -222,6 +222,18 @@ pg_cpu_ms() {
   echo $(( $(cpu_ms $(pg_pids)) + reaped ))
 }
 
+# pg_commits: "<commits> <WAL flushes>" so far, the whole cluster's
+# (pg_stat_database, pg_stat_wal; their counts reach the views within a
+# second or so of the work, so read them after a settle or a second's wait).
+pg_commits() {
+  psql_admin -At -F ' ' -c "SELECT (SELECT sum(xact_commit) FROM pg_stat_database), wal_sync FROM pg_stat_wal"
+}
+# machine_ms: CPU milliseconds so far of the whole machine, every process and
+# the kernel (user, nice, system, irq, softirq; steal and idle not counted).
+machine_ms() {
+  awk -v t="$(getconf CLK_TCK)" '$1 == "cpu" { printf "%d", ($2 + $3 + $4 + $7 + $8) * 1000 / t }' /proc/stat
+}
+
 # bench_settle <pid>...: waits (up to 60 s) until the processes and the
 # cluster are done with what loading left them (events to relay and apply,
 # caches to fill): a second in which together they use under 3% of a core.
@@ -263,7 +275,7 @@ bench_pgbench() {
     secs=$(awk -v d="$DURATION" 'BEGIN { s = int(d + 0.5); print (s < 1 ? 1 : s) }')
     # -l logs every transaction's latency (3rd column, microseconds) for its p99
     kids=$(pgrep -c -P "$(pg_postmaster)" || true)
-    cpu0=$(pg_cpu_ms)
+    cpu0=$(pg_cpu_ms) m0=$(machine_ms) k0=$(pg_commits)
     run_child "$WORK/pgbench-$c.log" timeout $((secs + 60)) "$@" -c "$c" -j "$j" -T "$secs" \
       -l --log-prefix="$WORK/pgblog-$c" "$conn" ||
       { tail -20 "$WORK/child.err" >&2; die "pgbench failed at concurrency $c"; }
@@ -273,14 +285,20 @@ bench_pgbench() {
       [ "$(pgrep -c -P "$(pg_postmaster)" || true)" -le "$kids" ] && break
       sleep 0.1
     done
-    cpu1=$(pg_cpu_ms)
+    cpu1=$(pg_cpu_ms) m1=$(machine_ms)
+    sleep 1   # the cluster's counts reach its views
+    k1=$(pg_commits)
     tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$WORK/pgbench-$c.log" | tail -1)
     failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$WORK/pgbench-$c.log")
     p99=$(cat "$WORK"/pgblog-"$c".* | awk '{ print $3 }' | sort -n |
           awk '{ v[NR] = $1 } END { i = int(NR * 0.99); if (i < 1) i = 1; printf "%.2f", (NR ? v[i] / 1000 : 0) }')
     rm -f "$WORK"/pgblog-"$c".*
-    # the cluster's CPU µs per transaction (its backends, pgbench's own CPU not counted)
-    printf '%s\t%s\t%s\t%s\t%s\n' "$c" "${tps:-0}" "${failed:-0}" "${p99:-0}" \
-      "$(awk -v a="$cpu0" -v b="$cpu1" -v t="${tps:-0}" -v s="$secs" 'BEGIN { n = t * s; printf "%.0f", (n > 0 ? (b - a) * 1000 / n : 0) }')" >>"$out"
+    # the cluster's CPU µs per transaction (its backends, pgbench's own CPU
+    # not counted); the whole machine's, commits and WAL flushes per transaction
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$c" "${tps:-0}" "${failed:-0}" "${p99:-0}" \
+      "$(awk -v a="$cpu0" -v b="$cpu1" -v t="${tps:-0}" -v s="$secs" 'BEGIN { n = t * s; printf "%.0f", (n > 0 ? (b - a) * 1000 / n : 0) }')" \
+      "$(awk -v m=$((m1 - m0)) -v k0="$k0" -v k1="$k1" -v t="${tps:-0}" -v s="$secs" 'BEGIN {
+           n = t * s; if (n < 1) n = 1; split(k0, a, " "); split(k1, b, " ")
+           printf "%.0f\t%.2f\t%.2f", m * 1000 / n, (b[1] - a[1]) / n, (b[2] - a[2]) / n }')" >>"$out"
   done
 }
