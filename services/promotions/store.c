@@ -528,6 +528,21 @@ static const db_stmt_t s_release = {
     "ORDER BY 2",
     1};
 
+/* Locks the rules, then the coupons, that an order's redemption counted,
+ * each in code order: the order Redeem takes them in. Left to the release's
+ * own UPDATEs, the coupons went first, so a release and a Redeem sharing a
+ * coupon and a capped rule could deadlock (one of them ABORTED after
+ * PostgreSQL's deadlock_timeout). */
+static const db_stmt_t s_release_lock = {
+    "pro_release_lock",
+    "WITH k AS (SELECT code FROM rule WHERE code IN (SELECT code FROM redemption_use "
+    "           WHERE order_id = $1 AND source = 'rule') ORDER BY code FOR UPDATE), "
+    "c AS (SELECT code FROM coupon WHERE code IN (SELECT code FROM redemption_use "
+    "      WHERE order_id = $1 AND source = 'coupon') AND (SELECT count(*) FROM k) >= 0 "
+    "      ORDER BY code FOR UPDATE) "
+    "SELECT count(*) FROM c",
+    1};
+
 static const db_stmt_t s_tombstone = {
     "pro_tombstone",
     "INSERT INTO redemption (order_id, state, request, quote, released_at) "
@@ -648,8 +663,10 @@ int store_tombstone_purge(db_t *db) { return db_exec_ok(db, &s_tombstone_purge, 
 int store_redemption_release(db_t *db, const char *order_id, store_code_fn fn, void *arg)
 {
     const char *p[1] = {order_id};
-    PGresult *r = db_exec(db, &s_release, p);
 
+    if (db_exec_ok(db, &s_release_lock, p) != 0)
+        return -1;
+    PGresult *r = db_exec(db, &s_release, p);
     if (!r)
         return -1;
     int rc = PQntuples(r) > 0 && strcmp(PQgetvalue(r, 0, 0), "1") == 0 ? 0 : 1;

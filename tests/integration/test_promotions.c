@@ -413,6 +413,87 @@ static void s_redemption(void)
                     "WHERE u.source = 'rule' AND u.code = r.code)"), 0);
 }
 
+/* A Release and a Redeem sharing a coupon and a capped rule take their
+ * locks in one order. Set up so that each would wait for the other: the
+ * coupon's row is held from outside; the release of one order and then the
+ * Redeem of another queue behind it. Taking the coupon before the rule, the
+ * release waited on the Redeem's rule lock while the Redeem waited on its
+ * coupon, and PostgreSQL aborted one after deadlock_timeout. */
+typedef struct {
+    const char *method, *body;
+    status_t code;
+    char message[512];
+} lock_call_t;
+
+static void *s_lock_call(void *arg)
+{
+    lock_call_t *c = arg;
+    jcall_t j = {.service = "shop.promotions.v1.PromotionsService"};
+
+    j.client = client_new(s_zctx, s_rpc);
+    c->code = j.client ? jcall(&j, c->method, "%s", c->body) : STATUS_INTERNAL;
+    snprintf(c->message, sizeof c->message, "%s", j.message);
+    jcall_done(&j);
+    client_destroy(&j.client);
+    return NULL;
+}
+
+/* Waits until `n` of the promotions service's statements wait on a lock. */
+static bool s_lock_waiters(int n)
+{
+    for (int i = 0; i < 500; i++) {
+        if (s_sql("SELECT count(*) FROM pg_stat_activity WHERE usename = 'promotions' "
+                  "AND wait_event_type = 'Lock'") >= n)
+            return true;
+        usleep(10 * 1000);
+    }
+    return false;
+}
+
+static void s_lock_order(void)
+{
+    const char *cart = "{\"lines\":[{\"sku\":\"RACE-1\",\"quantity\":1}],"
+                       "\"couponCodes\":[\"LOCK-C\"]}";
+    char body[256];
+
+    CHECK_INT(P("CreateCoupon", "{\"coupon\":{\"code\":\"LOCK-C\",\"kind\":"
+                                "\"COUPON_KIND_AMOUNT_OFF\",\"amountOff\":{\"minorUnits\":100,"
+                                "\"currency\":\"CNY\"},\"totalLimit\":100}}"), STATUS_OK);
+    CHECK_INT(P("CreateRule", "{\"rule\":{\"code\":\"LOCK-R\",\"name\":\"Capped\",\"kind\":"
+                              "\"RULE_KIND_PERCENT_OFF\",\"scope\":\"RULE_SCOPE_SKUS\",\"skus\":"
+                              "[\"RACE-1\"],\"percentOff\":2,\"usageCap\":100}}"), STATUS_OK);
+    CHECK_INT(P("Redeem", "{\"orderId\":\"lock-x\",\"quote\":%s}", cart), STATUS_OK);
+    CHECK_INT(s_sql("SELECT count(*) FROM promotions.redemption_use WHERE order_id = 'lock-x' "
+                    "AND code IN ('LOCK-C', 'LOCK-R')"), 2);
+
+    PGresult *r = PQexec(s_pg, "BEGIN");
+    PQclear(r);
+    CHECK_INT(s_sql("SELECT count(*) FROM (SELECT 1 FROM promotions.coupon WHERE code = 'LOCK-C' "
+                    "FOR UPDATE) l"), 1);
+    lock_call_t release = {"Release", "{\"orderId\":\"lock-x\",\"reason\":\"cancelled\"}",
+                           STATUS_UNKNOWN, ""};
+    snprintf(body, sizeof body, "{\"orderId\":\"lock-y\",\"quote\":%s}", cart);
+    lock_call_t redeem = {"Redeem", body, STATUS_UNKNOWN, ""};
+    pthread_t a, b;
+    pthread_create(&a, NULL, s_lock_call, &release);
+    CHECK(s_lock_waiters(1));
+    pthread_create(&b, NULL, s_lock_call, &redeem);
+    CHECK(s_lock_waiters(2));
+    r = PQexec(s_pg, "COMMIT");
+    PQclear(r);
+    pthread_join(a, NULL);
+    pthread_join(b, NULL);
+    if (release.code != STATUS_OK || redeem.code != STATUS_OK)
+        fprintf(stderr, "release: %s: %s; redeem: %s: %s\n", status_name(release.code),
+                release.message, status_name(redeem.code), redeem.message);
+    CHECK_INT(release.code, STATUS_OK);
+    CHECK_INT(redeem.code, STATUS_OK);
+    CHECK_INT(s_sql("SELECT used FROM promotions.coupon WHERE code = 'LOCK-C'"), 1);
+    CHECK_INT(s_sql("SELECT used FROM promotions.rule WHERE code = 'LOCK-R'"), 1);
+    CHECK_INT(s_sql("SELECT count(*) FROM promotions.redemption_use WHERE order_id = 'lock-y' "
+                    "AND code IN ('LOCK-C', 'LOCK-R')"), 2);
+}
+
 /* Rule upkeep and coupons issued in bulk or to one customer. */
 static void s_upkeep(void)
 {
@@ -528,6 +609,7 @@ int main(void)
         s_bad_input();
         s_upkeep();
         s_redemption();
+        s_lock_order();
     }
     jcall_done(&s_cat);
     jcall_done(&s_pro);
