@@ -35,6 +35,13 @@ struct db {
     size_t n_later;
     char *later_buf;
     size_t later_used, later_cap;
+    /* db_after_commit: what runs once the open transaction commits */
+    struct after {
+        db_after_fn fn;
+        void *arg;
+        char *text;
+    } *after;
+    size_t n_after, cap_after;
 };
 
 /* Schema names are plain identifiers: [a-z_][a-z0-9_]*. */
@@ -89,6 +96,9 @@ void db_destroy(db_t **p)
         return;
     if ((*p)->conn)
         PQfinish((*p)->conn);
+    for (size_t i = 0; i < (*p)->n_after; i++)
+        free((*p)->after[i].text);
+    free((*p)->after);
     free((*p)->later_buf);
     free(*p);
     *p = NULL;
@@ -414,7 +424,49 @@ int db_command(db_t *db, const char *sql)
 int db_begin(db_t *db) { return db_command(db, "BEGIN"); }
 void db_autocommit(db_t *db) { db->begin_pending = false; }
 
+/* Runs (committed) or drops what db_after_commit registered. */
+static void s_after(db_t *db, bool committed)
+{
+    for (size_t i = 0; i < db->n_after; i++) {
+        if (committed)
+            db->after[i].fn(db->after[i].arg, db->after[i].text);
+        free(db->after[i].text);
+    }
+    db->n_after = 0;
+}
+
+int db_after_commit(db_t *db, db_after_fn fn, void *arg, const char *text)
+{
+    if (!db->begin_pending && db->n_later == 0 && PQtransactionStatus(db->conn) == PQTRANS_IDLE) {
+        fn(arg, text);   /* nothing open: what it follows has committed */
+        return 0;
+    }
+    if (db->n_after == db->cap_after) {
+        size_t cap = db->cap_after ? db->cap_after * 2 : 8;
+        struct after *a = realloc(db->after, cap * sizeof *a);
+        if (!a)
+            return -1;
+        db->after = a;
+        db->cap_after = cap;
+    }
+    char *copy = strdup(text);
+    if (!copy)
+        return -1;
+    db->after[db->n_after++] = (struct after){fn, arg, copy};
+    return 0;
+}
+
+static int s_commit(db_t *db);
+
 int db_commit(db_t *db)
+{
+    int rc = s_commit(db);
+
+    s_after(db, rc == 0);
+    return rc;
+}
+
+static int s_commit(db_t *db)
 {
     if (db->begin_pending && db->n_later == 0) {   /* nothing was run: nothing to commit */
         db->begin_pending = false;
@@ -451,6 +503,7 @@ int db_commit(db_t *db)
 
 void db_rollback(db_t *db)
 {
+    s_after(db, false);
     db->begin_pending = false;
     s_drop_later(db);   /* never sent: nothing to undo */
     if (PQtransactionStatus(db->conn) == PQTRANS_IDLE || PQstatus(db->conn) != CONNECTION_OK)

@@ -104,6 +104,16 @@ int db_commit(db_t *db) __attribute__((warn_unused_result));
 /* Rolls back if a transaction is open; never fails loudly. */
 void db_rollback(db_t *db);
 
+/* Runs fn(arg, text) once the open transaction commits, on the thread that
+ * commits it, after the COMMIT has returned; dropped if the transaction rolls
+ * back or its COMMIT fails. With no transaction open it runs at once. For
+ * what must follow the commit (a cache that may forget an entry only once
+ * the new value is there to read). `text` is copied. 0, or -1 out of memory
+ * (nothing registered). */
+typedef void (*db_after_fn)(void *arg, const char *text);
+int db_after_commit(db_t *db, db_after_fn fn, void *arg, const char *text)
+    __attribute__((warn_unused_result));
+
 /* The n strings as a PostgreSQL text[] literal ({"a","b"}, quoted and
  * escaped), for a parameter such as `code = ANY ($1::text[])`, which lets
  * the planner use the index. malloc'd; NULL on OOM. */

@@ -13,12 +13,22 @@ typedef struct {
     int rc;
 } released_t;
 
+static void s_forget_coupon(void *arg, const char *code)
+{
+    (void)arg;
+    usage_forget(true, code);
+}
+
 static void s_on_released(void *arg, const char *code)
 {
     released_t *r = arg;
     Shop__Promotions__V1__CouponReleased ev = SHOP__PROMOTIONS__V1__COUPON_RELEASED__INIT;
 
-    usage_forget(true, code);   /* in memory, the use counts until it is read again */
+    /* In memory, the use counts until it is read again: once the release
+     * has committed, or a quote in between would read the count before it
+     * and keep that. */
+    if (db_after_commit(r->db, s_forget_coupon, NULL, code) != 0)
+        r->rc = -1;
     ev.code = (char *)code;
     ev.order_id = (char *)r->order_id;
     ev.reason = (char *)r->reason;

@@ -1,5 +1,6 @@
 /* test_db: migrations applied once and atomically, prepared statements,
  * SQLSTATEs, and reconnecting after PostgreSQL restarts. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,6 +27,24 @@ static const migrate_file_t s_dupes[] = {
 
 static const db_stmt_t s_insert = {"t_insert", "INSERT INTO item (code, n) VALUES ($1, $2)", 2};
 static const db_stmt_t s_count = {"t_count", "SELECT count(*) FROM item", 0};
+
+/* db_after_commit's callback: what ran, and what the database showed then. */
+typedef struct {
+    db_t *db;
+    char seen[64];
+    long rows;
+} after_t;
+
+static long s_scalar(db_t *db, const char *sql);
+
+static void s_after(void *arg, const char *text)
+{
+    after_t *a = arg;
+    size_t n = strlen(a->seen);
+
+    snprintf(a->seen + n, sizeof a->seen - n, "%s%s", n ? "," : "", text);
+    a->rows = s_scalar(a->db, "SELECT count(*) FROM catalog.item WHERE code LIKE 'AC-%'");
+}
 
 static long s_scalar(db_t *db, const char *sql)
 {
@@ -167,6 +186,34 @@ int main(void)
     CHECK_INT(db_commit(db), 0);
     CHECK_INT(s_scalar(db, "SELECT count(*) FROM catalog.item WHERE code = 'Q-3' AND note = ''"), 1);
     CHECK_INT(s_scalar(db, "WITH d AS (DELETE FROM catalog.item WHERE code LIKE 'Q-%' RETURNING 1) SELECT count(*) FROM d"), 3);
+
+    /* What follows a commit runs after it, in order, and not after a rollback. */
+    after_t after = {db, "", -1};
+    const char *a1[] = {"AC-1", "1"}, *a2[] = {"AC-2", "2"};
+    CHECK_INT(db_begin_lazy(db), 0);
+    CHECK_INT(db_exec_later(db, &s_insert, a1, NULL, NULL), 0);
+    CHECK_INT(db_after_commit(db, s_after, &after, "one"), 0);
+    CHECK_INT(db_after_commit(db, s_after, &after, "two"), 0);
+    CHECK_STR(after.seen, "");
+    CHECK_INT(db_commit(db), 0);
+    CHECK_STR(after.seen, "one,two");
+    CHECK_INT(after.rows, 1);   /* the insert had committed */
+    after.seen[0] = '\0';
+    CHECK_INT(db_begin(db), 0);
+    r = db_exec(db, &s_insert, a2);
+    PQclear(r);
+    CHECK_INT(db_after_commit(db, s_after, &after, "gone"), 0);
+    db_rollback(db);
+    CHECK_INT(db_commit(db), 0);   /* nothing open */
+    CHECK_STR(after.seen, "");
+    CHECK_INT(db_begin(db), 0);
+    CHECK(db_exec(db, &s_insert, a1) == NULL);   /* a duplicate: the COMMIT rolls back */
+    CHECK_INT(db_after_commit(db, s_after, &after, "failed"), 0);
+    CHECK_INT(db_commit(db), -1);
+    CHECK_STR(after.seen, "");
+    CHECK_INT(db_after_commit(db, s_after, &after, "now"), 0);   /* none open: at once */
+    CHECK_STR(after.seen, "now");
+    CHECK_INT(s_scalar(db, "WITH d AS (DELETE FROM catalog.item WHERE code LIKE 'AC-%' RETURNING 1) SELECT count(*) FROM d"), 1);
 
     /* A consumer's cursor moves only from where it was stored. */
     static const db_stmt_t s_move = {"t_move", "SELECT consumer_cursor_move($1, $2, $3)", 3};
