@@ -193,6 +193,15 @@ static void s_placement(void)
     CHECK_INT(NUM("shortages[0].available"), 5);
     CHECK_INT(s_reserved("POT-1"), 0);
     CHECK_INT(s_sql("SELECT count(*) FROM orders.orders WHERE state <> 'failed'"), orders);
+    /* the same with a coupon: no use of it is kept */
+    long long welcome = s_sql("SELECT used FROM promotions.coupon WHERE code = 'WELCOME10'");
+    CHECK_INT(s_place(NULL, "k-pot-c", "c5", "{\"sku\":\"POT-1\",\"quantity\":6}", "\"WELCOME10\""),
+              STATUS_FAILED_PRECONDITION);
+    CHECK_STR(STR("shortages[0].sku"), "POT-1");
+    CHECK_INT(s_sql_until(0, "SELECT count(*) FROM promotions.redemption WHERE customer_id = 'c5' "
+                             "AND state <> 'released'"), 0);
+    CHECK_INT(s_sql("SELECT used FROM promotions.coupon WHERE code = 'WELCOME10'"), welcome);
+    CHECK_INT(s_reserved("POT-1"), 0);
     CHECK_INT(jcall(&s_cat, "AdjustStock", "{\"sku\":\"POT-1\",\"delta\":1,\"reason\":\"receipt\"}"), STATUS_OK);
     CHECK_INT(s_place(id, "k-pot", "c4", "{\"sku\":\"POT-1\",\"quantity\":6}", NULL), STATUS_OK);
     CHECK_INT(s_reserved("POT-1"), 6);
