@@ -223,8 +223,11 @@ pg_cpu_ms() {
 }
 
 # pg_commits: "<commits> <WAL flushes>" so far, the whole cluster's
-# (pg_stat_database, pg_stat_wal; their counts reach the views within a
-# second or so of the work, so read them after a settle or a second's wait).
+# (pg_stat_database, pg_stat_wal). PostgreSQL 15 reports a busy backend's
+# counts at most once a second and an idle one's up to STATS_WAIT seconds
+# after it went idle: read them that long after the work, or a level's
+# last second lands in the next one's counts.
+STATS_WAIT=11
 pg_commits() {
   psql_admin -At -F ' ' -c "SELECT (SELECT sum(xact_commit) FROM pg_stat_database), wal_sync FROM pg_stat_wal"
 }
@@ -266,9 +269,10 @@ bench_build() {
 # concurrency, TPS, failed transactions, p99 ms (from the per-transaction
 # log), the cluster's CPU µs per transaction.
 bench_pgbench() {
-  local out=$1 conn=$2 c j secs tps failed p99 cpu0 cpu1 kids
+  local out=$1 conn=$2 c j secs tps failed p99 cpu0 cpu1 kids m0 m1 k0 k1
   shift 2
   : >"$out"
+  sleep "$STATS_WAIT"   # what ran before has reached the counts (pg_commits)
   for c in "${LEVEL_LIST[@]}"; do
     echo "== pgbench concurrency $c (${DURATION}s)" >&2
     j=$(( c < 2 ? 1 : 2 ))
@@ -286,7 +290,7 @@ bench_pgbench() {
       sleep 0.1
     done
     cpu1=$(pg_cpu_ms) m1=$(machine_ms)
-    sleep 1   # the cluster's counts reach its views
+    sleep 1   # pgbench's backends reported their counts as they exited
     k1=$(pg_commits)
     tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$WORK/pgbench-$c.log" | tail -1)
     failed=$(sed -n 's/^number of failed transactions: \([0-9]*\).*/\1/p' "$WORK/pgbench-$c.log")

@@ -424,15 +424,23 @@ int db_command(db_t *db, const char *sql)
 int db_begin(db_t *db) { return db_command(db, "BEGIN"); }
 void db_autocommit(db_t *db) { db->begin_pending = false; }
 
-/* Runs (committed) or drops what db_after_commit registered. */
-static void s_after(db_t *db, bool committed)
+/* Takes what db_after_commit registered out of db, then runs it (run) or
+ * drops it: a callback may use db again, with a list of its own. */
+static void s_after(db_t *db, bool run)
 {
-    for (size_t i = 0; i < db->n_after; i++) {
-        if (committed)
-            db->after[i].fn(db->after[i].arg, db->after[i].text);
-        free(db->after[i].text);
+    struct after *list = db->after;
+    size_t n = db->n_after;
+
+    if (n == 0)
+        return;
+    db->after = NULL;
+    db->n_after = db->cap_after = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (run)
+            list[i].fn(list[i].arg, list[i].text);
+        free(list[i].text);
     }
-    db->n_after = 0;
+    free(list);
 }
 
 int db_after_commit(db_t *db, db_after_fn fn, void *arg, const char *text)
@@ -460,9 +468,18 @@ static int s_commit(db_t *db);
 
 int db_commit(db_t *db)
 {
-    int rc = s_commit(db);
+    struct after *list = db->after;
+    size_t n = db->n_after, cap = db->cap_after;
 
-    s_after(db, rc == 0);
+    /* set aside: a failed COMMIT rolls back, which drops the list */
+    db->after = NULL;
+    db->n_after = db->cap_after = 0;
+    int rc = s_commit(db);
+    db->after = list;   /* s_commit registers nothing */
+    db->n_after = n;
+    db->cap_after = cap;
+    /* a COMMIT whose connection went may have committed: what follows it runs */
+    s_after(db, rc == 0 || db->lost);
     return rc;
 }
 

@@ -105,8 +105,10 @@ int db_commit(db_t *db) __attribute__((warn_unused_result));
 void db_rollback(db_t *db);
 
 /* Runs fn(arg, text) once the open transaction commits, on the thread that
- * commits it, after the COMMIT has returned; dropped if the transaction rolls
- * back or its COMMIT fails. With no transaction open it runs at once. For
+ * commits it, after the COMMIT has returned; also when the connection went
+ * during the COMMIT (it may have committed); dropped if the transaction
+ * rolls back or its COMMIT fails otherwise. With no transaction open it
+ * runs at once. The callback may use the connection. For
  * what must follow the commit (a cache that may forget an entry only once
  * the new value is there to read). `text` is copied. 0, or -1 out of memory
  * (nothing registered). */

@@ -112,11 +112,14 @@ int cache_written(call_t *call) __attribute__((warn_unused_result));
  * it again); the maintenance thread re-reads every count known each
  * SHOP_MAINTENANCE_MS, so a quote sees another instance's uses about that
  * late. Redeem never relies on it: it reads and checks the database. */
-void usage_coupon_put(const store_coupon_t *c);
+uint32_t usage_mark(void);
+/* Puts what a read started after usage_mark() returned `mark` found, unless
+ * the entry was put or forgotten since (the read may predate that use). */
+void usage_coupon_put(const store_coupon_t *c, uint32_t mark);
 /* The coupon into *out (strings in the call's arena): false if unknown, or
  * if its per-customer limit makes the customer's uses matter. */
 bool usage_coupon_get(call_t *call, const char *code, const char *customer_id, eng_coupon_t *out);
-void usage_rule_put(const char *code, int32_t used, int64_t spent);
+void usage_rule_put(const char *code, int32_t used, int64_t spent, uint32_t mark);
 bool usage_rule_get(const char *code, int32_t *used, int64_t *spent);
 void usage_forget(bool coupon, const char *code);
 /* Re-reads the known counts (each maintenance tick). 0, or -1 (database). */

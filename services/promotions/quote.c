@@ -35,6 +35,7 @@ typedef struct {
     eng_quote_t q;
     bool lock;              /* a redemption: read the database, lock the counted rows */
     int64_t version;        /* terms version just read by the caller, or -1 */
+    uint32_t mark;          /* usage_mark() before its reads */
     cache_snap_t *snap;     /* the terms, held until cache_release */
     cache_view_t view;
 } quote_t;
@@ -132,7 +133,7 @@ static void s_on_usage(void *arg, const char *code, int32_t used, int64_t spent)
             qt->rules[i].spent = spent;
         }
     if (!qt->lock)
-        usage_rule_put(code, used, spent);
+        usage_rule_put(code, used, spent, qt->mark);
 }
 
 /* The candidates among the terms' rules, with fresh usage for the capped
@@ -190,7 +191,7 @@ static void s_on_coupon(void *arg, const store_coupon_t *c)
     e->used = c->used;
     e->used_by_customer = c->used_by_customer;
     if (!qt->lock)
-        usage_coupon_put(c);
+        usage_coupon_put(c, qt->mark);
 }
 
 
@@ -210,6 +211,7 @@ static status_t s_price(call_t *call, const quote_request_t *req, bool lock, int
     qt->call = call;
     qt->lock = lock;
     qt->version = version;
+    qt->mark = usage_mark();   /* before any read: what it reads may be older than a forget */
     if (!req)
         return call_fail(call, STATUS_INVALID_ARGUMENT, "quote: required");
     if (n < 1 || n > (size_t)set->max_lines)
@@ -476,8 +478,8 @@ static status_t s_redeem(call_t *call, const Shop__Promotions__V1__RedeemRequest
      * rule this one then counted as used up: its redemption is the answer.
      * Read again when that can be (the coupons and rules were locked for
      * counting, or a coupon was left out), in a statement that sees what
-     * committed meanwhile, without the row lock (this transaction holds
-     * coupon and rule locks; a release takes the redemption's first). */
+     * committed meanwhile, without the row lock (a release of it waits on
+     * this transaction's coupon and rule locks before it takes that row). */
     if (req->quote && (locked || s_coupon_left_out(req->quote, qt))) {
         code = s_redeemed_before(call, req, false, resp, NULL, &found);
         if (code != STATUS_OK || found)

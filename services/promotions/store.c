@@ -480,7 +480,7 @@ int store_tier_list(db_t *db, store_tier_fn fn, void *arg)
     "WHERE v.id = 1"
 static const db_stmt_t s_redemption_get = {"pro_redemption_get", REDEMPTION_READ(" FOR UPDATE"), 1};
 /* The same without the row lock: for a second look from a transaction that
- * holds coupon or rule locks (a release locks the redemption first). */
+ * holds coupon or rule locks (a release locks those, then the redemption). */
 static const db_stmt_t s_redemption_peek = {"pro_redemption_peek", REDEMPTION_READ(""), 1};
 
 static const db_stmt_t s_redemption_insert = {
@@ -528,19 +528,28 @@ static const db_stmt_t s_release = {
     "ORDER BY 2",
     1};
 
-/* Locks the rules, then the coupons, that an order's redemption counted,
- * each in code order: the order Redeem takes them in. Left to the release's
- * own UPDATEs, the coupons went first, so a release and a Redeem sharing a
- * coupon and a capped rule could deadlock (one of them ABORTED after
- * PostgreSQL's deadlock_timeout). */
+/* Locks what an order's redemption counted in the order Redeem takes it:
+ * the rules, then the coupons with a per-customer limit, each as
+ * pro_rule_lock and pro_coupons_lock sort them; then the other coupons, in
+ * the byte order (COLLATE "C", as strcmp) in which Redeem's uses reach
+ * them. Left to the release's own UPDATEs, the coupons went first, so a
+ * release and a Redeem sharing a coupon and a capped rule could deadlock
+ * (one of them ABORTED after PostgreSQL's deadlock_timeout). This orders
+ * one release; the orders consumer applies a batch of events in one
+ * transaction, so two releases in a batch can still meet a Redeem in a
+ * cycle, which ends the same way (the batch or the Redeem is tried again). */
 static const db_stmt_t s_release_lock = {
     "pro_release_lock",
-    "WITH k AS (SELECT code FROM rule WHERE code IN (SELECT code FROM redemption_use "
-    "           WHERE order_id = $1 AND source = 'rule') ORDER BY code FOR UPDATE), "
-    "c AS (SELECT code FROM coupon WHERE code IN (SELECT code FROM redemption_use "
-    "      WHERE order_id = $1 AND source = 'coupon') AND (SELECT count(*) FROM k) >= 0 "
-    "      ORDER BY code FOR UPDATE) "
-    "SELECT count(*) FROM c",
+    "WITH u AS (SELECT source, code FROM redemption_use WHERE order_id = $1), "
+    "k AS (SELECT code FROM rule WHERE code IN (SELECT code FROM u WHERE source = 'rule') "
+    "      ORDER BY code FOR UPDATE), "
+    "p AS (SELECT code FROM coupon WHERE code IN (SELECT code FROM u WHERE source = 'coupon') "
+    "      AND per_customer_limit > 0 AND (SELECT count(*) FROM k) >= 0 "
+    "      ORDER BY code FOR UPDATE), "
+    "o AS (SELECT code FROM coupon WHERE code IN (SELECT code FROM u WHERE source = 'coupon') "
+    "      AND per_customer_limit = 0 AND (SELECT count(*) FROM p) >= 0 "
+    "      ORDER BY code COLLATE \"C\" FOR UPDATE) "
+    "SELECT count(*) FROM o",
     1};
 
 static const db_stmt_t s_tombstone = {

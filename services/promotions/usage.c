@@ -157,10 +157,29 @@ static entry_t *s_find(bool coupon, const char *code)
     return k ? &s_entries[k - 1] : NULL;
 }
 
-void usage_coupon_put(const store_coupon_t *c)
+uint32_t usage_mark(void)
 {
     pthread_mutex_lock(&s_mu);
-    entry_t *e = s_put(true, c->code, c->customer_id);
+    uint32_t gen = s_gen;
+    pthread_mutex_unlock(&s_mu);
+    return gen;
+}
+
+/* True if the entry moved after `mark` (generations wrap: compared as a
+ * difference). Called with s_mu held. */
+static bool s_moved(const entry_t *e, uint32_t mark)
+{
+    return (int32_t)(e->gen - mark) > 0;
+}
+
+void usage_coupon_put(const store_coupon_t *c, uint32_t mark)
+{
+    pthread_mutex_lock(&s_mu);
+    entry_t *e = s_find(true, c->code);
+    if (!e || !s_moved(e, mark))
+        e = s_put(true, c->code, c->customer_id);
+    else
+        e = NULL;
     if (e) {
         e->known = true;
         e->gen = ++s_gen;
@@ -206,10 +225,14 @@ bool usage_coupon_get(call_t *call, const char *code, const char *customer_id, e
     return got;
 }
 
-void usage_rule_put(const char *code, int32_t used, int64_t spent)
+void usage_rule_put(const char *code, int32_t used, int64_t spent, uint32_t mark)
 {
     pthread_mutex_lock(&s_mu);
-    entry_t *e = s_put(false, code, "");
+    entry_t *e = s_find(false, code);
+    if (!e || !s_moved(e, mark))
+        e = s_put(false, code, "");
+    else
+        e = NULL;
     if (e) {
         e->known = true;
         e->gen = ++s_gen;

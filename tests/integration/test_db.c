@@ -46,6 +46,14 @@ static void s_after(void *arg, const char *text)
     a->rows = s_scalar(a->db, "SELECT count(*) FROM catalog.item WHERE code LIKE 'AC-%'");
 }
 
+/* The same, with the connection gone: what it saw is not asked. */
+static void s_after_lost(void *arg, const char *text)
+{
+    after_t *a = arg;
+
+    snprintf(a->seen, sizeof a->seen, "%s", text);
+}
+
 static long s_scalar(db_t *db, const char *sql)
 {
     PGresult *r = PQexec(db_conn(db), sql);
@@ -228,8 +236,16 @@ int main(void)
     CHECK_INT(s_scalar(db, "SELECT position FROM catalog.consumer_cursor WHERE stream = 't-stream'"), 5);
 
     /* PostgreSQL restarts: the next call fails as lost, db_ensure reconnects
-     * and the statement is prepared again. */
+     * and the statement is prepared again. A COMMIT that went with the
+     * connection may have committed: what follows a commit runs. */
+    after.seen[0] = '\0';
+    CHECK_INT(db_begin(db), 0);
+    CHECK_INT(db_exec_later(db, &s_insert, a1, NULL, NULL), 0);
+    CHECK_INT(db_after_commit(db, s_after_lost, &after, "unknown"), 0);
     CHECK_INT(harness_pg_restart(), 0);
+    CHECK_INT(db_commit(db), -1);
+    CHECK(db_lost(db));
+    CHECK_STR(after.seen, "unknown");
     r = db_exec(db, &s_count, NULL);
     if (r) {
         PQclear(r);   /* libpq may notice only on the next round trip */

@@ -438,49 +438,42 @@ static void *s_lock_call(void *arg)
     return NULL;
 }
 
-/* Waits until `n` of the promotions service's statements wait on a lock. */
+/* Waits until `n` of the promotions service's statements wait on a lock
+ * (its connections exist already: pg_stat_activity's rows are fixed for a
+ * transaction, their wait events are not). */
 static bool s_lock_waiters(int n)
 {
     for (int i = 0; i < 500; i++) {
         if (s_sql("SELECT count(*) FROM pg_stat_activity WHERE usename = 'promotions' "
-                  "AND wait_event_type = 'Lock'") >= n)
+                  "AND datname = current_database() AND wait_event_type = 'Lock'") >= n)
             return true;
         usleep(10 * 1000);
     }
     return false;
 }
 
-static void s_lock_order(void)
+/* With `coupon`'s row held from outside, the release of `released` queues
+ * behind it, then the Redeem of `order` (quote JSON `quote`); once the row
+ * is let go, both must succeed: neither waits for the other in a cycle. */
+static void s_lock_race(const char *coupon, const char *released, const char *order,
+                        const char *quote)
 {
-    const char *cart = "{\"lines\":[{\"sku\":\"RACE-1\",\"quantity\":1}],"
-                       "\"couponCodes\":[\"LOCK-C\"]}";
-    char body[256];
-
-    CHECK_INT(P("CreateCoupon", "{\"coupon\":{\"code\":\"LOCK-C\",\"kind\":"
-                                "\"COUPON_KIND_AMOUNT_OFF\",\"amountOff\":{\"minorUnits\":100,"
-                                "\"currency\":\"CNY\"},\"totalLimit\":100}}"), STATUS_OK);
-    CHECK_INT(P("CreateRule", "{\"rule\":{\"code\":\"LOCK-R\",\"name\":\"Capped\",\"kind\":"
-                              "\"RULE_KIND_PERCENT_OFF\",\"scope\":\"RULE_SCOPE_SKUS\",\"skus\":"
-                              "[\"RACE-1\"],\"percentOff\":2,\"usageCap\":100}}"), STATUS_OK);
-    CHECK_INT(P("Redeem", "{\"orderId\":\"lock-x\",\"quote\":%s}", cart), STATUS_OK);
-    CHECK_INT(s_sql("SELECT count(*) FROM promotions.redemption_use WHERE order_id = 'lock-x' "
-                    "AND code IN ('LOCK-C', 'LOCK-R')"), 2);
-
-    PGresult *r = PQexec(s_pg, "BEGIN");
-    PQclear(r);
-    CHECK_INT(s_sql("SELECT count(*) FROM (SELECT 1 FROM promotions.coupon WHERE code = 'LOCK-C' "
-                    "FOR UPDATE) l"), 1);
-    lock_call_t release = {"Release", "{\"orderId\":\"lock-x\",\"reason\":\"cancelled\"}",
-                           STATUS_UNKNOWN, ""};
-    snprintf(body, sizeof body, "{\"orderId\":\"lock-y\",\"quote\":%s}", cart);
-    lock_call_t redeem = {"Redeem", body, STATUS_UNKNOWN, ""};
+    char release_body[128], redeem_body[512];
+    lock_call_t release = {"Release", release_body, STATUS_UNKNOWN, ""};
+    lock_call_t redeem = {"Redeem", redeem_body, STATUS_UNKNOWN, ""};
     pthread_t a, b;
+
+    snprintf(release_body, sizeof release_body, "{\"orderId\":\"%s\",\"reason\":\"cancelled\"}",
+             released);
+    snprintf(redeem_body, sizeof redeem_body, "{\"orderId\":\"%s\",\"quote\":%s}", order, quote);
+    PQclear(PQexec(s_pg, "BEGIN"));
+    CHECK_INT(s_sql("SELECT count(*) FROM (SELECT 1 FROM promotions.coupon WHERE code = '%s' "
+                    "FOR UPDATE) l", coupon), 1);
     pthread_create(&a, NULL, s_lock_call, &release);
     CHECK(s_lock_waiters(1));
     pthread_create(&b, NULL, s_lock_call, &redeem);
     CHECK(s_lock_waiters(2));
-    r = PQexec(s_pg, "COMMIT");
-    PQclear(r);
+    PQclear(PQexec(s_pg, "COMMIT"));
     pthread_join(a, NULL);
     pthread_join(b, NULL);
     if (release.code != STATUS_OK || redeem.code != STATUS_OK)
@@ -488,10 +481,52 @@ static void s_lock_order(void)
                 release.message, status_name(redeem.code), redeem.message);
     CHECK_INT(release.code, STATUS_OK);
     CHECK_INT(redeem.code, STATUS_OK);
+}
+
+#define LOCK_CART(customer, coupons)                                                   \
+    "{\"lines\":[{\"sku\":\"RACE-1\",\"quantity\":1}],\"customerId\":\"" customer "\"," \
+    "\"couponCodes\":[" coupons "]}"
+
+static void s_lock_order(void)
+{
+    /* A coupon and a capped rule: Redeem takes the rule first. */
+    CHECK_INT(P("CreateCoupon", "{\"coupon\":{\"code\":\"LOCK-C\",\"kind\":"
+                                "\"COUPON_KIND_AMOUNT_OFF\",\"amountOff\":{\"minorUnits\":100,"
+                                "\"currency\":\"CNY\"},\"totalLimit\":100}}"), STATUS_OK);
+    CHECK_INT(P("CreateRule", "{\"rule\":{\"code\":\"LOCK-R\",\"name\":\"Capped\",\"kind\":"
+                              "\"RULE_KIND_PERCENT_OFF\",\"scope\":\"RULE_SCOPE_SKUS\",\"skus\":"
+                              "[\"RACE-1\"],\"percentOff\":2,\"usageCap\":100}}"), STATUS_OK);
+    CHECK_INT(P("Redeem", "{\"orderId\":\"lock-x\",\"quote\":%s}",
+                LOCK_CART("lock-1", "\"LOCK-C\"")), STATUS_OK);
+    CHECK_INT(s_sql("SELECT count(*) FROM promotions.redemption_use WHERE order_id = 'lock-x' "
+                    "AND code IN ('LOCK-C', 'LOCK-R')"), 2);
+    s_lock_race("LOCK-C", "lock-x", "lock-y", LOCK_CART("lock-2", "\"LOCK-C\""));
     CHECK_INT(s_sql("SELECT used FROM promotions.coupon WHERE code = 'LOCK-C'"), 1);
     CHECK_INT(s_sql("SELECT used FROM promotions.rule WHERE code = 'LOCK-R'"), 1);
     CHECK_INT(s_sql("SELECT count(*) FROM promotions.redemption_use WHERE order_id = 'lock-y' "
                     "AND code IN ('LOCK-C', 'LOCK-R')"), 2);
+
+    /* Two coupons, one with a per-customer limit (Redeem locks it first)
+     * and one without (locked when used), and no rule they both count
+     * (whose lock would order them first): the release takes the coupons
+     * in that order too. In code order it took LOCK-A first and waited for
+     * LOCK-B, which the Redeem held while it waited for LOCK-A. */
+    CHECK_INT(P("CreateCoupon", "{\"coupon\":{\"code\":\"LOCK-A\",\"kind\":"
+                                "\"COUPON_KIND_AMOUNT_OFF\",\"amountOff\":{\"minorUnits\":100,"
+                                "\"currency\":\"CNY\"},\"totalLimit\":100}}"), STATUS_OK);
+    CHECK_INT(P("CreateCoupon", "{\"coupon\":{\"code\":\"LOCK-B\",\"kind\":"
+                                "\"COUPON_KIND_AMOUNT_OFF\",\"amountOff\":{\"minorUnits\":100,"
+                                "\"currency\":\"CNY\"},\"perCustomerLimit\":5}}"), STATUS_OK);
+    CHECK_INT(P("SetRuleStatus", "{\"code\":\"LOCK-R\",\"status\":\"RULE_STATUS_PAUSED\"}"), STATUS_OK);
+    CHECK_INT(P("Redeem", "{\"orderId\":\"lock-v\",\"quote\":%s}",
+                LOCK_CART("lock-1", "\"LOCK-A\",\"LOCK-B\"")), STATUS_OK);
+    CHECK_INT(s_sql("SELECT count(*) FROM promotions.redemption_use WHERE order_id = 'lock-v' "
+                    "AND source = 'rule'"), 0);
+    CHECK_INT(s_sql("SELECT count(*) FROM promotions.redemption_use WHERE order_id = 'lock-v' "
+                    "AND code IN ('LOCK-A', 'LOCK-B')"), 2);
+    s_lock_race("LOCK-A", "lock-v", "lock-w", LOCK_CART("lock-2", "\"LOCK-A\",\"LOCK-B\""));
+    CHECK_INT(s_sql("SELECT used FROM promotions.coupon WHERE code = 'LOCK-A'"), 1);
+    CHECK_INT(s_sql("SELECT used FROM promotions.coupon WHERE code = 'LOCK-B'"), 1);
 }
 
 /* Rule upkeep and coupons issued in bulk or to one customer. */
