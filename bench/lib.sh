@@ -231,6 +231,13 @@ STATS_WAIT=11
 pg_commits() {
   psql_admin -At -F ' ' -c "SELECT (SELECT sum(xact_commit) FROM pg_stat_database), wal_sync FROM pg_stat_wal"
 }
+# per_unit <machine ms> <pg_commits before> <pg_commits after> <units>: the
+# machine's CPU µs, commits and WAL flushes per unit, tab-separated.
+per_unit() {
+  awk -v m="$1" -v k0="$2" -v k1="$3" -v n="$4" 'BEGIN { if (n < 1) n = 1
+    split(k0, a, " "); split(k1, b, " ")
+    printf "%.0f\t%.2f\t%.2f", m * 1000 / n, (b[1] - a[1]) / n, (b[2] - a[2]) / n }'
+}
 # machine_ms: CPU milliseconds so far of the whole machine, every process and
 # the kernel (user, nice, system, irq, softirq; steal and idle not counted).
 machine_ms() {
@@ -301,8 +308,6 @@ bench_pgbench() {
     # not counted); the whole machine's, commits and WAL flushes per transaction
     printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$c" "${tps:-0}" "${failed:-0}" "${p99:-0}" \
       "$(awk -v a="$cpu0" -v b="$cpu1" -v t="${tps:-0}" -v s="$secs" 'BEGIN { n = t * s; printf "%.0f", (n > 0 ? (b - a) * 1000 / n : 0) }')" \
-      "$(awk -v m=$((m1 - m0)) -v k0="$k0" -v k1="$k1" -v t="${tps:-0}" -v s="$secs" 'BEGIN {
-           n = t * s; if (n < 1) n = 1; split(k0, a, " "); split(k1, b, " ")
-           printf "%.0f\t%.2f\t%.2f", m * 1000 / n, (b[1] - a[1]) / n, (b[2] - a[2]) / n }')" >>"$out"
+      "$(per_unit $((m1 - m0)) "$k0" "$k1" "$(awk -v t="${tps:-0}" -v s="$secs" 'BEGIN { printf "%d", t * s }')")" >>"$out"
   done
 }

@@ -465,19 +465,12 @@ int db_after_commit(db_t *db, db_after_fn fn, void *arg, const char *text)
 }
 
 static int s_commit(db_t *db);
+static void s_rollback(db_t *db);
 
 int db_commit(db_t *db)
 {
-    struct after *list = db->after;
-    size_t n = db->n_after, cap = db->cap_after;
-
-    /* set aside: a failed COMMIT rolls back, which drops the list */
-    db->after = NULL;
-    db->n_after = db->cap_after = 0;
     int rc = s_commit(db);
-    db->after = list;   /* s_commit registers nothing */
-    db->n_after = n;
-    db->cap_after = cap;
+
     /* a COMMIT whose connection went may have committed: what follows it runs */
     s_after(db, rc == 0 || db->lost);
     return rc;
@@ -497,7 +490,7 @@ static int s_commit(db_t *db)
     if (s_pipeline(db, NULL, NULL, NULL, NULL, 0, open ? "COMMIT" : NULL, &res) != 0) {
         /* a queued statement failed and the COMMIT was skipped: end the
          * aborted transaction, as a COMMIT of one does */
-        db_rollback(db);
+        s_rollback(db);
         return -1;
     }
     if (!open)
@@ -521,6 +514,12 @@ static int s_commit(db_t *db)
 void db_rollback(db_t *db)
 {
     s_after(db, false);
+    s_rollback(db);
+}
+
+/* db_rollback, leaving what db_after_commit registered to the caller. */
+static void s_rollback(db_t *db)
+{
     db->begin_pending = false;
     s_drop_later(db);   /* never sent: nothing to undo */
     if (PQtransactionStatus(db->conn) == PQTRANS_IDLE || PQstatus(db->conn) != CONNECTION_OK)

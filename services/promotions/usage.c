@@ -165,21 +165,22 @@ uint32_t usage_mark(void)
     return gen;
 }
 
-/* True if the entry moved after `mark` (generations wrap: compared as a
- * difference). Called with s_mu held. */
-static bool s_moved(const entry_t *e, uint32_t mark)
+/* The entry a read started at `mark` may write: (coupon, code)'s, made if
+ * new; NULL if it was put or forgotten after `mark` (generations wrap:
+ * compared as a difference) or out of memory. Called with s_mu held. */
+static entry_t *s_put_since(bool coupon, const char *code, const char *customer, uint32_t mark)
 {
-    return (int32_t)(e->gen - mark) > 0;
+    entry_t *e = s_find(coupon, code);
+
+    if (e)
+        return (int32_t)(e->gen - mark) > 0 ? NULL : e;
+    return s_put(coupon, code, customer);
 }
 
 void usage_coupon_put(const store_coupon_t *c, uint32_t mark)
 {
     pthread_mutex_lock(&s_mu);
-    entry_t *e = s_find(true, c->code);
-    if (!e || !s_moved(e, mark))
-        e = s_put(true, c->code, c->customer_id);
-    else
-        e = NULL;
+    entry_t *e = s_put_since(true, c->code, c->customer_id, mark);
     if (e) {
         e->known = true;
         e->gen = ++s_gen;
@@ -228,11 +229,7 @@ bool usage_coupon_get(call_t *call, const char *code, const char *customer_id, e
 void usage_rule_put(const char *code, int32_t used, int64_t spent, uint32_t mark)
 {
     pthread_mutex_lock(&s_mu);
-    entry_t *e = s_find(false, code);
-    if (!e || !s_moved(e, mark))
-        e = s_put(false, code, "");
-    else
-        e = NULL;
+    entry_t *e = s_put_since(false, code, "", mark);
     if (e) {
         e->known = true;
         e->gen = ++s_gen;
