@@ -149,11 +149,32 @@ static void s_save(sub_t *s, bool now)
     s->saved_ms = util_mono_ms();
 }
 
-/* Applies events in order inside one transaction. Stops at the first gap.
- * The cursor in memory moves only after COMMIT. Only this thread moves the
- * stored cursor while it holds the stream's lock, so what it knows is what
- * is stored: the move checks that rather than reading it first. A batch
- * of events that all needed nothing writes nothing at all. */
+/* Commits what was applied up to `cursor`, moving the stored cursor with
+ * it when something was written. */
+static int s_commit(sub_t *s, uint64_t cursor, bool wrote, uint64_t applied)
+{
+    if (wrote && s_queue_move(s, cursor) != 0)
+        return -1;
+    if (db_commit(s->db) == -1)
+        return -1;
+    s->cursor = cursor;
+    if (wrote) {
+        s->saved = cursor;
+        s->saved_ms = util_mono_ms();
+    }
+    if (s->head < cursor)
+        s->head = cursor;
+    if (applied > 0)
+        metrics_applied(s->metrics, s->index, applied, s->cursor, s->head);
+    return 0;
+}
+
+/* Applies events in order inside one transaction (one per written event
+ * with commit_each). Stops at the first gap. The cursor in memory moves
+ * only after COMMIT. Only this thread moves the stored cursor while it
+ * holds the stream's lock, so what it knows is what is stored: the move
+ * checks that rather than reading it first. A batch of events that all
+ * needed nothing writes nothing at all. */
 static s_outcome_t s_apply(sub_t *s, Shop__Common__V1__Envelope *const *events, size_t n)
 {
     uint64_t cursor = s->cursor, applied = 0, duplicates = 0;
@@ -179,20 +200,16 @@ static s_outcome_t s_apply(sub_t *s, Shop__Common__V1__Envelope *const *events, 
         wrote |= rc == 0;
         cursor = e->sequence;
         applied++;
+        if (rc == 0 && s->stream.commit_each) {
+            if (s_commit(s, cursor, true, applied) != 0)
+                goto fail;
+            wrote = false;
+            applied = 0;
+            (void)db_begin_lazy(s->db);
+        }
     }
-    if (wrote && s_queue_move(s, cursor) != 0)
+    if (s_commit(s, cursor, wrote, applied) != 0)
         goto fail;
-    if (db_commit(s->db) == -1)
-        goto fail;
-    s->cursor = cursor;
-    if (wrote) {
-        s->saved = cursor;
-        s->saved_ms = util_mono_ms();
-    }
-    if (s->head < cursor)
-        s->head = cursor;
-    if (applied > 0)
-        metrics_applied(s->metrics, s->index, applied, s->cursor, s->head);
     if (duplicates > 0)
         slog_debug("consumer %s: skipped %" PRIu64 " duplicates", s->stream_name, duplicates);
     s->backoff_ms = 0;

@@ -29,6 +29,13 @@ typedef struct {
      * benchmark when promotions took only "shop.catalog.v1.Product"). */
     const char *topic_prefix;
     sub_apply_fn apply;
+    /* Commit after each event that wrote (apply returned 0) rather than
+     * once per batch, for effects that lock rows the service's calls lock
+     * too: each event then locks in the order its own statements do, and
+     * two events of one batch cannot form a lock cycle with a call (one
+     * holding a row the other's call waits for). Events that need nothing
+     * still share a transaction. */
+    bool commit_each;
 } sub_stream_t;
 
 typedef struct sub sub_t;

@@ -26,9 +26,12 @@ static const server_method_t s_methods[] = {
 };
 
 /* Orders' payments confirm reservations, cancellations give stock back and
- * reviews feed the products' ratings. */
+ * reviews feed the products' ratings. Each event that writes commits by
+ * itself, so no transaction holds two orders' SKU rows at once, which
+ * could wait in a cycle with a ReserveStock (locking its own in code
+ * order) for PostgreSQL's deadlock_timeout. */
 static const sub_stream_t s_consumes[] = {
-    {"orders", "shop.orders.v1.", catalog_apply_orders},
+    {"orders", "shop.orders.v1.", catalog_apply_orders, .commit_each = true},
 };
 
 static const char *const s_anomalies[] = {"paid_reservation_lost", "review_of_unknown_sku", NULL};

@@ -30,9 +30,10 @@ static const ProtobufCMessageDescriptor *const s_on_loop[] = {
 /* Prices, costs and categories come from the catalog's product events
  * (the whole stream is taken: see sub_stream_t). */
 static const sub_stream_t s_consumes[] = {
-    {"catalog", "shop.catalog.v1.", promo_apply_catalog},
-    /* Cancelled and abandoned orders give their coupon uses back. */
-    {"orders", "shop.orders.v1.", promo_apply_orders},
+    {"catalog", "shop.catalog.v1.", promo_apply_catalog, .commit_each = false},
+    /* Cancelled and abandoned orders give their coupon uses back, each
+     * release in its own transaction, locking as Redeem does (store.c). */
+    {"orders", "shop.orders.v1.", promo_apply_orders, .commit_each = true},
 };
 
 #define SET(field) offsetof(promo_settings_t, field)

@@ -535,9 +535,8 @@ static const db_stmt_t s_release = {
  * them. Left to the release's own UPDATEs, the coupons went first, so a
  * release and a Redeem sharing a coupon and a capped rule could deadlock
  * (one of them ABORTED after PostgreSQL's deadlock_timeout). This orders
- * one release; the orders consumer applies a batch of events in one
- * transaction, so two releases in a batch can still meet a Redeem in a
- * cycle, which ends the same way (the batch or the Redeem is tried again). */
+ * one release; the orders consumer commits each release by itself
+ * (commit_each), so no transaction holds two releases' locks. */
 static const db_stmt_t s_release_lock = {
     "pro_release_lock",
     "WITH u AS (SELECT source, code FROM redemption_use WHERE order_id = $1), "

@@ -1,4 +1,5 @@
-/* test_consumer_kill: a consumer SIGKILLed mid-stream still applies every event exactly once. */
+/* test_consumer_kill: a consumer SIGKILLed mid-stream still applies every event exactly once;
+ * a consumer catching up applies a batch in one transaction, or one per event with commit_each. */
 #include <libpq-fe.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -76,7 +77,7 @@ static long long s_scalar(PGconn *conn, const char *sql)
 }
 
 static harness_proc_t *s_spawn_sink(const char *sink_url, const char *rpc, const char *pub,
-                                    int admin_port)
+                                    int admin_port, bool commit_each)
 {
     char url[600], rpc_env[80], pub_env[80], admin_env[48], rbind[64], pbind[64];
     int rp = harness_free_port(), pp = harness_free_port();
@@ -87,7 +88,8 @@ static harness_proc_t *s_spawn_sink(const char *sink_url, const char *rpc, const
     snprintf(rbind, sizeof rbind, "SHOP_RPC_BIND=tcp://127.0.0.1:%d", rp);
     snprintf(pbind, sizeof pbind, "SHOP_PUB_BIND=tcp://127.0.0.1:%d", pp);
     const char *env[] = {url, rpc_env, pub_env, admin_env, rbind, pbind,
-                         "SHOP_ADMIN_ADDR=127.0.0.1", "SINK_STREAM=sink", NULL};
+                         "SHOP_ADMIN_ADDR=127.0.0.1", "SINK_STREAM=sink",
+                         commit_each ? "SINK_COMMIT_EACH=1" : "SINK_COMMIT_EACH=0", NULL};
     return harness_spawn("shop-sink", env);
 }
 
@@ -160,7 +162,7 @@ int main(void)
     catalog = harness_spawn("shop-sink", env);
     CHECK(catalog != NULL);
     CHECK_INT(harness_wait_ready(cat_admin, 10000), 0);
-    sink = s_spawn_sink(sink_url, rpc, pub, sink_admin);
+    sink = s_spawn_sink(sink_url, rpc, pub, sink_admin, false);
     CHECK(sink != NULL);
     CHECK_INT(harness_wait_ready(sink_admin, 10000), 0);
 
@@ -173,7 +175,7 @@ int main(void)
         if (wait > 0)
             util_sleep_ms((int)wait);
         harness_kill(&sink);
-        sink = s_spawn_sink(sink_url, rpc, pub, sink_admin);
+        sink = s_spawn_sink(sink_url, rpc, pub, sink_admin, false);
         CHECK(sink != NULL);
     }
     for (int i = 0; i < PRODUCERS; i++)
@@ -196,18 +198,26 @@ int main(void)
     CHECK(head >= total);
     CHECK_INT(s_wait_cursor(sink_conn, head, 20000), head);
     s_check_applied(sink_conn, cat_conn, head);
+    /* catching up after each kill, and keeping up, it applied events in
+     * batches: fewer transactions than events */
+    CHECK(s_scalar(sink_conn, "SELECT count(DISTINCT xmin::text) FROM sink.applied") <
+          s_scalar(sink_conn, "SELECT count(*) FROM sink.applied"));
     CHECK_INT(harness_stop(&sink, 10000), 0);
 
-    /* A sink started after everything was produced catches up from 0. */
+    /* A sink started after everything was produced catches up from 0,
+     * with commit_each: Replay's batches, each event in its own
+     * transaction. */
     late_url = harness_create_db("test_consumer_kill_late", services);
     CHECK(late_url != NULL);
     if (late_url) {
-        sink = s_spawn_sink(late_url, rpc, pub, sink_admin);
+        sink = s_spawn_sink(late_url, rpc, pub, sink_admin, true);
         CHECK(sink != NULL);
         late_conn = PQconnectdb(late_url);
         CHECK(PQstatus(late_conn) == CONNECTION_OK);
         CHECK_INT(s_wait_cursor(late_conn, head, 20000), head);
         s_check_applied(late_conn, cat_conn, head);
+        CHECK_INT(s_scalar(late_conn, "SELECT count(DISTINCT xmin::text) FROM sink.applied"),
+                  s_scalar(late_conn, "SELECT count(*) FROM sink.applied"));
         CHECK_INT(harness_stop(&sink, 10000), 0);
     }
 

@@ -35,7 +35,10 @@ int main(int argc, char **argv)
     /* The stream to consume: SINK_STREAM (default catalog), every event type
      * (prefix "") so that it also receives events the tests inject. */
     const char *stream = getenv("SINK_STREAM");
-    const sub_stream_t s_consumes[] = {{stream && *stream ? stream : "catalog", "", s_apply}};
+    /* SINK_COMMIT_EACH=1: a transaction per applied event (commit_each) */
+    const char *each = getenv("SINK_COMMIT_EACH");
+    const sub_stream_t s_consumes[] = {{stream && *stream ? stream : "catalog", "", s_apply,
+                                        .commit_each = each && strcmp(each, "1") == 0}};
     server_def_t def = {
         .name = "sink",
         .service = NULL,
