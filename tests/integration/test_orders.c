@@ -630,6 +630,34 @@ static void s_queries(void)
     CHECK_INT(NUM("day.orders"), 0);
 }
 
+/* Cancellations the catalog and promotions take in after a restart come
+ * back in one Replay batch; each release is still a transaction of its own
+ * (commit_each), so none holds two orders' locks. */
+static void s_release_batch(const char *cat_conn, const char *const *cat_env,
+                            const char *pro_conn, const char *const *pro_env)
+{
+    char a[40], b[40];
+
+    CHECK_INT(s_place(a, "batch-1", "c-batch-1", "{\"sku\":\"TEA-A\",\"quantity\":1}", "\"WELCOME10\""),
+              STATUS_OK);
+    CHECK_INT(s_place(b, "batch-2", "c-batch-2", "{\"sku\":\"TEA-A\",\"quantity\":1}", "\"WELCOME10\""),
+              STATUS_OK);
+    CHECK_INT(harness_stop(&s_cat_svc.proc, 10000), 0);
+    CHECK_INT(harness_stop(&s_pro_svc.proc, 10000), 0);
+    CHECK_INT(O("CancelOrder", "{\"orderId\":\"%s\"}", a), STATUS_OK);
+    CHECK_INT(O("CancelOrder", "{\"orderId\":\"%s\"}", b), STATUS_OK);
+    CHECK_INT(harness_launch(&s_cat_svc, "shop-catalog", cat_conn, cat_env), 0);
+    CHECK_INT(harness_launch(&s_pro_svc, "shop-promotions", pro_conn, pro_env), 0);
+    CHECK_INT(s_sql_until(2, "SELECT count(*) FROM catalog.reservation WHERE order_id IN ('%s', '%s') "
+                             "AND state = 'released'", a, b), 2);
+    CHECK_INT(s_sql_until(2, "SELECT count(*) FROM promotions.redemption WHERE order_id IN ('%s', '%s') "
+                             "AND state = 'released'", a, b), 2);
+    CHECK_INT(s_sql("SELECT count(DISTINCT xmin::text) FROM catalog.reservation WHERE order_id IN "
+                    "('%s', '%s')", a, b), 2);
+    CHECK_INT(s_sql("SELECT count(DISTINCT xmin::text) FROM promotions.redemption WHERE order_id IN "
+                    "('%s', '%s')", a, b), 2);
+}
+
 int main(void)
 {
     const char *svcs[] = {"orders", "catalog", "promotions", NULL};
@@ -687,6 +715,7 @@ int main(void)
         s_retry_races();
         s_late_calls();
         s_order_numbers();
+        s_release_batch(cat_conn, cat_env, pro_conn, pro_env);
         /* the invariants: stock adds up, nothing below zero */
         CHECK_INT(s_sql("SELECT count(*) FROM catalog.sku WHERE reserved < 0 OR reserved > on_hand"), 0);
         CHECK_INT(s_sql("SELECT count(*) FROM catalog.sku s WHERE reserved <> (SELECT coalesce(sum(l.quantity), 0) "
