@@ -23,7 +23,6 @@ typedef struct {
 } gate_t;
 
 typedef struct {
-    void *zctx;
     const char *endpoint;
     double duration_s;
     lg_op_fn op;
@@ -49,7 +48,7 @@ uint64_t lg_rand(uint64_t *s)
 static void *s_worker(void *arg)
 {
     worker_t *w = arg;
-    client_t *c = client_new(w->zctx, w->endpoint);
+    wire_t *c = wire_connect(w->endpoint, 5000);
     uint64_t rng = ((uint64_t)util_now_ms() << 16 ^ (uint64_t)(w->index + 1) * 0x9E3779B97F4A7C15ULL) | 1;
 
     w->setup_failed = c == NULL;
@@ -77,7 +76,7 @@ static void *s_worker(void *arg)
         }
     }
     w->end_us = util_mono_us();
-    client_destroy(&c);
+    wire_close(&c);
     return NULL;
 }
 
@@ -100,8 +99,7 @@ static double s_pct_ms(const uint32_t *v, size_t n, double p)
     return (double)v[rank - 1] / 1000.0;
 }
 
-int lg_run(void *zctx, const char *endpoint, int conc, double duration_s, lg_op_fn op, void *ctx,
-           lg_result_t *r)
+int lg_run(const char *endpoint, int conc, double duration_s, lg_op_fn op, void *ctx, lg_result_t *r)
 {
     gate_t gate = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
     pthread_t *th = calloc((size_t)conc, sizeof *th);
@@ -116,7 +114,7 @@ int lg_run(void *zctx, const char *endpoint, int conc, double duration_s, lg_op_
     if (!th || !w)
         goto done;
     for (int i = 0; i < conc; i++) {
-        w[i] = (worker_t){.zctx = zctx, .endpoint = endpoint, .duration_s = duration_s, .op = op,
+        w[i] = (worker_t){.endpoint = endpoint, .duration_s = duration_s, .op = op,
                           .ctx = ctx, .gate = &gate, .index = i, .cap = cap};
         if (!(w[i].lat_us = malloc(cap * sizeof *w[i].lat_us)))
             goto done;
@@ -125,7 +123,7 @@ int lg_run(void *zctx, const char *endpoint, int conc, double duration_s, lg_op_
         if (pthread_create(&th[started], NULL, s_worker, &w[started]) != 0)
             break;
     if (started == conc)
-        usleep(100 * 1000);   /* let the DEALERs connect before the clock starts */
+        usleep(100 * 1000);   /* let the connections open before the clock starts */
     pthread_mutex_lock(&gate.mu);
     gate.state = started == conc ? 1 : -1;
     gate.start_us = util_mono_us();
@@ -172,15 +170,15 @@ done:
     return rc;
 }
 
-int lg_levels(void *zctx, const char *endpoint, const int *levels, int n, double duration_s,
-              lg_op_fn op, void *ctx, bool tsv)
+int lg_levels(const char *endpoint, const int *levels, int n, double duration_s, lg_op_fn op,
+              void *ctx, bool tsv)
 {
     if (!tsv)
         printf("%11s | %10s | %8s | %8s | %8s | %7s\n", "concurrency", "ops/s", "p50 ms", "p99 ms",
                "max ms", "errors");
     for (int l = 0; l < n; l++) {
         lg_result_t r;
-        if (lg_run(zctx, endpoint, levels[l], duration_s, op, ctx, &r) != 0)
+        if (lg_run(endpoint, levels[l], duration_s, op, ctx, &r) != 0)
             return -1;
         printf(tsv ? "%d\t%.1f\t%.3f\t%.3f\t%.3f\t%" PRIu64 "\n"
                    : "%11d | %10.1f | %8.3f | %8.3f | %8.3f | %7" PRIu64 "\n",

@@ -153,7 +153,7 @@ static int s_load(const opts_t *o, void *zctx)
     return rc;
 }
 
-static status_t s_op(void *arg, client_t *c, int thread, uint64_t seq, uint64_t *rng,
+static status_t s_op(void *arg, wire_t *c, int thread, uint64_t seq, uint64_t *rng,
                      int64_t *untimed_us, char *err, size_t errlen)
 {
     const ctx_t *x = arg;
@@ -190,8 +190,8 @@ static status_t s_op(void *arg, client_t *c, int thread, uint64_t seq, uint64_t 
     }
     ProtobufCMessage *out = NULL;
     char *msg = NULL;
-    status_t st = client_call(c, ORD "PlaceOrder", &req.base,
-                              &shop__orders__v1__place_order_response__descriptor, &out, key, 10000, 1, &msg);
+    status_t st = wire_call(c, ORD "PlaceOrder", &req.base,
+                            &shop__orders__v1__place_order_response__descriptor, &out, key, 10000, &msg);
     if (st != STATUS_OK)
         snprintf(err, errlen, "%s: %s", status_name(st), msg ? msg : "");
     free(msg);
@@ -242,7 +242,7 @@ int main(int argc, char **argv)
         rc = s_load(&o, zctx) == 0 ? 0 : 1;
     } else {
         ctx_t x = {o.skus, (uint64_t)util_now_ms() ^ (uint64_t)getpid() << 40};
-        rc = lg_levels(zctx, o.rpc, o.levels, o.nlevels, o.duration, s_op, &x, o.tsv) == 0 ? 0 : 1;
+        rc = lg_levels(o.rpc, o.levels, o.nlevels, o.duration, s_op, &x, o.tsv) == 0 ? 0 : 1;
     }
     zmq_ctx_term(zctx);
     return rc;

@@ -299,7 +299,7 @@ static int s_load(const s_opts_t *o, void *zctx)
 
 /* One reservation of two distinct random SKUs (timed), then its release
  * when asked (untimed, counted apart). */
-static status_t s_op(void *arg, client_t *c, int thread, uint64_t seq, uint64_t *rng,
+static status_t s_op(void *arg, wire_t *c, int thread, uint64_t seq, uint64_t *rng,
                      int64_t *untimed_us, char *err, size_t errlen)
 {
     s_ctx_t *x = arg;
@@ -324,9 +324,9 @@ static status_t s_op(void *arg, client_t *c, int thread, uint64_t seq, uint64_t 
     req.order_id = order_id;
     req.n_lines = 2;
     req.lines = linep;
-    status_t st = client_call(c, S_METHOD_RESERVE, &req.base,
-                              &shop__catalog__v1__reserve_stock_response__descriptor, &resp, order_id,
-                              o->timeout_ms, 1, &msg);
+    status_t st = wire_call(c, S_METHOD_RESERVE, &req.base,
+                            &shop__catalog__v1__reserve_stock_response__descriptor, &resp, order_id,
+                            o->timeout_ms, &msg);
     if (resp)
         protobuf_c_message_free_unpacked(resp, NULL);
     if (st != STATUS_OK)
@@ -339,9 +339,9 @@ static status_t s_op(void *arg, client_t *c, int thread, uint64_t seq, uint64_t 
         rel.reason = "bench";
         resp = NULL;
         msg = NULL;
-        status_t rs = client_call(c, S_METHOD_RELEASE, &rel.base,
-                                  &shop__catalog__v1__release_reservation_response__descriptor, &resp,
-                                  NULL, o->timeout_ms, 1, &msg);
+        status_t rs = wire_call(c, S_METHOD_RELEASE, &rel.base,
+                                &shop__catalog__v1__release_reservation_response__descriptor, &resp,
+                                NULL, o->timeout_ms, &msg);
         int64_t us = util_mono_us() - t0;
         *untimed_us += us;
         atomic_fetch_add(&x->releases, 1);
@@ -355,14 +355,14 @@ static status_t s_op(void *arg, client_t *c, int thread, uint64_t seq, uint64_t 
     return st;
 }
 
-static int s_run_level(const s_opts_t *o, void *zctx, int conc, s_result_t *r)
+static int s_run_level(const s_opts_t *o, int conc, s_result_t *r)
 {
     s_ctx_t x = {.opts = o, .nonce = ((uint64_t)util_now_ms() << 20) ^ (uint64_t)getpid() ^ ((uint64_t)conc << 56)};
     lg_result_t lg;
 
     memset(r, 0, sizeof *r);
     r->concurrency = conc;
-    if (lg_run(zctx, o->endpoint, conc, o->duration_s, s_op, &x, &lg) != 0)
+    if (lg_run(o->endpoint, conc, o->duration_s, s_op, &x, &lg) != 0)
         return -1;
     r->reserves = lg.ok;
     r->errors = lg.errors;
@@ -447,7 +447,7 @@ int main(int argc, char **argv)
         goto fail;
     }
     for (; done < o.nlevels; done++) {
-        if (s_run_level(&o, zctx, o.levels[done], &res[done]) != 0)
+        if (s_run_level(&o, o.levels[done], &res[done]) != 0)
             goto fail;
         if (!o.json && !o.tsv)
             fprintf(stderr, "bench-reserve: concurrency %d: %" PRIu64 " reserves in %.1f s\n", o.levels[done],

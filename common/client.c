@@ -84,14 +84,65 @@ static int s_recv(client_t *c, zmq_msg_t *msg, int ms)
     return 1;
 }
 
+uint8_t *client_frame(const char *method, const ProtobufCMessage *request,
+                      const char *idempotency_key, int timeout_ms, char id[37], size_t *len)
+{
+    Shop__Common__V1__Request req = SHOP__COMMON__V1__REQUEST__INIT;
+    size_t body_len = protobuf_c_message_get_packed_size(request);
+    uint8_t *body = malloc(body_len ? body_len : 1), *frame = NULL;
+
+    if (!body)
+        return NULL;
+    protobuf_c_message_pack(request, body);
+    util_uuid(id);
+    req.request_id = id;
+    req.method = (char *)method;
+    req.deadline_ms = util_now_ms() + timeout_ms;
+    req.idempotency_key = (char *)(idempotency_key ? idempotency_key : "");
+    req.body.data = body;
+    req.body.len = body_len;
+    *len = shop__common__v1__request__get_packed_size(&req);
+    if ((frame = malloc(*len)))
+        shop__common__v1__request__pack(&req, frame);
+    free(body);
+    return frame;
+}
+
+int client_reply(const void *data, size_t len, const char *id,
+                 const ProtobufCMessageDescriptor *response_type, ProtobufCMessage **response,
+                 char **message, status_t *code)
+{
+    Shop__Common__V1__Reply *reply = shop__common__v1__reply__unpack(NULL, len, data);
+
+    if (!reply) {
+        *code = STATUS_INTERNAL;
+        if (message)
+            *message = strdup("malformed reply frame");
+        return 0;
+    }
+    if (strcmp(reply->request_id, id) != 0 && reply->request_id[0]) {
+        shop__common__v1__reply__free_unpacked(reply, NULL);   /* stale */
+        return 1;
+    }
+    *code = reply->status ? (status_t)reply->status->code : STATUS_OK;
+    if (message && reply->status && reply->status->message[0])
+        *message = strdup(reply->status->message);
+    /* an OK reply with an empty body is a message of all defaults */
+    if (response && response_type && (reply->body.len > 0 || *code == STATUS_OK)) {
+        *response = protobuf_c_message_unpack(response_type, NULL, reply->body.len, reply->body.data);
+        if (!*response && *code == STATUS_OK)
+            *code = STATUS_INTERNAL;
+    }
+    shop__common__v1__reply__free_unpacked(reply, NULL);
+    return 0;
+}
+
 status_t client_call(client_t *c, const char *method, const ProtobufCMessage *request,
                      const ProtobufCMessageDescriptor *response_type, ProtobufCMessage **response,
                      const char *idempotency_key, int timeout_ms, int attempts, char **message)
 {
-    Shop__Common__V1__Request req = SHOP__COMMON__V1__REQUEST__INIT;
     char id[37];
-    uint8_t *body = NULL, *frame = NULL;
-    size_t body_len, frame_len;
+    size_t frame_len;
     status_t code = STATUS_DEADLINE_EXCEEDED;
     int64_t start = util_mono_us();
 
@@ -101,25 +152,9 @@ status_t client_call(client_t *c, const char *method, const ProtobufCMessage *re
         *message = NULL;
     if (attempts < 1)
         attempts = 1;
-    body_len = protobuf_c_message_get_packed_size(request);
-    body = malloc(body_len ? body_len : 1);
-    if (!body)
+    uint8_t *frame = client_frame(method, request, idempotency_key, timeout_ms, id, &frame_len);
+    if (!frame)
         return STATUS_INTERNAL;
-    protobuf_c_message_pack(request, body);
-    util_uuid(id);
-    req.request_id = id;
-    req.method = (char *)method;
-    req.deadline_ms = util_now_ms() + timeout_ms;
-    req.idempotency_key = (char *)(idempotency_key ? idempotency_key : "");
-    req.body.data = body;
-    req.body.len = body_len;
-    frame_len = shop__common__v1__request__get_packed_size(&req);
-    frame = malloc(frame_len);
-    if (!frame) {
-        code = STATUS_INTERNAL;
-        goto done;
-    }
-    shop__common__v1__request__pack(&req, frame);
 
     for (int a = 0; a < attempts; a++) {
         int64_t attempt_end = start + (int64_t)timeout_ms * 1000 * (a + 1) / attempts;
@@ -138,37 +173,16 @@ status_t client_call(client_t *c, const char *method, const ProtobufCMessage *re
                     goto done;
                 break;
             }
-            Shop__Common__V1__Reply *reply =
-                shop__common__v1__reply__unpack(NULL, zmq_msg_size(&msg), zmq_msg_data(&msg));
+            int stale = client_reply(zmq_msg_data(&msg), zmq_msg_size(&msg), id, response_type,
+                                     response, message, &code);
             zmq_msg_close(&msg);
-            if (!reply) {
-                code = STATUS_INTERNAL;
-                if (message)
-                    *message = strdup("malformed reply frame");
+            if (!stale)
                 goto done;
-            }
-            if (strcmp(reply->request_id, id) != 0 && reply->request_id[0]) {
-                shop__common__v1__reply__free_unpacked(reply, NULL);   /* stale */
-                continue;
-            }
-            code = reply->status ? (status_t)reply->status->code : STATUS_OK;
-            if (message && reply->status && reply->status->message[0])
-                *message = strdup(reply->status->message);
-            /* an OK reply with an empty body is a message of all defaults */
-            if (response && response_type && (reply->body.len > 0 || code == STATUS_OK)) {
-                *response = protobuf_c_message_unpack(response_type, NULL, reply->body.len,
-                                                      reply->body.data);
-                if (!*response && code == STATUS_OK)
-                    code = STATUS_INTERNAL;
-            }
-            shop__common__v1__reply__free_unpacked(reply, NULL);
-            goto done;
         }
     }
     if (message && !*message && code == STATUS_DEADLINE_EXCEEDED)
         *message = strdup(CLIENT_NO_REPLY);
 done:
-    free(body);
     free(frame);
     return code;
 }

@@ -32,6 +32,19 @@ status_t client_call(client_t *c, const char *method, const ProtobufCMessage *re
                      const ProtobufCMessageDescriptor *response_type, ProtobufCMessage **response,
                      const char *idempotency_key, int timeout_ms, int attempts, char **message);
 
+/* The two halves of client_call, for a caller with its own transport
+ * (bench/wire.c). client_frame: `request` in a Request envelope with a new
+ * request id (written to id), the deadline now + timeout_ms and the
+ * idempotency key (may be NULL); malloc'd, its length in *len; NULL when
+ * out of memory. client_reply: reads a reply frame to the call `id`;
+ * returns 1 if it answers another call (stale: nothing set), else 0 with
+ * *code, *response and *message set as client_call sets them. */
+uint8_t *client_frame(const char *method, const ProtobufCMessage *request,
+                      const char *idempotency_key, int timeout_ms, char id[37], size_t *len);
+int client_reply(const void *data, size_t len, const char *id,
+                 const ProtobufCMessageDescriptor *response_type, ProtobufCMessage **response,
+                 char **message, status_t *code);
+
 /* Sends raw bytes as the single request frame and waits for one reply frame
  * (for tests of malformed input). Returns the reply's length, or -1. */
 int client_raw(client_t *c, const void *frame, size_t len, void *reply, size_t cap, int timeout_ms);
