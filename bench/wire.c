@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #include "client.h"
@@ -23,6 +22,7 @@
 #define F_MORE    1
 #define F_LONG    2
 #define F_COMMAND 4
+#define WIRE_MAX_FRAME (64u * 1024 * 1024)   /* as client.c's largest reply */
 
 struct wire {
     int fd;
@@ -41,7 +41,8 @@ static int64_t s_left_ms(int64_t deadline_us)
 static int s_write_all(int fd, struct iovec *iov, int n)
 {
     while (n > 0) {
-        ssize_t w = writev(fd, iov, n);
+        struct msghdr m = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+        ssize_t w = sendmsg(fd, &m, MSG_NOSIGNAL);   /* a reset peer is an error, not SIGPIPE */
         if (w < 0) {
             if (errno == EINTR)
                 continue;
@@ -121,7 +122,7 @@ static int s_frame(wire_t *w, int *flags, const uint8_t **body, size_t *len, int
             size = size << 8 | w->buf[w->start + i];
     else
         size = w->buf[w->start + 1];
-    if (size > 256u * 1024 * 1024) {
+    if (size > WIRE_MAX_FRAME) {
         errno = EMSGSIZE;
         return -1;
     }
@@ -178,8 +179,12 @@ static int s_open(wire_t *w)
         fprintf(stderr, "wire: cannot resolve %s\n", w->endpoint);
         return -1;
     }
-    w->fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    int rc = w->fd < 0 ? -1 : connect(w->fd, ai->ai_addr, ai->ai_addrlen);
+    int rc = -1;
+    for (struct addrinfo *a = ai; a && rc != 0; a = a->ai_next) {   /* each address in turn */
+        s_drop(w);
+        w->fd = socket(a->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        rc = w->fd < 0 ? -1 : connect(w->fd, a->ai_addr, a->ai_addrlen);
+    }
     freeaddrinfo(ai);
     if (rc != 0) {
         fprintf(stderr, "wire: cannot connect to %s: %s\n", w->endpoint, strerror(errno));
@@ -261,13 +266,19 @@ status_t wire_call(wire_t *w, const char *method, const ProtobufCMessage *reques
         *response = NULL;
     if (message)
         *message = NULL;
-    if (w->fd < 0 && s_open(w) != 0)
+    if (w->fd < 0 && s_open(w) != 0) {
+        util_sleep_ms(50);   /* a service that is down: not a busy loop */
+        if (message)
+            *message = strdup("cannot connect");
         return STATUS_UNAVAILABLE;
+    }
     uint8_t *frame = client_frame(method, request, idempotency_key, timeout_ms, id, &frame_len);
     if (!frame)
         return STATUS_INTERNAL;
     if (s_send_frame(w->fd, 0, frame, frame_len) != 0) {
         s_drop(w);
+        if (message)
+            *message = strdup("connection lost");
         goto done;
     }
     for (;;) {   /* a message: its first frame, the rest (if any) dropped */
@@ -281,13 +292,25 @@ status_t wire_call(wire_t *w, const char *method, const ProtobufCMessage *reques
             s_drop(w);   /* a late reply must not answer the next call */
             goto done;
         }
-        if (flags & F_COMMAND)
+        if (flags & F_COMMAND) {   /* none is expected but ERROR, which ends the connection */
+            if (len >= 6 && data[0] == 5 && memcmp(data + 1, "ERROR", 5) == 0) {
+                s_drop(w);
+                if (message)
+                    *message = strdup("the service closed the connection (ZMTP ERROR)");
+                goto done;
+            }
             continue;
+        }
         int stale = client_reply(data, len, id, response_type, response, message, &code);
         while (flags & F_MORE)
             if (s_frame(w, &flags, &data, &len, deadline) != 0) {
                 s_drop(w);
-                break;
+                if (stale) {
+                    code = STATUS_INTERNAL;
+                    if (message)
+                        *message = strdup("connection lost");
+                }
+                goto done;
             }
         if (!stale)
             break;

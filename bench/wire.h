@@ -12,8 +12,10 @@
 
 typedef struct wire wire_t;
 
-/* Connects to `endpoint` ("tcp://127.0.0.1:7311") and completes the ZMTP
- * handshake within `timeout_ms`; NULL (after a line on stderr) on failure. */
+/* Connects to `endpoint` ("tcp://127.0.0.1:7311": each address it
+ * resolves to in turn; a connection on loopback is taken or refused at
+ * once) and completes the ZMTP handshake within `timeout_ms`; NULL (after
+ * a line on stderr) on failure. */
 wire_t *wire_connect(const char *endpoint, int timeout_ms);
 void wire_close(wire_t **p);
 
@@ -21,8 +23,9 @@ void wire_close(wire_t **p);
  * idempotency key, may be NULL), waiting at most `timeout_ms`; *response
  * (when `response` is not NULL: NULL skips unpacking the body) and
  * *message (malloc'd, may be NULL) as client_call gives them. Returns the
- * reply's status, DEADLINE_EXCEEDED if none came in time (the connection is
- * then closed and opened again on the next call), INTERNAL for a malformed
+ * reply's status; DEADLINE_EXCEEDED if none came in time (the connection is
+ * then closed and opened again on the next call); UNAVAILABLE, after 50 ms,
+ * if the connection could not be opened again; INTERNAL for a malformed
  * reply or a broken connection. */
 status_t wire_call(wire_t *w, const char *method, const ProtobufCMessage *request,
                    const ProtobufCMessageDescriptor *response_type, ProtobufCMessage **response,

@@ -96,8 +96,14 @@ static const db_stmt_t s_confirm = {
     "WITH r AS (UPDATE reservation SET state = 'confirmed', confirmed_at = now() "
     "           WHERE order_id = $1 AND state = 'held' RETURNING order_id), "
     "l AS (SELECT sku, quantity FROM reservation_line WHERE order_id = (SELECT order_id FROM r)), "
+    /* its SKU rows locked in code order first, as ReserveStock locks them;
+     * by key (= ANY): a generic plan of a join with l seq-scanned sku */
+    "k AS (SELECT code FROM sku WHERE code = ANY ((SELECT array_agg(sku) FROM l)::text[]) "
+    "      ORDER BY code FOR NO KEY UPDATE), "
     "u AS (UPDATE sku s SET on_hand = s.on_hand - l.quantity, reserved = s.reserved - l.quantity "
-    "      FROM l WHERE s.code = l.sku RETURNING s.code) "
+    "      FROM l WHERE s.code = l.sku "
+    "      AND s.code = ANY ((SELECT array_agg(sku) FROM l)::text[]) AND (SELECT count(*) FROM k) >= 0 "
+    "      RETURNING s.code) "
     "SELECT l.sku, l.quantity, (SELECT count(*) FROM u) FROM l ORDER BY l.sku",
     1};
 
@@ -107,8 +113,14 @@ static const db_stmt_t s_release = {
     "WITH r AS (UPDATE reservation SET state = $2, released_at = now() "
     "           WHERE order_id = $1 AND state = 'held' RETURNING order_id), "
     "l AS (SELECT sku, quantity FROM reservation_line WHERE order_id = (SELECT order_id FROM r)), "
+    /* its SKU rows locked in code order first, as ReserveStock locks them;
+     * by key (= ANY): a generic plan of a join with l seq-scanned sku */
+    "k AS (SELECT code FROM sku WHERE code = ANY ((SELECT array_agg(sku) FROM l)::text[]) "
+    "      ORDER BY code FOR NO KEY UPDATE), "
     "u AS (UPDATE sku s SET reserved = s.reserved - l.quantity "
-    "      FROM l WHERE s.code = l.sku RETURNING s.code) "
+    "      FROM l WHERE s.code = l.sku "
+    "      AND s.code = ANY ((SELECT array_agg(sku) FROM l)::text[]) AND (SELECT count(*) FROM k) >= 0 "
+    "      RETURNING s.code) "
     "SELECT l.sku, l.quantity, (SELECT count(*) FROM u) FROM l ORDER BY l.sku",
     2};
 
@@ -119,8 +131,14 @@ static const db_stmt_t s_restock = {
     "WITH r AS (UPDATE reservation SET state = 'released', released_at = now() "
     "           WHERE order_id = $1 AND state = 'confirmed' RETURNING order_id), "
     "l AS (SELECT sku, quantity FROM reservation_line WHERE order_id = (SELECT order_id FROM r)), "
+    /* its SKU rows locked in code order first, as ReserveStock locks them;
+     * by key (= ANY): a generic plan of a join with l seq-scanned sku */
+    "k AS (SELECT code FROM sku WHERE code = ANY ((SELECT array_agg(sku) FROM l)::text[]) "
+    "      ORDER BY code FOR NO KEY UPDATE), "
     "u AS (UPDATE sku s SET on_hand = s.on_hand + l.quantity "
-    "      FROM l WHERE s.code = l.sku RETURNING s.code) "
+    "      FROM l WHERE s.code = l.sku "
+    "      AND s.code = ANY ((SELECT array_agg(sku) FROM l)::text[]) AND (SELECT count(*) FROM k) >= 0 "
+    "      RETURNING s.code) "
     "SELECT l.sku, l.quantity, (SELECT count(*) FROM u) FROM l ORDER BY l.sku",
     1};
 

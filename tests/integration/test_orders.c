@@ -646,6 +646,10 @@ static void s_release_batch(const char *cat_conn, const char *const *cat_env,
     CHECK_INT(harness_stop(&s_pro_svc.proc, 10000), 0);
     CHECK_INT(O("CancelOrder", "{\"orderId\":\"%s\"}", a), STATUS_OK);
     CHECK_INT(O("CancelOrder", "{\"orderId\":\"%s\"}", b), STATUS_OK);
+    /* both on the orders stream before anyone reads it again */
+    CHECK_INT(s_sql_until(2, "SELECT count(*) FROM orders.outbox WHERE type = "
+                             "'shop.orders.v1.OrderCancelled' AND correlation_id IN ('%s', '%s') "
+                             "AND position IS NOT NULL", a, b), 2);
     CHECK_INT(harness_launch(&s_cat_svc, "shop-catalog", cat_conn, cat_env), 0);
     CHECK_INT(harness_launch(&s_pro_svc, "shop-promotions", pro_conn, pro_env), 0);
     CHECK_INT(s_sql_until(2, "SELECT count(*) FROM catalog.reservation WHERE order_id IN ('%s', '%s') "
