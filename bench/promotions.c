@@ -24,7 +24,6 @@
 #include "jsoncall.h"
 #include "shop/promotions/v1/promotions.pb-c.h"
 #include "util.h"
-#include <zmq.h>
 
 #define PRO "shop.promotions.v1.PromotionsService/"
 #define LINES 5
@@ -367,13 +366,11 @@ int main(int argc, char **argv)
         return 1;
     }
     x.nonce = (uint64_t)util_now_ms() ^ (uint64_t)getpid() << 40;
-    void *zctx = zmq_ctx_new();
     int rc = 0;
     if (lg_levels(o.rpc, o.levels, o.nlevels, o.duration, s_op, &x, o.tsv) != 0)
         rc = 1;
     for (size_t i = 0; i < x.n_codes; i++)
         free(x.codes[i]);
     free(x.codes);
-    zmq_ctx_term(zctx);
     return rc;
 }

@@ -90,20 +90,25 @@ static const db_stmt_t s_reserve = {
     "FROM chk c CROSS JOIN ok ORDER BY c.sku",
     4};
 
+/* For the statements below that move a reservation's lines (l) back or off
+ * the shelf: its SKU rows locked in code order first (k), as ReserveStock
+ * locks them, then updated only after (the UPDATE's condition). By key
+ * (= ANY): a generic plan of a join with l seq-scanned sku. */
+#define LINES_LOCKED                                                                         \
+    "k AS (SELECT code FROM sku WHERE code = ANY ((SELECT array_agg(sku) FROM l)::text[]) " \
+    "      ORDER BY code FOR NO KEY UPDATE), "
+#define AFTER_LINES_LOCKED                                                                   \
+    "s.code = ANY ((SELECT array_agg(sku) FROM l)::text[]) AND (SELECT count(*) FROM k) >= 0"
+
 /* held -> confirmed: the units leave the shelf (on_hand and reserved). */
 static const db_stmt_t s_confirm = {
     "cat_confirm",
     "WITH r AS (UPDATE reservation SET state = 'confirmed', confirmed_at = now() "
     "           WHERE order_id = $1 AND state = 'held' RETURNING order_id), "
     "l AS (SELECT sku, quantity FROM reservation_line WHERE order_id = (SELECT order_id FROM r)), "
-    /* its SKU rows locked in code order first, as ReserveStock locks them;
-     * by key (= ANY): a generic plan of a join with l seq-scanned sku */
-    "k AS (SELECT code FROM sku WHERE code = ANY ((SELECT array_agg(sku) FROM l)::text[]) "
-    "      ORDER BY code FOR NO KEY UPDATE), "
+    LINES_LOCKED
     "u AS (UPDATE sku s SET on_hand = s.on_hand - l.quantity, reserved = s.reserved - l.quantity "
-    "      FROM l WHERE s.code = l.sku "
-    "      AND s.code = ANY ((SELECT array_agg(sku) FROM l)::text[]) AND (SELECT count(*) FROM k) >= 0 "
-    "      RETURNING s.code) "
+    "      FROM l WHERE s.code = l.sku AND " AFTER_LINES_LOCKED " RETURNING s.code) "
     "SELECT l.sku, l.quantity, (SELECT count(*) FROM u) FROM l ORDER BY l.sku",
     1};
 
@@ -113,14 +118,9 @@ static const db_stmt_t s_release = {
     "WITH r AS (UPDATE reservation SET state = $2, released_at = now() "
     "           WHERE order_id = $1 AND state = 'held' RETURNING order_id), "
     "l AS (SELECT sku, quantity FROM reservation_line WHERE order_id = (SELECT order_id FROM r)), "
-    /* its SKU rows locked in code order first, as ReserveStock locks them;
-     * by key (= ANY): a generic plan of a join with l seq-scanned sku */
-    "k AS (SELECT code FROM sku WHERE code = ANY ((SELECT array_agg(sku) FROM l)::text[]) "
-    "      ORDER BY code FOR NO KEY UPDATE), "
+    LINES_LOCKED
     "u AS (UPDATE sku s SET reserved = s.reserved - l.quantity "
-    "      FROM l WHERE s.code = l.sku "
-    "      AND s.code = ANY ((SELECT array_agg(sku) FROM l)::text[]) AND (SELECT count(*) FROM k) >= 0 "
-    "      RETURNING s.code) "
+    "      FROM l WHERE s.code = l.sku AND " AFTER_LINES_LOCKED " RETURNING s.code) "
     "SELECT l.sku, l.quantity, (SELECT count(*) FROM u) FROM l ORDER BY l.sku",
     2};
 
@@ -131,14 +131,9 @@ static const db_stmt_t s_restock = {
     "WITH r AS (UPDATE reservation SET state = 'released', released_at = now() "
     "           WHERE order_id = $1 AND state = 'confirmed' RETURNING order_id), "
     "l AS (SELECT sku, quantity FROM reservation_line WHERE order_id = (SELECT order_id FROM r)), "
-    /* its SKU rows locked in code order first, as ReserveStock locks them;
-     * by key (= ANY): a generic plan of a join with l seq-scanned sku */
-    "k AS (SELECT code FROM sku WHERE code = ANY ((SELECT array_agg(sku) FROM l)::text[]) "
-    "      ORDER BY code FOR NO KEY UPDATE), "
+    LINES_LOCKED
     "u AS (UPDATE sku s SET on_hand = s.on_hand + l.quantity "
-    "      FROM l WHERE s.code = l.sku "
-    "      AND s.code = ANY ((SELECT array_agg(sku) FROM l)::text[]) AND (SELECT count(*) FROM k) >= 0 "
-    "      RETURNING s.code) "
+    "      FROM l WHERE s.code = l.sku AND " AFTER_LINES_LOCKED " RETURNING s.code) "
     "SELECT l.sku, l.quantity, (SELECT count(*) FROM u) FROM l ORDER BY l.sku",
     1};
 

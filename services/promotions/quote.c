@@ -211,7 +211,9 @@ static status_t s_price(call_t *call, const quote_request_t *req, bool lock, int
     qt->call = call;
     qt->lock = lock;
     qt->version = version;
-    qt->mark = usage_mark();   /* before any read: what it reads may be older than a forget */
+    /* before any read: what it reads may be older than a forget (a
+     * redemption puts nothing in the usage cache) */
+    qt->mark = lock ? 0 : usage_mark();
     if (!req)
         return call_fail(call, STATUS_INVALID_ARGUMENT, "quote: required");
     if (n < 1 || n > (size_t)set->max_lines)
