@@ -48,17 +48,17 @@ uint64_t lg_rand(uint64_t *s)
 static void *s_worker(void *arg)
 {
     worker_t *w = arg;
-    wire_t *c = wire_connect(w->endpoint, 5000);
+    client_t *c = client_new(NULL, w->endpoint);
     uint64_t rng = ((uint64_t)util_now_ms() << 16 ^ (uint64_t)(w->index + 1) * 0x9E3779B97F4A7C15ULL) | 1;
 
-    w->setup_failed = c == NULL;
+    w->setup_failed = !c || client_open(c, 5000) != 0;
     pthread_mutex_lock(&w->gate->mu);
     while (w->gate->state == 0)
         pthread_cond_wait(&w->gate->cv, &w->gate->mu);
     bool go = w->gate->state == 1;
     int64_t deadline = w->gate->start_us + (int64_t)(w->duration_s * 1e6);
     pthread_mutex_unlock(&w->gate->mu);
-    for (uint64_t seq = 0; c && go && util_mono_us() < deadline; seq++) {
+    for (uint64_t seq = 0; !w->setup_failed && go && util_mono_us() < deadline; seq++) {
         char err[160] = "";
         int64_t untimed = 0, t0 = util_mono_us();
         status_t st = w->op(w->ctx, c, w->index, seq, &rng, &untimed, err, sizeof err);
@@ -76,7 +76,7 @@ static void *s_worker(void *arg)
         }
     }
     w->end_us = util_mono_us();
-    wire_close(&c);
+    client_destroy(&c);
     return NULL;
 }
 

@@ -1,5 +1,5 @@
 /* loadgen: closed-loop load for the benchmarks. N threads, each with its own
- * DEALER connection (wire.h), start together and call `op` back to back for
+ * client (client.h), start together and call `op` back to back for
  * a fixed time; every latency is kept, then throughput, p50/p99 (nearest
  * rank) and max are computed. */
 #ifndef BENCH_LOADGEN_H
@@ -8,13 +8,13 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include "wire.h"
+#include "client.h"
 
 /* One timed operation by thread `thread` (its `seq`-th); `rng` is the
  * thread's random state (lg_rand). Time the op spends on work that is not
  * to be measured (a clean-up call) it adds to *untimed_us. Returns the
  * call's status; on failure may write why into err. */
-typedef status_t (*lg_op_fn)(void *ctx, wire_t *c, int thread, uint64_t seq, uint64_t *rng,
+typedef status_t (*lg_op_fn)(void *ctx, client_t *c, int thread, uint64_t seq, uint64_t *rng,
                              int64_t *untimed_us, char *err, size_t errlen);
 
 typedef struct {

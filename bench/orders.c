@@ -153,7 +153,7 @@ static int s_load(const opts_t *o, void *zctx)
     return rc;
 }
 
-static status_t s_op(void *arg, wire_t *c, int thread, uint64_t seq, uint64_t *rng,
+static status_t s_op(void *arg, client_t *c, int thread, uint64_t seq, uint64_t *rng,
                      int64_t *untimed_us, char *err, size_t errlen)
 {
     const ctx_t *x = arg;
@@ -190,8 +190,8 @@ static status_t s_op(void *arg, wire_t *c, int thread, uint64_t seq, uint64_t *r
     }
     ProtobufCMessage *out = NULL;
     char *msg = NULL;
-    status_t st = wire_call(c, ORD "PlaceOrder", &req.base,
-                            &shop__orders__v1__place_order_response__descriptor, &out, key, 10000, &msg);
+    status_t st = client_call(c, ORD "PlaceOrder", &req.base,
+                            &shop__orders__v1__place_order_response__descriptor, &out, key, 10000, 1, &msg);
     if (st != STATUS_OK)
         snprintf(err, errlen, "%s: %s", status_name(st), msg ? msg : "");
     free(msg);

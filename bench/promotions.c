@@ -217,7 +217,7 @@ static bool s_quote_ok(const Shop__Promotions__V1__Quote *q)
            q->subtotal->minor_units - q->total_saved->minor_units == q->total->minor_units;
 }
 
-static status_t s_op(void *arg, wire_t *c, int thread, uint64_t seq, uint64_t *rng,
+static status_t s_op(void *arg, client_t *c, int thread, uint64_t seq, uint64_t *rng,
                      int64_t *untimed_us, char *err, size_t errlen)
 {
     ctx_t *x = arg;
@@ -233,8 +233,8 @@ static status_t s_op(void *arg, wire_t *c, int thread, uint64_t seq, uint64_t *r
     if (strcmp(x->o->mode, "floor") == 0) {
         /* a quote with no lines, refused at once on the service's loop
          * thread: the round trip through driver, ZeroMQ and runtime alone */
-        st = wire_call(c, PRO "Quote", &q.base, &shop__promotions__v1__quote_response__descriptor, &resp,
-                       NULL, 10000, &msg);
+        st = client_call(c, PRO "Quote", &q.base, &shop__promotions__v1__quote_response__descriptor, &resp,
+                       NULL, 10000, 1, &msg);
         if (st != STATUS_INVALID_ARGUMENT)
             snprintf(err, errlen, "floor: %s %s", status_name(st), msg ? msg : "");
         free(msg);
@@ -267,11 +267,11 @@ static status_t s_op(void *arg, wire_t *c, int thread, uint64_t seq, uint64_t *r
         snprintf(order, sizeof order, "bp-%" PRIx64 "-%d-%" PRIu64, x->nonce, thread, seq);
         r.order_id = order;
         r.quote = &q;
-        st = wire_call(c, PRO "Redeem", &r.base, &shop__promotions__v1__redeem_response__descriptor, out,
-                       NULL, 10000, &msg);
+        st = client_call(c, PRO "Redeem", &r.base, &shop__promotions__v1__redeem_response__descriptor, out,
+                       NULL, 10000, 1, &msg);
     } else {
-        st = wire_call(c, PRO "Quote", &q.base, &shop__promotions__v1__quote_response__descriptor, out, NULL,
-                       10000, &msg);
+        st = client_call(c, PRO "Quote", &q.base, &shop__promotions__v1__quote_response__descriptor, out, NULL,
+                       10000, 1, &msg);
     }
     if (st != STATUS_OK)
         snprintf(err, errlen, "%s", msg ? msg : "");

@@ -299,7 +299,7 @@ static int s_load(const s_opts_t *o, void *zctx)
 
 /* One reservation of two distinct random SKUs (timed), then its release
  * when asked (untimed, counted apart). */
-static status_t s_op(void *arg, wire_t *c, int thread, uint64_t seq, uint64_t *rng,
+static status_t s_op(void *arg, client_t *c, int thread, uint64_t seq, uint64_t *rng,
                      int64_t *untimed_us, char *err, size_t errlen)
 {
     s_ctx_t *x = arg;
@@ -324,9 +324,9 @@ static status_t s_op(void *arg, wire_t *c, int thread, uint64_t seq, uint64_t *r
     req.order_id = order_id;
     req.n_lines = 2;
     req.lines = linep;
-    status_t st = wire_call(c, S_METHOD_RESERVE, &req.base,
+    status_t st = client_call(c, S_METHOD_RESERVE, &req.base,
                             &shop__catalog__v1__reserve_stock_response__descriptor, &resp, order_id,
-                            o->timeout_ms, &msg);
+                            o->timeout_ms, 1, &msg);
     if (resp)
         protobuf_c_message_free_unpacked(resp, NULL);
     if (st != STATUS_OK)
@@ -339,9 +339,9 @@ static status_t s_op(void *arg, wire_t *c, int thread, uint64_t seq, uint64_t *r
         rel.reason = "bench";
         resp = NULL;
         msg = NULL;
-        status_t rs = wire_call(c, S_METHOD_RELEASE, &rel.base,
+        status_t rs = client_call(c, S_METHOD_RELEASE, &rel.base,
                                 &shop__catalog__v1__release_reservation_response__descriptor, &resp,
-                                NULL, o->timeout_ms, &msg);
+                                NULL, o->timeout_ms, 1, &msg);
         int64_t us = util_mono_us() - t0;
         *untimed_us += us;
         atomic_fetch_add(&x->releases, 1);

@@ -213,6 +213,7 @@ static int s_call(const opts_t *o, const char *service, const char *method, cons
     rc = jsoncall(c, svc->name, method, json, o->key, o->timeout_ms, o->key ? 3 : 1,
                   PBJSON_DEFAULTS, &code, &out, &message, err, sizeof err);
     json_decref(json);
+    bool replied = client_replied(c);
     client_destroy(&c);
     if (rc != 0) {
         fprintf(stderr, "shopctl: %s/%s: %s\n", svc->name, method, err);
@@ -223,9 +224,9 @@ static int s_call(const opts_t *o, const char *service, const char *method, cons
     json_decref(out);
     if (code == STATUS_OK) {
         rc = 0;
-    } else if (code == STATUS_DEADLINE_EXCEEDED && message && strcmp(message, CLIENT_NO_REPLY) == 0) {
-        fprintf(stderr, "error: no answer from %s at %s within %d ms\n", service, endpoint,
-                o->timeout_ms);
+    } else if (!replied) {
+        fprintf(stderr, "error: no answer from %s at %s within %d ms: %s\n", service, endpoint,
+                o->timeout_ms, message ? message : "");
         rc = EXIT_UNREACHABLE;
     } else {
         fprintf(stderr, "error: %s: %s\n", status_name(code), message ? message : "");
