@@ -32,7 +32,8 @@ struct zmtp {
     bool ipc;
     char endpoint[256];
     char host[200], port[16];   /* tcp */
-    struct addrinfo *ai;        /* what host resolved to, at resolved_us */
+    struct addrinfo *ai;        /* what host last resolved to */
+    int gai;                    /* the last lookup's result, at resolved_us (0: never) */
     int64_t resolved_us;
     struct sockaddr_un un;      /* ipc */
     socklen_t un_len;
@@ -332,18 +333,21 @@ static int s_open(zmtp_t *z, int64_t deadline_us, char *why, size_t why_len)
         /* the name again only now and then: the lookup may block, and a
          * peer that is down is tried every few milliseconds */
         int64_t now = util_mono_us();
-        if (!z->ai || now - z->resolved_us >= ZMTP_RESOLVE_US) {
+        if (z->resolved_us == 0 || now - z->resolved_us >= ZMTP_RESOLVE_US) {
             struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai = NULL;
-            int gai = getaddrinfo(z->host, z->port, &hints, &ai);
-            if (gai != 0 || !ai) {
-                snprintf(why, why_len, "cannot resolve %s: %s", z->host, gai_strerror(gai));
-                errno = EHOSTUNREACH;
-                return -1;
-            }
-            if (z->ai)
-                freeaddrinfo(z->ai);
-            z->ai = ai;
+            z->gai = getaddrinfo(z->host, z->port, &hints, &ai);
             z->resolved_us = now;
+            if (z->gai == 0 && ai) {
+                if (z->ai)
+                    freeaddrinfo(z->ai);
+                z->ai = ai;
+            }
+        }
+        if (z->gai != 0 || !z->ai) {   /* a failed lookup too is kept for a while */
+            snprintf(why, why_len, "cannot resolve %s: %s", z->host,
+                     z->gai ? gai_strerror(z->gai) : "no address");
+            errno = EHOSTUNREACH;
+            return -1;
         }
         for (struct addrinfo *a = z->ai; a && z->fd < 0; a = a->ai_next)   /* each address in turn */
             z->fd = s_connect(a->ai_family, a->ai_addr, a->ai_addrlen, deadline_us);
