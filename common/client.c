@@ -100,11 +100,14 @@ static int s_send(client_t *c, const void *frame, size_t len, int64_t deadline_u
             }
         }
     }
+    char before[200] = "";   /* why the try before failed */
     for (;;) {
         if (zmtp_ready(c->conn, deadline_us, why, why_len) == 0 &&
             zmtp_send(c->conn, frame, len, deadline_us) == 0)
             return 0;
-        if (!why[0])
+        if (errno == ETIMEDOUT && before[0])   /* cut short by the deadline: the last reason is the news */
+            snprintf(why, why_len, "%s", before);
+        else if (!why[0])
             snprintf(why, why_len, "cannot send: %s", strerror(errno));
         int64_t left = deadline_us - util_mono_us();
         if (left <= 0)
@@ -112,6 +115,7 @@ static int s_send(client_t *c, const void *frame, size_t len, int64_t deadline_u
         util_sleep_ms(left / 1000 < CLIENT_RETRY_MS ? left / 1000 + 1 : CLIENT_RETRY_MS);
         if (util_mono_us() >= deadline_us)
             return -1;
+        snprintf(before, sizeof before, "%s", why);
         why[0] = '\0';
     }
 }

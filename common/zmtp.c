@@ -26,6 +26,7 @@
 #define F_LONG    2
 #define F_COMMAND 4
 #define ZMTP_RESOLVE_US 1000000   /* a name is resolved again at most this often */
+#define ZMTP_KEEP_BYTES (256u * 1024)   /* a receive buffer larger than this is freed when empty */
 
 struct zmtp {
     int fd;
@@ -407,6 +408,11 @@ refused:
 
 int zmtp_ready(zmtp_t *z, int64_t deadline_us, char *why, size_t why_len)
 {
+    if (z->cap > ZMTP_KEEP_BYTES && z->start == z->end) {   /* a large reply's room, given back */
+        free(z->buf);
+        z->buf = NULL;
+        z->cap = z->start = z->end = 0;
+    }
     while (z->fd >= 0) {   /* still open? a peer that restarted has closed it */
         if (s_room(z, 4096) != 0)
             return -1;

@@ -24,7 +24,8 @@ bool zmtp_speaks(const char *endpoint);
 zmtp_t *zmtp_new(const char *endpoint, size_t max_frame);
 void zmtp_destroy(zmtp_t **p);
 
-/* Makes the connection ready to send: keeps it when it is open and the peer
+/* Makes the connection ready to send (and gives back the room a large
+ * reply took, once it is read): keeps it when it is open and the peer
  * has not closed it, else opens it (every address the name resolves to in
  * turn) and completes the handshake by `deadline_us` (util_mono_us). 0, or
  * -1 with errno (ETIMEDOUT past the deadline) and the reason in why. */
