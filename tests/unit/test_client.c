@@ -70,10 +70,11 @@ static void *s_server(void *arg)
     (void)arg;
     atomic_store(&S.bound, true);
     while (!atomic_load(&S.stop)) {
-        int down = atomic_exchange(&S.down_ms, -1);
-        if (down >= 0) {
-            zmq_close(sock);
+        int down = atomic_load(&S.down_ms);
+        if (down >= 0) {   /* down before the order is taken: no moment where neither says so */
             atomic_store(&S.down, true);
+            atomic_store(&S.down_ms, -1);
+            zmq_close(sock);
             util_sleep_ms(down);
             sock = s_bind();
             atomic_store(&S.down, false);
@@ -139,11 +140,12 @@ static status_t s_call(client_t *c, const char *text, int timeout_ms, int attemp
     return st;
 }
 
-/* Until the server has closed its socket; libzmq closes the connections
- * behind it on its own thread a moment later. */
+/* Until the server has taken the order to go down (and closed its socket;
+ * libzmq closes the connections behind it on its own thread a moment
+ * later). */
 static void s_wait_down(void)
 {
-    while (!atomic_load(&S.down))
+    while (atomic_load(&S.down_ms) >= 0 || !atomic_load(&S.down))
         util_sleep_ms(1);
     util_sleep_ms(50);
 }
