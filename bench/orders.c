@@ -16,7 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <zmq.h>
 
 #include "client.h"
 #include "loadgen.h"
@@ -60,9 +59,9 @@ static int s_call(client_t *c, const char *method, const ProtobufCMessage *req,
 
 static void s_sku(char *buf, size_t len, int i) { snprintf(buf, len, "B-%05d", i); }
 
-static int s_load(const opts_t *o, void *zctx)
+static int s_load(const opts_t *o)
 {
-    client_t *cat = client_new(zctx, o->catalog), *pro = client_new(zctx, o->promotions);
+    client_t *cat = client_new(NULL, o->catalog), *pro = client_new(NULL, o->promotions);
     int rc = cat && pro ? 0 : -1;
 
     for (int i = 0; i < o->skus && rc == 0; i++) {
@@ -191,7 +190,7 @@ static status_t s_op(void *arg, client_t *c, int thread, uint64_t seq, uint64_t 
     ProtobufCMessage *out = NULL;
     char *msg = NULL;
     status_t st = client_call(c, ORD "PlaceOrder", &req.base,
-                            &shop__orders__v1__place_order_response__descriptor, &out, key, 10000, 1, &msg);
+                              &shop__orders__v1__place_order_response__descriptor, &out, key, 10000, 1, &msg);
     if (st != STATUS_OK)
         snprintf(err, errlen, "%s: %s", status_name(st), msg ? msg : "");
     free(msg);
@@ -236,14 +235,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench-orders: missing or bad options (see --help)\n");
         return 2;
     }
-    void *zctx = zmq_ctx_new();
     int rc;
     if (o.load) {
-        rc = s_load(&o, zctx) == 0 ? 0 : 1;
+        rc = s_load(&o) == 0 ? 0 : 1;
     } else {
         ctx_t x = {o.skus, (uint64_t)util_now_ms() ^ (uint64_t)getpid() << 40};
         rc = lg_levels(o.rpc, o.levels, o.nlevels, o.duration, s_op, &x, o.tsv) == 0 ? 0 : 1;
     }
-    zmq_ctx_term(zctx);
     return rc;
 }

@@ -234,7 +234,7 @@ static status_t s_op(void *arg, client_t *c, int thread, uint64_t seq, uint64_t 
         /* a quote with no lines, refused at once on the service's loop
          * thread: the round trip through driver, ZeroMQ and runtime alone */
         st = client_call(c, PRO "Quote", &q.base, &shop__promotions__v1__quote_response__descriptor, &resp,
-                       NULL, 10000, 1, &msg);
+                         NULL, 10000, 1, &msg);
         if (st != STATUS_INVALID_ARGUMENT)
             snprintf(err, errlen, "floor: %s %s", status_name(st), msg ? msg : "");
         free(msg);
@@ -268,10 +268,10 @@ static status_t s_op(void *arg, client_t *c, int thread, uint64_t seq, uint64_t 
         r.order_id = order;
         r.quote = &q;
         st = client_call(c, PRO "Redeem", &r.base, &shop__promotions__v1__redeem_response__descriptor, out,
-                       NULL, 10000, 1, &msg);
+                         NULL, 10000, 1, &msg);
     } else {
         st = client_call(c, PRO "Quote", &q.base, &shop__promotions__v1__quote_response__descriptor, out, NULL,
-                       10000, 1, &msg);
+                         10000, 1, &msg);
     }
     if (st != STATUS_OK)
         snprintf(err, errlen, "%s", msg ? msg : "");

@@ -8,7 +8,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <zmq.h>
 
 #include "client.h"
 #include "loadgen.h"
@@ -176,7 +175,6 @@ static int s_parse(int argc, char **argv, s_opts_t *o)
 
 typedef struct {
     const s_opts_t *opts;
-    void *zctx;
     int index;
     int nthreads;
     int failed;
@@ -187,7 +185,7 @@ static void *s_load_thread(void *arg)
 {
     s_loader_t *l = arg;
     const s_opts_t *o = l->opts;
-    client_t *c = client_new(l->zctx, o->endpoint);
+    client_t *c = client_new(NULL, o->endpoint);
     int nproducts = (o->nskus + S_SKUS_PER_PRODUCT - 1) / S_SKUS_PER_PRODUCT;
     if (!c) {
         fprintf(stderr, "bench-reserve: cannot connect to %s\n", o->endpoint);
@@ -270,7 +268,7 @@ static void *s_load_thread(void *arg)
     return NULL;
 }
 
-static int s_load(const s_opts_t *o, void *zctx)
+static int s_load(const s_opts_t *o)
 {
     s_loader_t l[64];
     pthread_t t[64];
@@ -278,7 +276,7 @@ static int s_load(const s_opts_t *o, void *zctx)
     int started = 0, rc = 0;
     int64_t t0 = util_mono_us();
     for (; started < n; started++) {
-        l[started] = (s_loader_t){.opts = o, .zctx = zctx, .index = started, .nthreads = n};
+        l[started] = (s_loader_t){.opts = o, .index = started, .nthreads = n};
         if (pthread_create(&t[started], NULL, s_load_thread, &l[started]) != 0) {
             rc = -1;
             break;
@@ -325,8 +323,8 @@ static status_t s_op(void *arg, client_t *c, int thread, uint64_t seq, uint64_t 
     req.n_lines = 2;
     req.lines = linep;
     status_t st = client_call(c, S_METHOD_RESERVE, &req.base,
-                            &shop__catalog__v1__reserve_stock_response__descriptor, &resp, order_id,
-                            o->timeout_ms, 1, &msg);
+                              &shop__catalog__v1__reserve_stock_response__descriptor, &resp, order_id,
+                              o->timeout_ms, 1, &msg);
     if (resp)
         protobuf_c_message_free_unpacked(resp, NULL);
     if (st != STATUS_OK)
@@ -340,8 +338,8 @@ static status_t s_op(void *arg, client_t *c, int thread, uint64_t seq, uint64_t 
         resp = NULL;
         msg = NULL;
         status_t rs = client_call(c, S_METHOD_RELEASE, &rel.base,
-                                &shop__catalog__v1__release_reservation_response__descriptor, &resp,
-                                NULL, o->timeout_ms, 1, &msg);
+                                  &shop__catalog__v1__release_reservation_response__descriptor, &resp,
+                                  NULL, o->timeout_ms, 1, &msg);
         int64_t us = util_mono_us() - t0;
         *untimed_us += us;
         atomic_fetch_add(&x->releases, 1);
@@ -429,18 +427,12 @@ int main(int argc, char **argv)
     int rc = 1;
     s_opts_t o;
     s_result_t res[S_MAX_LEVELS];
-    void *zctx = NULL;
     int done = 0;
 
     memset(&o, 0, sizeof o);
     if (s_parse(argc, argv, &o) != 0)
         goto fail;
-    zctx = zmq_ctx_new();
-    if (!zctx) {
-        fprintf(stderr, "bench-reserve: zmq_ctx_new: %s\n", zmq_strerror(errno));
-        goto fail;
-    }
-    if (o.load && s_load(&o, zctx) != 0)
+    if (o.load && s_load(&o) != 0)
         goto fail;
     if (o.no_run) {
         rc = 0;
@@ -459,7 +451,5 @@ int main(int argc, char **argv)
         if (res[i].reserves == 0)
             rc = 2; /* nothing succeeded: the numbers mean nothing */
 fail:
-    if (zctx)
-        zmq_ctx_term(zctx);
     return rc;
 }

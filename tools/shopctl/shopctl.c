@@ -206,7 +206,7 @@ static int s_call(const opts_t *o, const char *service, const char *method, cons
     }
     if (!(c = client_new(NULL, endpoint))) {
         json_decref(json);
-        fprintf(stderr, "shopctl: cannot connect to %s\n", endpoint);
+        fprintf(stderr, "shopctl: cannot use the endpoint %s\n", endpoint);
         return EXIT_UNREACHABLE;
     }
     /* one attempt: a retry without an idempotency key could apply twice */
