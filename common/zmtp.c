@@ -162,12 +162,17 @@ static int s_room(zmtp_t *z, size_t need)
 }
 
 /* At least `need` bytes buffered from z->start: 1, 0 past the deadline, -1
- * if the connection failed (errno; ECONNRESET when the peer closed it). */
+ * if the connection failed (errno; ECONNRESET when the peer closed it).
+ * It waits before it reads: a reply is seldom there yet when it is asked
+ * for, and a read that finds nothing would be a system call for nothing. */
 static int s_fill(zmtp_t *z, size_t need, int64_t deadline_us)
 {
     while (z->end - z->start < need) {
         if (s_room(z, need > 4096 ? need - (z->end - z->start) : 4096) != 0)
             return -1;
+        int w = s_wait(z, POLLIN, deadline_us);
+        if (w <= 0)
+            return w;
         ssize_t r = recv(z->fd, z->buf + z->end, z->cap - z->end, 0);
         if (r > 0) {
             z->end += (size_t)r;
@@ -179,13 +184,8 @@ static int s_fill(zmtp_t *z, size_t need, int64_t deadline_us)
             errno = ECONNRESET;
             return -1;
         }
-        if (errno == EINTR)
-            continue;
-        if (errno != EAGAIN && errno != EWOULDBLOCK)
+        if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)
             return -1;
-        int w = s_wait(z, POLLIN, deadline_us);
-        if (w <= 0)
-            return w;
     }
     return 1;
 }
