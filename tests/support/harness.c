@@ -226,18 +226,26 @@ fail:
 }
 
 /* A port below Linux's ephemeral range (32768 and up by default), free
- * now: one the kernel picks could be handed out again at once as the local
+ * now and not handed out before by this process (a test takes its
+ * services' ports before it starts them): one the kernel picks could be handed out again at once as the local
  * port of some connection (a test running beside this one, a service's own
  * connections), and the service that was to bind it would fail. */
 int harness_free_port(void)
 {
     static unsigned seed;
+    static int given[512];   /* handed out by this process: free now, maybe not bound yet */
+    static size_t n_given;
 
     if (!seed)
         seed = (unsigned)getpid() * 2654435761u ^ (unsigned)time(NULL);
     for (int attempt = 0; attempt < 200; attempt++) {
         struct sockaddr_in sa;
         int port = 20000 + (int)(rand_r(&seed) % 12000);
+        bool again = false;
+        for (size_t i = 0; i < n_given && i < sizeof given / sizeof given[0] && !again; i++)
+            again = given[i] == port;
+        if (again)
+            continue;
         int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0)
             return -1;
@@ -247,8 +255,10 @@ int harness_free_port(void)
         sa.sin_port = htons((uint16_t)port);
         int rc = bind(fd, (struct sockaddr *)&sa, sizeof sa);
         close(fd);
-        if (rc == 0)
+        if (rc == 0) {
+            given[n_given++ % (sizeof given / sizeof given[0])] = port;
             return port;
+        }
     }
     return -1;
 }
