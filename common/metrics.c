@@ -37,6 +37,7 @@ struct metrics {
     size_t n_streams;
     _Atomic uint64_t published, outbox_head;
     _Atomic int64_t relay_lag_ms;
+    _Atomic uint64_t connections;
 };
 
 metrics_t *metrics_new(const char *service, const char *const *methods, size_t n_methods,
@@ -158,6 +159,11 @@ static void s_label(FILE *f, const char *v)
     }
 }
 
+void metrics_connections(metrics_t *m, uint64_t open)
+{
+    atomic_store(&m->connections, open);
+}
+
 static void s_family(FILE *f, const char *name, const char *type, const char *help)
 {
     fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
@@ -209,6 +215,9 @@ char *metrics_render(const metrics_t *m)
         s_label(f, mt->name);
         fprintf(f, "\"} %llu\n", (unsigned long long)atomic_load(&mt->count));
     }
+
+    s_family(f, "shop_rpc_connections", "gauge", "Callers' connections open.");
+    fprintf(f, "shop_rpc_connections %llu\n", (unsigned long long)atomic_load(&m->connections));
 
     s_family(f, "shop_events_published_total", "counter", "Events published by the relay.");
     fprintf(f, "shop_events_published_total %llu\n", (unsigned long long)atomic_load(&m->published));

@@ -13,7 +13,7 @@ typedef struct metrics metrics_t;
  * (histogram), shop_events_published_total, shop_outbox_head_sequence,
  * shop_relay_lag_seconds, shop_events_applied_total{stream},
  * shop_consumer_cursor{stream}, shop_consumer_lag_events{stream},
- * shop_consumer_errors_total{stream}. `methods` are full method names, copied. */
+ * shop_consumer_errors_total{stream}, shop_rpc_connections. `methods` are full method names, copied. */
 metrics_t *metrics_new(const char *service, const char *const *methods, size_t n_methods,
                        const char *const *streams, size_t n_streams);
 void metrics_destroy(metrics_t **p);
@@ -29,6 +29,9 @@ void metrics_published(metrics_t *m, uint64_t count, uint64_t head, int64_t lag_
  * now `cursor` and the producer's known head `head`. */
 void metrics_applied(metrics_t *m, size_t stream_index, uint64_t count, uint64_t cursor, uint64_t head);
 void metrics_consumer_error(metrics_t *m, size_t stream_index);
+
+/* Callers' connections open now. */
+void metrics_connections(metrics_t *m, uint64_t open);
 
 /* Declares the service's anomaly kinds (copied; call before any thread
  * counts): shop_anomalies_total{kind} starts at 0 for each. */

@@ -25,6 +25,7 @@
 #include "intake.h"
 #include "metrics.h"
 #include "outbox.h"
+#include "router.h"
 #include "slog.h"
 #include "util.h"
 #include "shop/common/v1/common.pb-c.h"
@@ -62,7 +63,8 @@ static const cfg_var_t s_runtime_vars[] = {
     {"SHOP_DATABASE_URL", CFG_STR, NULL, 0, 0, RT(database_url),
      "libpq connection string or URL of the service's own role"},
     {"SHOP_RPC_BIND", CFG_STR, "tcp://0.0.0.0:7000", 0, 0, RT(rpc_bind),
-     "ZeroMQ endpoint the ROUTER binds for calls"},
+     "where the service takes calls: tcp://host:port (host * for every IPv4 and IPv6 address) "
+     "or ipc://path"},
     {"SHOP_PUB_BIND", CFG_STR, "tcp://0.0.0.0:7001", 0, 0, RT(pub_bind),
      "ZeroMQ endpoint the PUB socket binds for events"},
     {"SHOP_ADMIN_ADDR", CFG_STR, "0.0.0.0", 0, 0, RT(admin_addr),
@@ -138,7 +140,9 @@ struct server {
     size_t replay_index;
 
     struct event_base *base;
-    void *front, *back, *pub, *relay_pull;
+    router_t *router;   /* calls from other processes (SHOP_RPC_BIND) */
+    void *front;        /* calls from this one (the intake), over inproc */
+    void *back, *pub, *relay_pull;
     struct event *ev_front, *ev_back, *ev_relay, *ev_heartbeat, *ev_drain;
     struct event *ev_term, *ev_int;
     admin_t *admin;
@@ -718,19 +722,31 @@ static void s_kick(server_t *srv)
         event_active(srv->ev_back, EV_READ, 0);
 }
 
+/* Sends a reply to the caller `id` names, over the router or the inproc
+ * ROUTER it came in on; takes both messages. */
+static void s_send_reply(server_t *srv, zmq_msg_t *id, zmq_msg_t *reply)
+{
+    zmq_msg_t parts[2];
+
+    if (router_reply(srv->router, id, reply))
+        return;
+    parts[0] = *id;
+    parts[1] = *reply;
+    s_send_frames(srv->front, parts, 2);
+}
+
 /* Answers a call from the loop itself (the call never reached a worker). */
 static void s_reply_direct(server_t *srv, zmq_msg_t *id, status_t code, const char *text)
 {
-    zmq_msg_t parts[2];
+    zmq_msg_t reply;
     ProtobufCBinaryData none = {0, NULL};
 
-    parts[0] = *id;
-    if (s_pack_reply(&parts[1], "", code, text, none) != 0) {
-        zmq_msg_close(&parts[0]);
+    if (s_pack_reply(&reply, "", code, text, none) != 0) {
+        zmq_msg_close(id);
         return;
     }
     metrics_request(srv->metrics, SIZE_MAX, code, 0);
-    s_send_frames(srv->front, parts, 2);
+    s_send_reply(srv, id, &reply);
 }
 
 static void s_dispatch(server_t *srv, size_t worker, zmq_msg_t *id, zmq_msg_t *frame,
@@ -753,50 +769,61 @@ static void s_dispatch(server_t *srv, size_t worker, zmq_msg_t *id, zmq_msg_t *f
     srv->inflight++;
 }
 
-static void s_on_request(server_t *srv, zmq_msg_t *parts, int n)
+/* A call from `id`: its one frame, or NULL when it came in `frames`
+ * frames or `bytes` over SHOP_MAX_MESSAGE_BYTES (refused unread). Takes
+ * both messages. */
+static void s_on_call(server_t *srv, zmq_msg_t *id, zmq_msg_t *frame, size_t frames, size_t bytes)
 {
     char text[160];
     int64_t now = util_mono_us();
 
-    if (n != 2) {
-        for (int i = 1; i < n && i < 3; i++)
-            zmq_msg_close(&parts[i]);
-        snprintf(text, sizeof text, "expected one frame per request, got %d", n - 1);
-        s_reply_direct(srv, &parts[0], STATUS_INVALID_ARGUMENT, text);
+    if (frames != 1) {
+        if (frame)
+            zmq_msg_close(frame);
+        snprintf(text, sizeof text, "expected one frame per request, got %zu", frames);
+        s_reply_direct(srv, id, STATUS_INVALID_ARGUMENT, text);
         return;
     }
-    size_t len = zmq_msg_size(&parts[1]);
-    if (len > (size_t)srv->cfg.max_message_bytes) {
-        zmq_msg_close(&parts[1]);
+    if (!frame || bytes > (size_t)srv->cfg.max_message_bytes) {
+        if (frame)
+            zmq_msg_close(frame);
         snprintf(text, sizeof text, "request of %zu bytes exceeds SHOP_MAX_MESSAGE_BYTES (%" PRId64 ")",
-                 len, srv->cfg.max_message_bytes);
-        s_reply_direct(srv, &parts[0], STATUS_RESOURCE_EXHAUSTED, text);
+                 bytes, srv->cfg.max_message_bytes);
+        s_reply_direct(srv, id, STATUS_RESOURCE_EXHAUSTED, text);
         return;
     }
     if (srv->any_on_loop) {
-        zmq_msg_t reply[2];
-        if (s_run(&srv->loop_call, &parts[1], now, &reply[1]) != STATUS_DEFER) {
-            zmq_msg_close(&parts[1]);
-            reply[0] = parts[0];
-            s_send_frames(srv->front, reply, 2);
+        zmq_msg_t reply;
+        if (s_run(&srv->loop_call, frame, now, &reply) != STATUS_DEFER) {
+            zmq_msg_close(frame);
+            s_send_reply(srv, id, &reply);
             return;
         }
     }
     if (srv->n_idle > 0) {
-        s_dispatch(srv, srv->idle[--srv->n_idle], &parts[0], &parts[1], now);
+        s_dispatch(srv, srv->idle[--srv->n_idle], id, frame, now);
         return;
     }
     if (srv->q_len == QUEUE_CAP) {
-        zmq_msg_close(&parts[1]);
-        s_reply_direct(srv, &parts[0], STATUS_RESOURCE_EXHAUSTED, "server overloaded, retry later");
+        zmq_msg_close(frame);
+        s_reply_direct(srv, id, STATUS_RESOURCE_EXHAUSTED, "server overloaded, retry later");
         return;
     }
     job_t *j = &srv->queue[(srv->q_head + srv->q_len++) % QUEUE_CAP];
-    j->id = parts[0];
-    j->frame = parts[1];
+    j->id = *id;
+    j->frame = *frame;
     j->received_us = now;
 }
 
+static void s_on_router(void *arg, zmq_msg_t *route, zmq_msg_t *frame, size_t frames, size_t bytes)
+{
+    server_t *srv = arg;
+
+    s_on_call(srv, route, frame, frames, bytes);
+    s_kick(srv);
+}
+
+/* Calls over inproc (the intake's). */
 static void s_on_front(evutil_socket_t fd, short what, void *arg)
 {
     server_t *srv = arg;
@@ -814,7 +841,10 @@ static void s_on_front(evutil_socket_t fd, short what, void *arg)
             zmq_msg_close(&parts[0]);
             continue;
         }
-        s_on_request(srv, parts, n);
+        size_t bytes = zmq_msg_size(&parts[1]);
+        for (int k = n == 2 ? 2 : 1; k < n && k < 3; k++)
+            zmq_msg_close(&parts[k]);
+        s_on_call(srv, &parts[0], n == 2 ? &parts[1] : NULL, (size_t)n - 1, bytes);
     }
     if (!srv->draining)
         event_active(srv->ev_front, EV_READ, 0);   /* cap reached: yield, then go on */
@@ -846,7 +876,7 @@ static void s_on_back(evutil_socket_t fd, short what, void *arg)
         zmq_msg_close(&parts[0]);
         if (n == 3) { /* [worker][client][reply] */
             srv->inflight--;
-            s_send_frames(srv->front, &parts[1], 2);
+            s_send_reply(srv, &parts[1], &parts[2]);
         } else {
             for (int k = 1; k < n && k < 3; k++)
                 zmq_msg_close(&parts[k]);
@@ -899,6 +929,7 @@ static void s_on_heartbeat(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
+    metrics_connections(srv->metrics, router_connections(srv->router));
     hb.source = (char *)srv->def->name;
     hb.head_sequence = relay_head(srv->relay);
     hb.sent_at_ms = util_now_ms();
@@ -919,10 +950,11 @@ static void s_on_drain_tick(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    if (srv->inflight == 0 && srv->q_len == 0) {
+    if (srv->inflight == 0 && srv->q_len == 0 && router_unsent(srv->router) == 0) {
         event_base_loopbreak(srv->base);
     } else if (util_mono_us() > srv->drain_deadline_us) {
-        slog_warn("drain timeout: %zu calls still in flight, %zu queued", srv->inflight, srv->q_len);
+        slog_warn("drain timeout: %zu calls still in flight, %zu queued, %zu bytes of replies unsent",
+                  srv->inflight, srv->q_len, router_unsent(srv->router));
         event_base_loopbreak(srv->base);
     }
 }
@@ -937,6 +969,7 @@ static void s_on_signal(evutil_socket_t sig, short what, void *arg)
         return;
     slog_info("signal %d: draining %zu calls in flight", (int)sig, srv->inflight + srv->q_len);
     srv->draining = true;
+    router_pause(srv->router);
     event_del(srv->ev_front);
     srv->drain_deadline_us = util_mono_us() + srv->cfg.drain_timeout_ms * 1000;
     event_add(srv->ev_drain, &tick);
@@ -1207,8 +1240,14 @@ static int s_start(server_t *srv)
         goto done;
     int64_t cap = srv->cfg.max_message_bytes * 4;
     zmq_setsockopt(srv->front, ZMQ_MAXMSGSIZE, &cap, sizeof cap);
-    if (s_bind(srv->front, srv->cfg.rpc_bind, "SHOP_RPC_BIND") != 0 ||
-        s_bind(srv->pub, srv->cfg.pub_bind, "SHOP_PUB_BIND") != 0 ||
+    char err[512];
+    srv->router = router_new(srv->base, srv->cfg.rpc_bind, (size_t)srv->cfg.max_message_bytes,
+                             s_on_router, srv, err, sizeof err);
+    if (!srv->router) {
+        slog_error("SHOP_RPC_BIND: %s", err);
+        goto done;
+    }
+    if (s_bind(srv->pub, srv->cfg.pub_bind, "SHOP_PUB_BIND") != 0 ||
         s_bind(srv->back, srv->back_endpoint, "workers") != 0 ||
         s_bind(srv->relay_pull, srv->relay_endpoint, "relay") != 0 ||
         s_bind(srv->front, srv->self_endpoint, "calls") != 0)
@@ -1308,6 +1347,7 @@ static void s_stop(server_t *srv)
         free(srv->queue);
     }
     admin_destroy(&srv->admin);
+    router_destroy(&srv->router);
     s_free_event(&srv->ev_front);
     s_free_event(&srv->ev_back);
     s_free_event(&srv->ev_relay);

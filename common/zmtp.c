@@ -6,6 +6,7 @@
  * deadline, the connect included. */
 #include "zmtp.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -22,22 +23,16 @@
 #include "slog.h"
 #include "util.h"
 
-#define F_MORE    1
-#define F_LONG    2
-#define F_COMMAND 4
 #define ZMTP_RESOLVE_US 1000000   /* a name is resolved again at most this often */
 #define ZMTP_KEEP_BYTES (256u * 1024)   /* a receive buffer larger than this is freed when empty */
 
 struct zmtp {
     int fd;
-    bool ipc;
     char endpoint[256];
-    char host[200], port[16];   /* tcp */
-    struct addrinfo *ai;        /* what host last resolved to */
+    zmtp_endpoint_t ep;
+    struct addrinfo *ai;        /* what ep.host last resolved to */
     int gai;                    /* the last lookup's result, at resolved_us (0: never) */
     int64_t resolved_us;
-    struct sockaddr_un un;      /* ipc */
-    socklen_t un_len;
     size_t max_frame;
     bool rest;                  /* dropping the frames after a message's first */
     uint8_t *buf;               /* received bytes [start, end) */
@@ -74,6 +69,40 @@ bool zmtp_speaks(const char *endpoint)
     return strncmp(endpoint, "tcp://", 6) == 0 || strncmp(endpoint, "ipc://", 6) == 0;
 }
 
+int zmtp_endpoint(const char *endpoint, zmtp_endpoint_t *ep)
+{
+    const char *rest = endpoint + 6;
+
+    memset(ep, 0, sizeof *ep);
+    if (strncmp(endpoint, "tcp://", 6) == 0) {
+        const char *colon = strrchr(rest, ':');
+        size_t hl = colon ? (size_t)(colon - rest) : 0;
+        if (hl >= 2 && rest[0] == '[' && rest[hl - 1] == ']') {   /* tcp://[::1]:7101 */
+            rest++;
+            hl -= 2;
+        }
+        if (!colon || hl == 0 || hl >= sizeof ep->host || !colon[1] ||
+            strlen(colon + 1) >= sizeof ep->port)
+            return -1;
+        memcpy(ep->host, rest, hl);
+        snprintf(ep->port, sizeof ep->port, "%s", colon + 1);
+        return 0;
+    }
+    if (strncmp(endpoint, "ipc://", 6) == 0) {
+        size_t pl = strlen(rest);
+        if (pl == 0 || pl >= sizeof ep->un.sun_path)
+            return -1;
+        ep->ipc = true;
+        ep->un.sun_family = AF_UNIX;
+        memcpy(ep->un.sun_path, rest, pl);
+        if (rest[0] == '@')   /* the abstract namespace: a leading NUL, no terminator */
+            ep->un.sun_path[0] = '\0';
+        ep->un_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + pl + (rest[0] == '@' ? 0 : 1));
+        return 0;
+    }
+    return -1;
+}
+
 zmtp_t *zmtp_new(const char *endpoint, size_t max_frame)
 {
     zmtp_t *z = calloc(1, sizeof *z);
@@ -83,36 +112,12 @@ zmtp_t *zmtp_new(const char *endpoint, size_t max_frame)
     z->fd = -1;
     z->max_frame = max_frame;
     snprintf(z->endpoint, sizeof z->endpoint, "%s", endpoint);
-    const char *rest = endpoint + 6;
-    if (strncmp(endpoint, "tcp://", 6) == 0) {
-        const char *colon = strrchr(rest, ':');
-        size_t hl = colon ? (size_t)(colon - rest) : 0;
-        if (hl >= 2 && rest[0] == '[' && rest[hl - 1] == ']') {   /* tcp://[::1]:7101 */
-            rest++;
-            hl -= 2;
-        }
-        if (!colon || hl == 0 || hl >= sizeof z->host || !colon[1] || strlen(colon + 1) >= sizeof z->port)
-            goto bad;
-        memcpy(z->host, rest, hl);
-        snprintf(z->port, sizeof z->port, "%s", colon + 1);
-    } else if (strncmp(endpoint, "ipc://", 6) == 0) {
-        size_t pl = strlen(rest);
-        if (pl == 0 || pl >= sizeof z->un.sun_path)
-            goto bad;
-        z->ipc = true;
-        z->un.sun_family = AF_UNIX;
-        memcpy(z->un.sun_path, rest, pl);
-        if (rest[0] == '@')   /* the abstract namespace: a leading NUL, no terminator */
-            z->un.sun_path[0] = '\0';
-        z->un_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + pl + (rest[0] == '@' ? 0 : 1));
-    } else {
-        goto bad;
+    if (zmtp_endpoint(endpoint, &z->ep) != 0) {
+        slog_error("zmtp: %s is not tcp://host:port or ipc://path", endpoint);
+        free(z);
+        return NULL;
     }
     return z;
-bad:
-    slog_error("zmtp: %s is not tcp://host:port or ipc://path", endpoint);
-    free(z);
-    return NULL;
 }
 
 void zmtp_close(zmtp_t *z)
@@ -220,65 +225,80 @@ static int s_write_all(zmtp_t *z, struct iovec *iov, int n, int64_t deadline_us)
     return 0;
 }
 
-static int s_send_frame(zmtp_t *z, int flags, const void *body, size_t len, int64_t deadline_us)
+void zmtp_greeting(uint8_t out[ZMTP_GREETING], bool as_server)
 {
-    uint8_t head[9];
-    size_t n;
+    static const uint8_t head[] = {0xFF, 0, 0, 0, 0, 0, 0, 0, 1, 0x7F, 3, 0, 'N', 'U', 'L', 'L'};
 
-    if (len > 255) {
-        head[0] = (uint8_t)(flags | F_LONG);
-        for (int i = 0; i < 8; i++)
-            head[8 - i] = (uint8_t)(len >> (8 * i));
-        n = 9;
-    } else {
+    memset(out, 0, ZMTP_GREETING);
+    memcpy(out, head, sizeof head);
+    out[32] = as_server;
+}
+
+bool zmtp_greeting_ok(const uint8_t g[ZMTP_GREETING])
+{
+    static const uint8_t null_mechanism[20] = {'N', 'U', 'L', 'L'};
+
+    return g[0] == 0xFF && g[9] == 0x7F && g[10] >= 3 &&
+           memcmp(g + 12, null_mechanism, sizeof null_mechanism) == 0;
+}
+
+size_t zmtp_head(uint8_t head[ZMTP_HEAD_MAX], int flags, size_t len)
+{
+    if (len <= 255) {
         head[0] = (uint8_t)flags;
         head[1] = (uint8_t)len;
-        n = 2;
+        return 2;
     }
-    struct iovec iov[2] = {{head, n}, {(void *)body, len}};
-    return s_write_all(z, iov, len ? 2 : 1, deadline_us);
+    head[0] = (uint8_t)(flags | ZMTP_LONG);
+    for (int i = 0; i < 8; i++)
+        head[8 - i] = (uint8_t)((uint64_t)len >> (8 * i));
+    return 9;
 }
 
-/* The next frame, commands included: 1, 0 past the deadline, -1. */
-static int s_frame(zmtp_t *z, int *flags, const uint8_t **body, size_t *len, int64_t deadline_us)
+int zmtp_parse_head(const uint8_t *p, size_t have, int *flags, uint64_t *size)
 {
-    int rc = s_fill(z, 2, deadline_us);
-
-    if (rc <= 0)
-        return rc;
-    *flags = z->buf[z->start];
-    size_t head = *flags & F_LONG ? 9 : 2, size = 0;
-    if ((rc = s_fill(z, head, deadline_us)) <= 0)
-        return rc;
-    if (*flags & F_LONG)
-        for (int i = 1; i < 9; i++)
-            size = size << 8 | z->buf[z->start + i];
-    else
-        size = z->buf[z->start + 1];
-    if (size > z->max_frame) {
-        errno = EMSGSIZE;
+    if (have < 2)
+        return 0;
+    if (p[0] & ~(ZMTP_MORE | ZMTP_LONG | ZMTP_COMMAND))
         return -1;
+    *flags = p[0];
+    if (!(p[0] & ZMTP_LONG)) {
+        *size = p[1];
+        return 2;
     }
-    if ((rc = s_fill(z, head + size, deadline_us)) <= 0)
-        return rc;
-    *body = z->buf + z->start + head;
-    *len = size;
-    z->start += head + size;
-    return 1;
+    if (have < 9)
+        return 0;
+    *size = 0;
+    for (int i = 1; i < 9; i++)
+        *size = *size << 8 | p[i];
+    return 9;
 }
 
-static bool s_is_command(const uint8_t *body, size_t len, const char *name)
+bool zmtp_is_command(const uint8_t *body, size_t len, const char *name)
 {
     size_t n = strlen(name);
     return len >= n + 1 && body[0] == n && memcmp(body + 1, name, n) == 0;
 }
 
-/* Whether a READY's properties (a name of a length byte, a value of a
- * four-byte length, in turn) say Socket-Type ROUTER. */
-static bool s_ready_from_router(const uint8_t *body, size_t len)
+size_t zmtp_ready_command(uint8_t *out, const char *type)
 {
-    size_t at = 6;   /* after the command name */
+    static const uint8_t head[] = {5, 'R', 'E', 'A', 'D', 'Y', 11, 'S', 'o', 'c', 'k', 'e', 't',
+                                   '-', 'T', 'y', 'p', 'e', 0, 0, 0};
+    size_t tl = strlen(type);
 
+    assert(tl <= 10);
+    memcpy(out, head, sizeof head);
+    out[sizeof head] = (uint8_t)tl;
+    memcpy(out + sizeof head + 1, type, tl);
+    return sizeof head + 1 + tl;
+}
+
+bool zmtp_ready_type(const uint8_t *body, size_t len, char *type, size_t type_len)
+{
+    size_t at = 6;   /* properties: a name of a length byte, a value of a four-byte length */
+
+    if (!zmtp_is_command(body, len, "READY"))
+        return false;
     while (at < len) {
         size_t nl = body[at++];
         if (at + nl + 4 > len)
@@ -289,11 +309,58 @@ static bool s_ready_from_router(const uint8_t *body, size_t len)
         at += 4;
         if (vl > len - at)
             return false;
-        if (nl == 11 && strncasecmp((const char *)name, "Socket-Type", 11) == 0)
-            return vl == 6 && memcmp(body + at, "ROUTER", 6) == 0;
+        if (nl == 11 && strncasecmp((const char *)name, "Socket-Type", 11) == 0) {
+            if (vl >= type_len)
+                return false;
+            memcpy(type, body + at, vl);
+            type[vl] = '\0';
+            return true;
+        }
         at += vl;
     }
     return false;
+}
+
+size_t zmtp_pong(uint8_t *out, const uint8_t *ping, size_t len)
+{
+    size_t ctx = len > 7 ? len - 7 : 0;   /* after "\4PING" and a two-byte TTL */
+
+    if (ctx > 16)
+        ctx = 16;
+    memcpy(out, "\4PONG", 5);
+    memcpy(out + 5, ping + 7, ctx);
+    return 5 + ctx;
+}
+
+static int s_send_frame(zmtp_t *z, int flags, const void *body, size_t len, int64_t deadline_us)
+{
+    uint8_t head[ZMTP_HEAD_MAX];
+    struct iovec iov[2] = {{head, zmtp_head(head, flags, len)}, {(void *)body, len}};
+
+    return s_write_all(z, iov, len ? 2 : 1, deadline_us);
+}
+
+/* The next frame, commands included: 1, 0 past the deadline, -1. */
+static int s_frame(zmtp_t *z, int *flags, const uint8_t **body, size_t *len, int64_t deadline_us)
+{
+    uint64_t size;
+    int head, rc = s_fill(z, 2, deadline_us);
+
+    if (rc <= 0)
+        return rc;
+    while ((head = zmtp_parse_head(z->buf + z->start, z->end - z->start, flags, &size)) == 0)
+        if ((rc = s_fill(z, ZMTP_HEAD_MAX, deadline_us)) <= 0)
+            return rc;
+    if (head < 0 || size > z->max_frame) {
+        errno = head < 0 ? EPROTO : EMSGSIZE;
+        return -1;
+    }
+    if ((rc = s_fill(z, (size_t)head + size, deadline_us)) <= 0)
+        return rc;
+    *body = z->buf + z->start + head;
+    *len = size;
+    z->start += (size_t)head + size;
+    return 1;
 }
 
 /* A socket connected to `sa` by the deadline: its descriptor, or -1. */
@@ -328,15 +395,15 @@ static int s_connect(int family, const struct sockaddr *sa, socklen_t len, int64
 static int s_open(zmtp_t *z, int64_t deadline_us, char *why, size_t why_len)
 {
     zmtp_close(z);
-    if (z->ipc) {
-        z->fd = s_connect(AF_UNIX, (struct sockaddr *)&z->un, z->un_len, deadline_us);
+    if (z->ep.ipc) {
+        z->fd = s_connect(AF_UNIX, (struct sockaddr *)&z->ep.un, z->ep.un_len, deadline_us);
     } else {
         /* the name again only now and then: the lookup may block, and a
          * peer that is down is tried every few milliseconds */
         int64_t now = util_mono_us();
         if (z->resolved_us == 0 || now - z->resolved_us >= ZMTP_RESOLVE_US) {
             struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *ai = NULL;
-            z->gai = getaddrinfo(z->host, z->port, &hints, &ai);
+            z->gai = getaddrinfo(z->ep.host, z->ep.port, &hints, &ai);
             z->resolved_us = now;
             if (z->gai == 0 && ai) {
                 if (z->ai)
@@ -345,7 +412,7 @@ static int s_open(zmtp_t *z, int64_t deadline_us, char *why, size_t why_len)
             }
         }
         if (z->gai != 0 || !z->ai) {   /* a failed lookup too is kept for a while */
-            snprintf(why, why_len, "cannot resolve %s: %s", z->host,
+            snprintf(why, why_len, "cannot resolve %s: %s", z->ep.host,
                      z->gai ? gai_strerror(z->gai) : "no address");
             errno = EHOSTUNREACH;
             return -1;
@@ -362,35 +429,35 @@ static int s_open(zmtp_t *z, int64_t deadline_us, char *why, size_t why_len)
         return -1;
     }
 
-    /* greeting: signature, version 3.0, the NULL mechanism, as a client */
-    uint8_t greeting[64] = {0xFF, 0, 0, 0, 0, 0, 0, 0, 1, 0x7F, 3, 0, 'N', 'U', 'L', 'L'};
-    /* READY with the one property a ROUTER checks: our socket type */
-    static const uint8_t ready[] = {5, 'R', 'E', 'A', 'D', 'Y', 11, 'S', 'o', 'c', 'k', 'e', 't',
-                                    '-', 'T', 'y', 'p', 'e', 0, 0, 0, 6, 'D', 'E', 'A', 'L', 'E', 'R'};
+    uint8_t greeting[ZMTP_GREETING], ready[32];
+    size_t ready_len = zmtp_ready_command(ready, "DEALER");
+    char type[16];
+    zmtp_greeting(greeting, false);
     struct iovec iov[1] = {{greeting, sizeof greeting}};
     int flags, rc;
     const uint8_t *body;
     size_t len;
-    if (s_write_all(z, iov, 1, deadline_us) != 0 || (rc = s_fill(z, 64, deadline_us)) < 0)
+    if (s_write_all(z, iov, 1, deadline_us) != 0 || (rc = s_fill(z, ZMTP_GREETING, deadline_us)) < 0)
         goto failed;
     if (rc == 0)
         goto late;
     const uint8_t *peer = z->buf + z->start;
-    if (peer[0] != 0xFF || peer[9] != 0x7F || peer[10] < 3 || memcmp(peer + 12, "NULL", 5) != 0) {
+    if (!zmtp_greeting_ok(peer)) {
         snprintf(why, why_len, "the peer does not speak ZMTP 3 with the NULL mechanism");
         goto refused;
     }
-    z->start += 64;
-    if (s_send_frame(z, F_COMMAND, ready, sizeof ready, deadline_us) != 0 ||
+    z->start += ZMTP_GREETING;
+    if (s_send_frame(z, ZMTP_COMMAND, ready, ready_len, deadline_us) != 0 ||
         (rc = s_frame(z, &flags, &body, &len, deadline_us)) < 0)
         goto failed;
     if (rc == 0)
         goto late;
-    if (!(flags & F_COMMAND) || !s_is_command(body, len, "READY")) {
+    if (!(flags & ZMTP_COMMAND) || !zmtp_is_command(body, len, "READY")) {
         snprintf(why, why_len, "the peer did not answer READY");
         goto refused;
     }
-    if (!s_ready_from_router(body, len)) {   /* not a service (a socket connected to itself, say) */
+    /* not a service: a socket connected to itself, say */
+    if (!zmtp_ready_type(body, len, type, sizeof type) || strcmp(type, "ROUTER") != 0) {
         snprintf(why, why_len, "the peer is not a ROUTER");
         goto refused;
     }
@@ -455,25 +522,23 @@ int zmtp_recv(zmtp_t *z, const uint8_t **body, size_t *len, int64_t deadline_us,
         }
         if (rc == 0)
             return 0;
-        if (!(flags & F_COMMAND)) {
+        if (!(flags & ZMTP_COMMAND)) {
             bool first = !z->rest;
-            z->rest = flags & F_MORE;
+            z->rest = flags & ZMTP_MORE;
             if (first)
                 return 1;
             continue;
         }
-        if (s_is_command(*body, *len, "PING") && *len >= 7) {   /* ZMTP 3.1: PONG with its context */
-            uint8_t pong[5 + 16] = {4, 'P', 'O', 'N', 'G'};
-            size_t ctx = *len - 7 > 16 ? 16 : *len - 7;
-            memcpy(pong + 5, *body + 7, ctx);
-            if (s_send_frame(z, F_COMMAND, pong, 5 + ctx, deadline_us) != 0) {
+        if (zmtp_is_command(*body, *len, "PING") && *len >= 7) {   /* ZMTP 3.1: PONG with its context */
+            uint8_t pong[21];
+            if (s_send_frame(z, ZMTP_COMMAND, pong, zmtp_pong(pong, *body, *len), deadline_us) != 0) {
                 snprintf(why, why_len, "connection lost: %s", strerror(errno));
                 zmtp_close(z);
                 return -1;
             }
             continue;
         }
-        if (s_is_command(*body, *len, "ERROR")) {   /* the peer ends the connection */
+        if (zmtp_is_command(*body, *len, "ERROR")) {   /* the peer ends the connection */
             snprintf(why, why_len, "the service closed the connection (ZMTP ERROR)");
             zmtp_close(z);
             return -1;

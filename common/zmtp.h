@@ -11,6 +11,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
 typedef struct zmtp zmtp_t;
 
@@ -46,5 +48,49 @@ int zmtp_recv(zmtp_t *z, const uint8_t **body, size_t *len, int64_t deadline_us,
 
 /* Closes the connection (the next zmtp_ready opens it again). */
 void zmtp_close(zmtp_t *z);
+
+/* --- the wire, for both sides (router.c serves calls with it) ---------- */
+
+#define ZMTP_MORE     1
+#define ZMTP_LONG     2
+#define ZMTP_COMMAND  4
+#define ZMTP_GREETING 64    /* bytes of a greeting */
+#define ZMTP_HEAD_MAX 9     /* bytes of the longest frame head */
+
+/* An endpoint taken apart: tcp://host:port (host may be [v6]) or
+ * ipc://path (ipc://@name: Linux's abstract namespace, as libzmq reads it). */
+typedef struct {
+    bool ipc;
+    char host[200], port[16];   /* tcp */
+    struct sockaddr_un un;      /* ipc */
+    socklen_t un_len;
+} zmtp_endpoint_t;
+
+/* 0, or -1 if `endpoint` is not one of the two forms above. */
+int zmtp_endpoint(const char *endpoint, zmtp_endpoint_t *ep) __attribute__((warn_unused_result));
+
+/* Our greeting: ZMTP 3.0, the NULL mechanism. */
+void zmtp_greeting(uint8_t out[ZMTP_GREETING], bool as_server);
+/* Whether a peer's greeting is ZMTP 3.x with the NULL mechanism. */
+bool zmtp_greeting_ok(const uint8_t g[ZMTP_GREETING]);
+
+/* Writes the head of a frame of `len` bytes into `head`; its length (2, or
+ * 9 for a LONG frame). */
+size_t zmtp_head(uint8_t head[ZMTP_HEAD_MAX], int flags, size_t len);
+/* Reads the head at `p` (`have` bytes): its length, with *flags and *size;
+ * 0 if more bytes are needed; -1 if the flags are not ZMTP's. */
+int zmtp_parse_head(const uint8_t *p, size_t have, int *flags, uint64_t *size);
+
+/* Whether a command's body is the command `name` ("READY", "PING"). */
+bool zmtp_is_command(const uint8_t *body, size_t len, const char *name);
+/* A READY command saying Socket-Type `type`, written into `out` (room for
+ * 32 bytes); its length. */
+size_t zmtp_ready_command(uint8_t *out, const char *type);
+/* The Socket-Type a READY's properties name, into `type` (NUL-terminated);
+ * false if it names none or the properties are malformed. */
+bool zmtp_ready_type(const uint8_t *body, size_t len, char *type, size_t type_len);
+/* The PONG answering a PING's body, written into `out` (room for 21
+ * bytes); its length. */
+size_t zmtp_pong(uint8_t *out, const uint8_t *ping, size_t len);
 
 #endif

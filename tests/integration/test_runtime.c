@@ -171,6 +171,18 @@ static void s_check_admin(int admin)
     CHECK(body && strstr(body, "shop_request_seconds_bucket") != NULL);
     CHECK(body && strstr(body, "process_resident_memory_bytes ") != NULL);
     free(body);
+    /* this test's DEALER is connected: counted within a heartbeat */
+    long open = 0;
+    for (int i = 0; i < 40 && open < 1; i++) {
+        body = NULL;
+        harness_http_get(admin, "/metrics", &body);
+        const char *g = body ? strstr(body, "\nshop_rpc_connections ") : NULL;
+        open = g ? strtol(g + 22, NULL, 10) : 0;
+        free(body);
+        if (open < 1)
+            util_sleep_ms(100);
+    }
+    CHECK(open >= 1);
 }
 
 /* After a restart of PostgreSQL calls may fail UNAVAILABLE for a moment,

@@ -13,8 +13,10 @@ the same events again through Replay.
 usage: outside.py PROTO_DIR ORDERS_RPC ORDERS_PUB IMPORT_BIND
 Exit status 0 when every check passed."""
 
+import atexit
 import importlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -35,6 +37,7 @@ def check(what, ok):
 
 def generate(proto_dir):
     out = tempfile.mkdtemp(prefix="shop-interop-")
+    atexit.register(shutil.rmtree, out, ignore_errors=True)
     files = ["shop/common/v1/common.proto", "shop/catalog/v1/catalog.proto",
              "shop/orders/v1/orders.proto"]
     subprocess.run(["protoc", "-I", proto_dir, "--python_out=" + out] + files, check=True)

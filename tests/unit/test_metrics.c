@@ -54,6 +54,7 @@ int main(void)
     metrics_request(m, 1, STATUS_INVALID_ARGUMENT, 100);
     metrics_request(m, 99, STATUS_UNIMPLEMENTED, 100);
     metrics_published(m, 5, 42, 3);
+    metrics_connections(m, 3);
     metrics_applied(m, 0, 7, 40, 42);
     metrics_consumer_error(m, 0);
     metrics_applied(m, 5, 1, 1, 1);               /* out of range: ignored */
@@ -71,6 +72,7 @@ int main(void)
         CHECK(strstr(t, "shop_request_seconds_bucket{method=\"shop.x.v1.X/A\",le=\"+Inf\"} 3\n"));
         CHECK(strstr(t, "shop_request_seconds_count{method=\"shop.x.v1.X/A\"} 3\n"));
         CHECK(strstr(t, "shop_events_published_total 5\n"));
+        CHECK(strstr(t, "\nshop_rpc_connections 3\n"));
         CHECK(strstr(t, "shop_outbox_head_sequence 42\n"));
         CHECK(strstr(t, "shop_events_applied_total{stream=\"catalog\"} 7\n"));
         CHECK(strstr(t, "shop_consumer_cursor{stream=\"catalog\"} 40\n"));
