@@ -26,11 +26,13 @@
 #include "util.h"
 #include "zmtp.h"
 
-#define ROUTE_TAG      'r'                 /* a route: the tag, the slot, its generation */
-#define ROUTE_LEN      9
+#define ROUTE_TAG      'r'                 /* a route: the tag, the slot, its generation, */
+#define ROUTE_LEN      9                   /* then a REQ peer's envelope */
+#define ENVELOPE_MAX   255                 /* bytes of a REQ peer's envelope, as frames */
 #define BACKLOG        256
 #define HANDSHAKE_S    30                  /* a connection must say READY within this */
 #define COMMAND_MAX    (64 * 1024)         /* a larger command ends the connection */
+#define FRAME_FACTOR   4                   /* a frame over max_bytes times this ends it too */
 #define OUT_HIGH       (1024 * 1024)       /* unsent replies over this: stop reading requests */
 #define OUT_LOW        (256 * 1024)        /* ... until they are down to this */
 #define ACCEPT_RETRY_MS 100                /* after accept fails (out of descriptors) */
@@ -42,10 +44,13 @@ typedef struct conn {
     struct bufferevent *bev;
     uint32_t slot, gen;
     int state;
-    bool req;           /* a REQ peer: an empty delimiter frame before each request and reply */
+    bool req;           /* a REQ peer: an envelope before each request and reply */
     bool blocked;       /* its replies back up: not read until they are written */
+    int64_t accepted_us;
     /* the request coming in */
-    bool delimited;     /* a REQ peer's delimiter read */
+    bool delimited;     /* a REQ peer's envelope read, up to its empty delimiter */
+    uint8_t envelope[ENVELOPE_MAX];   /* its frames before the delimiter, as [size][bytes] */
+    size_t envelope_len;
     size_t frames, bytes;
     bool kept;          /* `frame` holds its one frame */
     zmq_msg_t frame;
@@ -97,19 +102,26 @@ static void s_out(conn_t *c, struct iovec *iov, int n)
     }
 }
 
-static void s_frame_out(conn_t *c, int flags, const void *body, size_t len)
+/* A frame; a reply to a REQ peer goes after its request's envelope
+ * (`envelope`: frames as [size][bytes]) and an empty delimiter. */
+static void s_frame_out(conn_t *c, int flags, const void *body, size_t len, const uint8_t *envelope,
+                        size_t envelope_len)
 {
-    static const uint8_t delimiter[2] = {ZMTP_MORE, 0};
-    uint8_t head[ZMTP_HEAD_MAX];
-    struct iovec iov[3];
-    int n = 0;
+    uint8_t head[2 * ENVELOPE_MAX + 2 + ZMTP_HEAD_MAX];
+    size_t hl = 0;
 
-    if (c->req && !(flags & ZMTP_COMMAND))
-        iov[n++] = (struct iovec){(void *)delimiter, sizeof delimiter};
-    iov[n++] = (struct iovec){head, zmtp_head(head, flags, len)};
-    if (len)
-        iov[n++] = (struct iovec){(void *)body, len};
-    s_out(c, iov, n);
+    if (c->req && !(flags & ZMTP_COMMAND)) {
+        for (size_t at = 0; at < envelope_len; at += 1 + envelope[at]) {
+            head[hl++] = ZMTP_MORE;
+            memcpy(head + hl, envelope + at, 1 + (size_t)envelope[at]);
+            hl += 1 + (size_t)envelope[at];
+        }
+        head[hl++] = ZMTP_MORE;   /* the delimiter */
+        head[hl++] = 0;
+    }
+    hl += zmtp_head(head + hl, flags, len);
+    struct iovec iov[2] = {{head, hl}, {(void *)body, len}};
+    s_out(c, iov, len ? 2 : 1);
 }
 
 /* --- connections -------------------------------------------------------------- */
@@ -154,7 +166,7 @@ static void s_refuse(conn_t *c, const char *why)
         size_t wl = strlen(why) > 255 ? 255 : strlen(why);
         error[6] = (uint8_t)wl;
         memcpy(error + 7, why, wl);
-        s_frame_out(c, ZMTP_COMMAND, error, 7 + wl);   /* straight out, as a rule: best effort */
+        s_frame_out(c, ZMTP_COMMAND, error, 7 + wl, NULL, 0);   /* straight out, as a rule: best effort */
     }
     s_peer(c, peer, sizeof peer);
     slog_warn("rpc: closed the connection from %s: %s", peer, why);
@@ -167,7 +179,7 @@ static void s_deliver(conn_t *c)
     router_t *r = c->r;
     zmq_msg_t route;
 
-    if (zmq_msg_init_size(&route, ROUTE_LEN) != 0) {
+    if (zmq_msg_init_size(&route, ROUTE_LEN + c->envelope_len) != 0) {
         slog_error("rpc: out of memory for a request");
         abort();
     }
@@ -175,9 +187,10 @@ static void s_deliver(conn_t *c)
     p[0] = ROUTE_TAG;
     memcpy(p + 1, &c->slot, 4);
     memcpy(p + 5, &c->gen, 4);
+    memcpy(p + ROUTE_LEN, c->envelope, c->envelope_len);
     r->fn(r->arg, &route, c->kept ? &c->frame : NULL, c->frames, c->bytes);
     c->kept = c->delimited = false;
-    c->frames = c->bytes = 0;
+    c->frames = c->bytes = c->envelope_len = 0;
 }
 
 /* A command: 0, or -1 when the connection was ended. */
@@ -197,7 +210,7 @@ static int s_command(conn_t *c, const uint8_t *body, size_t len)
     }
     if (zmtp_is_command(body, len, "PING") && len >= 7) {   /* ZMTP 3.1 heartbeats */
         uint8_t pong[21];
-        s_frame_out(c, ZMTP_COMMAND, pong, zmtp_pong(pong, body, len));
+        s_frame_out(c, ZMTP_COMMAND, pong, zmtp_pong(pong, body, len), NULL, 0);
     } else if (zmtp_is_command(body, len, "ERROR")) {
         s_free(c);   /* the peer ends the connection */
         return -1;
@@ -214,7 +227,9 @@ static void s_process(conn_t *c)
     router_t *r = c->r;
     struct evbuffer *in = bufferevent_get_input(c->bev);
 
-    while (!c->blocked && !r->paused) {
+    if (c->state != S_OPEN && util_mono_us() - c->accepted_us > HANDSHAKE_S * 1000000LL)
+        return s_refuse(c, "no handshake in time");
+    while (!c->blocked) {
         size_t have = evbuffer_get_length(in);
         if (c->skip > 0) {   /* a frame not kept, dropped as it comes */
             size_t n = have < c->skip ? have : (size_t)c->skip;
@@ -233,7 +248,7 @@ static void s_process(conn_t *c)
             if (!zmtp_greeting_ok(g))
                 return s_refuse(c, "the peer does not speak ZMTP 3 with the NULL mechanism");
             c->state = S_READY;
-            s_frame_out(c, ZMTP_COMMAND, ready, zmtp_ready_command(ready, "ROUTER"));
+            s_frame_out(c, ZMTP_COMMAND, ready, zmtp_ready_command(ready, "ROUTER"), NULL, 0);
             continue;
         }
         uint8_t h[ZMTP_HEAD_MAX];
@@ -252,16 +267,34 @@ static void s_process(conn_t *c)
             if (have < (size_t)hl + size)
                 return;
             evbuffer_drain(in, (size_t)hl);
-            if (s_command(c, evbuffer_pullup(in, (ssize_t)size), (size_t)size) != 0)
+            const uint8_t *body = evbuffer_pullup(in, (ssize_t)size);
+            if (!body && size > 0)
+                return s_refuse(c, "out of memory");
+            if (s_command(c, body, (size_t)size) != 0)
                 return;
             evbuffer_drain(in, (size_t)size);
             continue;
         }
         if (c->state != S_OPEN)
             return s_refuse(c, "a message before READY");
+        if (r->paused)
+            return;   /* draining: requests stay unread, commands are still answered */
+        if (size > (uint64_t)r->max_bytes * FRAME_FACTOR)
+            return s_refuse(c, "a frame far over the size limit");
         bool more = flags & ZMTP_MORE;
-        if (c->req && !c->delimited && c->frames == 0 && size == 0 && more) {
-            evbuffer_drain(in, (size_t)hl);   /* a REQ peer's delimiter */
+        if (c->req && !c->delimited && more) {   /* a REQ peer's envelope */
+            if (size > 0) {   /* its request id (ZMQ_REQ_CORRELATE), kept for the reply */
+                if (c->envelope_len + 1 + size > sizeof c->envelope)
+                    return s_refuse(c, "a REQ envelope over 255 bytes");
+                if (have < (size_t)hl + size)
+                    return;
+                c->envelope[c->envelope_len] = (uint8_t)size;
+                evbuffer_drain(in, (size_t)hl);
+                evbuffer_remove(in, c->envelope + c->envelope_len + 1, (size_t)size);
+                c->envelope_len += 1 + (size_t)size;
+                continue;
+            }
+            evbuffer_drain(in, (size_t)hl);   /* the empty delimiter */
             c->delimited = true;
             continue;
         }
@@ -303,7 +336,7 @@ static void s_on_write(struct bufferevent *bev, void *arg)
     conn_t *c = arg;
 
     (void)bev;
-    if (!c->blocked || c->r->paused)
+    if (!c->blocked)
         return;
     c->blocked = false;
     bufferevent_enable(c->bev, EV_READ);
@@ -371,6 +404,7 @@ static void s_on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct s
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
     c->r = r;
+    c->accepted_us = util_mono_us();
     c->slot = (uint32_t)slot;
     c->gen = r->gens[slot];
     r->slots[slot] = c;
@@ -458,13 +492,17 @@ static int s_listen_tcp(const zmtp_endpoint_t *ep, char *err, size_t err_len)
             snprintf(err, err_len, "cannot resolve %.100s: %s", ep->host, gai_strerror(gai));
             return -1;
         }
-        for (struct addrinfo *a = ai; a && fd < 0; a = a->ai_next) {
-            fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
-            if (fd < 0)
-                continue;
-            setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-            fd = s_bound(fd, a->ai_addr, a->ai_addrlen);
-        }
+        /* IPv4 first, as libzmq binds a name: `localhost` may list ::1 first */
+        for (int pass = 0; pass < 2 && fd < 0; pass++)
+            for (struct addrinfo *a = ai; a && fd < 0; a = a->ai_next) {
+                if ((a->ai_family == AF_INET) != (pass == 0))
+                    continue;
+                fd = socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
+                if (fd < 0)
+                    continue;
+                setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+                fd = s_bound(fd, a->ai_addr, a->ai_addrlen);
+            }
         freeaddrinfo(ai);
     }
     if (fd < 0)
@@ -485,14 +523,18 @@ static int s_listen_ipc(router_t *r, const zmtp_endpoint_t *ep, char *err, size_
         return -1;
     }
     if (path[0] && lstat(path, &st) == 0) {
-        int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        bool live = S_ISSOCK(st.st_mode) && probe >= 0 &&
-                    connect(probe, (const struct sockaddr *)&ep->un, ep->un_len) == 0;
+        /* only a refused connection says nothing is there: a full backlog
+         * (EAGAIN), another kind of socket or no permission is someone's */
+        int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        int rc = probe < 0 ? -1 : connect(probe, (const struct sockaddr *)&ep->un, ep->un_len);
+        int why = rc == 0 ? 0 : errno;
         if (probe >= 0)
             close(probe);
-        if (!S_ISSOCK(st.st_mode) || live) {
-            snprintf(err, err_len, "%s", live ? "another process is listening there"
-                                              : "a file that is not a socket is there");
+        if (!S_ISSOCK(st.st_mode) || rc == 0 || why != ECONNREFUSED) {
+            snprintf(err, err_len, "%s",
+                     !S_ISSOCK(st.st_mode) ? "a file that is not a socket is there"
+                     : rc == 0 || why == EAGAIN ? "another process is listening there"
+                                                : strerror(why));
             close(fd);
             return -1;
         }
@@ -571,12 +613,15 @@ bool router_reply(router_t *r, zmq_msg_t *route, zmq_msg_t *reply)
     const uint8_t *p = zmq_msg_data(route);
     uint32_t slot, gen;
 
-    if (!r || zmq_msg_size(route) != ROUTE_LEN || p[0] != ROUTE_TAG)
+    size_t len = zmq_msg_size(route);
+
+    if (!r || len < ROUTE_LEN || len > ROUTE_LEN + ENVELOPE_MAX || p[0] != ROUTE_TAG)
         return false;
     memcpy(&slot, p + 1, 4);
     memcpy(&gen, p + 5, 4);
     if (slot < r->n_slots && r->slots[slot] && r->gens[slot] == gen)
-        s_frame_out(r->slots[slot], 0, zmq_msg_data(reply), zmq_msg_size(reply));
+        s_frame_out(r->slots[slot], 0, zmq_msg_data(reply), zmq_msg_size(reply), p + ROUTE_LEN,
+                    len - ROUTE_LEN);
     zmq_msg_close(route);
     zmq_msg_close(reply);
     return true;
@@ -587,10 +632,7 @@ void router_pause(router_t *r)
     if (!r || r->paused)
         return;
     r->paused = true;
-    evconnlistener_disable(r->lis);
-    for (size_t i = 0; i < r->n_slots; i++)
-        if (r->slots[i])
-            bufferevent_disable(r->slots[i]->bev, EV_READ);
+    evconnlistener_disable(r->lis);   /* connections are still read: PINGs, and a close */
 }
 
 size_t router_unsent(const router_t *r)

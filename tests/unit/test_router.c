@@ -4,7 +4,9 @@
  * replies over tcp:// (IPv4, IPv6, every address) and ipc:// (a path, the
  * abstract namespace), frames longer than 255 bytes, pipelined requests,
  * requests of several frames and oversized ones refused unread with the
- * connection still usable, PING answered with PONG, handshakes refused
+ * connection still usable (and one far over the limit ending it), REQ
+ * sockets with and without request ids, PING answered with PONG, draining
+ * (no new connection or request, PINGs and replies still go), handshakes refused
  * (mechanism, socket type, malformed frames), a reply to a connection that
  * has gone not delivered to the one that took its place, a peer that does
  * not read its replies (not read from until it does, nothing lost), and
@@ -44,6 +46,7 @@ static struct {
     atomic_size_t max_unsent;   /* the most router_unsent was after a reply */
     atomic_size_t conns;        /* router_connections, every 2 ms */
     atomic_bool held_dropped;   /* router_reply took the held route (and dropped it) */
+    atomic_bool answer_held;    /* the tick answers the held route "held" */
     bool have_held;
     zmq_msg_t held;
     char endpoint[256];
@@ -65,7 +68,8 @@ static void s_reply(zmq_msg_t *route, const void *data, size_t len)
 }
 
 /* Echoes; "hold" keeps the route unanswered, "flush" answers it, "big:N"
- * answers N bytes; a refused request is answered "refused FRAMES BYTES". */
+ * answers N bytes, "pause" pauses the router (draining); a refused
+ * request is answered "refused FRAMES BYTES". */
 static void s_on_request(void *arg, zmq_msg_t *route, zmq_msg_t *frame, size_t frames, size_t bytes)
 {
     char text[64];
@@ -89,6 +93,9 @@ static void s_on_request(void *arg, zmq_msg_t *route, zmq_msg_t *frame, size_t f
         atomic_store(&L.held_dropped, L.have_held && router_reply(L.r, &L.held, &held));
         L.have_held = false;
         s_reply(route, "flushed", 7);
+    } else if (len == 5 && memcmp(data, "pause", 5) == 0) {
+        router_pause(L.r);
+        s_reply(route, "paused", 6);
     } else if (len > 4 && memcmp(data, "big:", 4) == 0) {
         size_t n = (size_t)atoi(data + 4);
         char *big = malloc(n);
@@ -107,6 +114,11 @@ static void s_on_tick(evutil_socket_t fd, short what, void *arg)
     (void)what;
     (void)arg;
     atomic_store(&L.conns, router_connections(L.r));
+    if (atomic_load(&L.answer_held) && L.have_held) {
+        s_reply(&L.held, "held", 4);
+        L.have_held = false;
+        atomic_store(&L.answer_held, false);
+    }
     if (atomic_load(&L.stop))
         event_base_loopbreak(L.base);
 }
@@ -353,6 +365,17 @@ static void s_test_dealer_and_req(void *zctx)
     void *q = s_zsock(zctx, ZMQ_REQ, L.endpoint);
     CHECK(s_ask(q, "from req", "from req"));
     CHECK(s_ask(q, "again", "again"));
+    /* one that puts its request id before the delimiter, kept for the reply */
+    void *qc = zmq_socket(zctx, ZMQ_REQ);
+    int on = 1, linger = 0, timeout = 3000;
+    zmq_setsockopt(qc, ZMQ_REQ_CORRELATE, &on, sizeof on);
+    zmq_setsockopt(qc, ZMQ_REQ_RELAXED, &on, sizeof on);
+    zmq_setsockopt(qc, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(qc, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
+    zmq_connect(qc, L.endpoint);
+    CHECK(s_ask(qc, "correlated", "correlated"));
+    CHECK(s_ask(qc, "twice", "twice"));
+    zmq_close(qc);
     CHECK(s_wait_conns(2));
     zmq_close(q);
     zmq_close(d);
@@ -374,10 +397,10 @@ static void s_test_refused_requests(void *zctx)
     /* one frame over the limit: skipped unread; the limit itself is taken */
     char *big = calloc(1, 5000);
     char reply[1001];
-    zmq_send(d, big, 5000, 0);
+    zmq_send(d, big, 3000, 0);
     int n = zmq_recv(d, reply, sizeof reply - 1, 0);
     reply[n > 0 ? n : 0] = '\0';
-    CHECK_STR(reply, "refused 1 5000");
+    CHECK_STR(reply, "refused 1 3000");
     memset(big, 'y', 1000);
     zmq_send(d, big, 1000, 0);
     CHECK_INT(zmq_recv(d, reply, sizeof reply, 0), 1000);
@@ -386,6 +409,14 @@ static void s_test_refused_requests(void *zctx)
     /* an empty request is a request */
     zmq_send(d, "", 0, 0);
     CHECK_INT(zmq_recv(d, reply, sizeof reply, 0), 0);
+
+    /* a frame over four times the limit ends the connection, unanswered */
+    CHECK(s_wait_conns(1));
+    int delivered = atomic_load(&L.delivered), timeout = 300;
+    zmq_setsockopt(d, ZMQ_RCVTIMEO, &timeout, sizeof timeout);
+    zmq_send(d, big, 5000, 0);
+    CHECK(zmq_recv(d, reply, sizeof reply, 0) < 0);
+    CHECK_INT(atomic_load(&L.delivered), delivered);
     free(big);
     zmq_close(d);
     s_unserve();
@@ -465,6 +496,14 @@ static void s_test_endpoints(void *zctx)
     }
     s_unserve();
 
+    /* a name: its IPv4 address first, as libzmq binds it */
+    s_serve("tcp://localhost:P", MAX_BYTES);
+    snprintf(ep, sizeof ep, "tcp://127.0.0.1:%s", strrchr(L.endpoint, ':') + 1);
+    d = s_zsock(zctx, ZMQ_DEALER, ep);
+    CHECK(s_ask(d, "by name", "by name"));
+    zmq_close(d);
+    s_unserve();
+
     /* endpoints that cannot be listened on */
     CHECK(!router_new(other, "udp://127.0.0.1:7000", 1, s_on_request, NULL, err, sizeof err) &&
           strstr(err, "expected tcp://host:port or ipc://path"));
@@ -541,6 +580,46 @@ static void s_test_gone_peer(void *zctx)
     s_unserve();
 }
 
+/* Paused (draining): no new connection or request is taken, PINGs are
+ * answered, a reply to a request taken before still goes out. */
+static void s_test_pause(void *zctx)
+{
+    uint8_t buf[64];
+    size_t len;
+
+    s_serve("tcp://127.0.0.1:P", MAX_BYTES);
+    void *a = s_zsock(zctx, ZMQ_DEALER, L.endpoint);
+    zmq_send(a, "hold", 4, 0);
+    int raw = s_raw_open("NULL", "DEALER");
+    void *b = s_zsock(zctx, ZMQ_DEALER, L.endpoint);
+    CHECK(s_ask(b, "pause", "paused"));
+    int delivered = atomic_load(&L.delivered);
+
+    static const uint8_t ping[] = {4, 'P', 'I', 'N', 'G', 0, 10, 'd', 'r'};
+    s_write_frame(raw, ZMTP_COMMAND, ping, sizeof ping);
+    CHECK(s_read_frame(raw, buf, sizeof buf, &len) == ZMTP_COMMAND && len == 7 &&
+          memcmp(buf, "\4PONGdr", 7) == 0);
+    s_write_frame(raw, 0, "late", 4);
+    util_sleep_ms(200);
+    CHECK_INT(atomic_load(&L.delivered), delivered);   /* not read */
+
+    atomic_store(&L.answer_held, true);
+    char reply[16];
+    CHECK_INT(zmq_recv(a, reply, sizeof reply, 0), 4);
+    CHECK(memcmp(reply, "held", 4) == 0);
+
+    /* no new connection is greeted */
+    int late = s_raw();
+    struct timeval t = {0, 300000};
+    setsockopt(late, SOL_SOCKET, SO_RCVTIMEO, &t, sizeof t);
+    CHECK(recv(late, buf, sizeof buf, 0) < 0);
+    close(late);
+    close(raw);
+    zmq_close(a);
+    zmq_close(b);
+    s_unserve();
+}
+
 static void s_test_backpressure(void)
 {
     enum { N = 400, SIZE = 65536 };
@@ -584,6 +663,7 @@ int main(void)
     s_test_endpoints(zctx);
     s_test_protocol();
     s_test_gone_peer(zctx);
+    s_test_pause(zctx);
     s_test_backpressure();
     zmq_ctx_term(zctx);
     return check_done();

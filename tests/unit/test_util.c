@@ -32,6 +32,17 @@ int main(void)
     CHECK_INT(n1, n2);
     CHECK_INT(util_fmt(tiny, sizeof tiny, "%s-%d", "ABCDEF", 12345), 12);   /* cut, counted */
     CHECK_STR(tiny, "ABCDEF-");
+    /* cut at every length, inside literal text, a string and a number */
+    bool same = true;
+    for (size_t len = 1; len <= 40; len++) {
+        char c1[48], c2[48];
+        memset(c1, 'Z', sizeof c1);
+        memset(c2, 'Z', sizeof c2);
+        size_t na = util_fmt(c1, len, "off %s by %lld%% at %s!", "RULE-7", -1234567LL, "");
+        int nb = snprintf(c2, len, "off %s by %lld%% at %s!", "RULE-7", -1234567LL, "");
+        same = same && na == (size_t)nb && memcmp(c1, c2, sizeof c1) == 0;
+    }
+    CHECK(same);
     CHECK_INT(util_fmt(tiny, 0, "%d", 5), 1);                               /* nothing written */
     CHECK_INT(util_fmt(tiny, sizeof tiny, "%d", 0), 1);
     CHECK_STR(tiny, "0");
