@@ -89,6 +89,49 @@ static bool s_applies(const char *code)
 }
 
 /* A: every kind, stacking and priority, the tier and a coupon, exactly. */
+typedef struct {
+    const char *cart, *expected;
+    long long at;
+    int same;
+} quoter_t;
+
+static void *s_quoter(void *arg)
+{
+    quoter_t *q = arg;
+    jcall_t j = {.service = "shop.promotions.v1.PromotionsService"};
+
+    j.client = client_new(s_zctx, s_rpc);
+    for (int i = 0; j.client && i < 40; i++) {
+        if (jcall(&j, "Quote", "{%s,\"atMs\":\"%lld\"}", q->cart, q->at) != STATUS_OK)
+            continue;
+        char *text = json_dumps(j.out, JSON_SORT_KEYS);
+        q->same += text && strcmp(text, q->expected) == 0;
+        free(text);
+    }
+    jcall_done(&j);
+    client_destroy(&j.client);
+    return NULL;
+}
+
+/* Quotes back to back from eight callers (a busy loop hands some to the
+ * workers): every one the same as the quote asked alone. */
+static void s_concurrent_quotes(const char *cart, long long at, const char *expected)
+{
+    pthread_t th[8];
+    quoter_t q[8];
+    int same = 0;
+
+    for (int i = 0; i < 8; i++) {
+        q[i] = (quoter_t){cart, expected, at, 0};
+        pthread_create(&th[i], NULL, s_quoter, &q[i]);
+    }
+    for (int i = 0; i < 8; i++) {
+        pthread_join(th[i], NULL);
+        same += q[i].same;
+    }
+    CHECK_INT(same, 8 * 40);
+}
+
 static void s_scenario_a(void)
 {
     int64_t t0 = s_now + 60 * DAY, t1 = t0 + DAY, at = t0 + 3600 * 1000;
@@ -148,6 +191,7 @@ static void s_scenario_a(void)
     CHECK_INT(P("Quote", "{%s,\"atMs\":\"%lld\"}", cart, (long long)at), STATUS_OK);
     char *second = json_dumps(s_pro.out, JSON_SORT_KEYS);
     CHECK(first && second && strcmp(first, second) == 0);
+    s_concurrent_quotes(cart, (long long)at, first);
     free(first);
     free(second);
 
