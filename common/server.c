@@ -1,6 +1,7 @@
 /* server: the service runtime — configuration, migrations, the libevent loop
- * owning every ZeroMQ socket, worker threads with their own connections,
- * the outbox relay, consumers, maintenance, admin HTTP and draining. */
+ * owning the calls' connections (router.c) and every ZeroMQ socket, worker
+ * threads with their own connections, the outbox relay, consumers,
+ * maintenance, admin HTTP and draining. */
 #include "server.h"
 
 #include <errno.h>
@@ -170,7 +171,7 @@ struct server {
     sub_t **subs;
     intake_t *intake;
     listener_t *listener;
-    char self_endpoint[96];     /* the ROUTER again, over inproc (intake) */
+    char self_endpoint[96];     /* a ROUTER for the intake's calls, over inproc */
 };
 
 /* --- protobuf-c allocation with a budget (a message cannot unpack into
