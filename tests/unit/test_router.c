@@ -6,7 +6,8 @@
  * requests of several frames and oversized ones refused unread with the
  * connection still usable (and one far over the limit ending it), REQ
  * sockets with and without request ids, PING answered with PONG, draining
- * (no new connection or request, PINGs and replies still go), handshakes refused
+ * (no new connection or request, PINGs and replies still go), running out
+ * of descriptors (the connection waits, then is taken), handshakes refused
  * (mechanism, socket type, malformed frames), a reply to a connection that
  * has gone not delivered to the one that took its place, a peer that does
  * not read its replies (not read from until it does, nothing lost), and
@@ -23,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -620,6 +622,64 @@ static void s_test_pause(void *zctx)
     s_unserve();
 }
 
+/* Out of descriptors: the listener waits and takes the connection once
+ * some are free, rather than spin or drop it. */
+static void s_test_out_of_descriptors(void)
+{
+    struct rlimit old, low;
+    int fds[64], n = 0;
+
+    s_serve("tcp://127.0.0.1:P", MAX_BYTES);
+    getrlimit(RLIMIT_NOFILE, &old);
+    int probe = dup(0);   /* the lowest free descriptor: those below are in use */
+    close(probe);
+    low = old;
+    low.rlim_cur = (rlim_t)probe + 8;
+    setrlimit(RLIMIT_NOFILE, &low);
+    while (n < 64) {   /* clients until the router can no longer accept */
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        if (fd < 0)
+            break;
+        int port = atoi(strrchr(L.endpoint, ':') + 1);
+        struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                                  .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        struct timeval t = {0, 200000};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &t, sizeof t);
+        connect(fd, (struct sockaddr *)&sin, sizeof sin);
+        fds[n++] = fd;
+    }
+    uint8_t g[ZMTP_GREETING];
+    int greeted = 0, waiting = -1;
+    for (int i = 0; i < n; i++) {
+        if (recv(fds[i], g, sizeof g, MSG_WAITALL) == (ssize_t)sizeof g)
+            greeted++;
+        else if (waiting < 0)
+            waiting = i;
+    }
+    CHECK(n >= 2 && greeted < n && waiting >= 0);   /* one at least is not accepted */
+    struct rusage r0, r1;   /* meanwhile the loop waits, not spins */
+    getrusage(RUSAGE_SELF, &r0);
+    util_sleep_ms(300);
+    getrusage(RUSAGE_SELF, &r1);
+    int64_t cpu_us = (r1.ru_utime.tv_sec - r0.ru_utime.tv_sec + r1.ru_stime.tv_sec - r0.ru_stime.tv_sec) *
+                         1000000LL + (r1.ru_utime.tv_usec - r0.ru_utime.tv_usec) +
+                     (r1.ru_stime.tv_usec - r0.ru_stime.tv_usec);
+    CHECK(cpu_us < 100000);
+    for (int i = 0; i < n; i++)   /* free the router's descriptors too */
+        if (i != waiting)
+            close(fds[i]);
+    setrlimit(RLIMIT_NOFILE, &old);
+    struct timeval t = {3, 0};
+    if (waiting >= 0) {
+        setsockopt(fds[waiting], SOL_SOCKET, SO_RCVTIMEO, &t, sizeof t);
+        CHECK(recv(fds[waiting], g, sizeof g, MSG_WAITALL) == (ssize_t)sizeof g && g[0] == 0xFF);
+        close(fds[waiting]);
+    }
+    printf("out of descriptors: %d of %d connections greeted, the next once some were free; "
+           "%lld µs of CPU in 300 ms meanwhile\n", greeted, n, (long long)cpu_us);
+    s_unserve();
+}
+
 static void s_test_backpressure(void)
 {
     enum { N = 400, SIZE = 65536 };
@@ -664,6 +724,7 @@ int main(void)
     s_test_protocol();
     s_test_gone_peer(zctx);
     s_test_pause(zctx);
+    s_test_out_of_descriptors();
     s_test_backpressure();
     zmq_ctx_term(zctx);
     return check_done();
