@@ -30,7 +30,7 @@
 #define ROUTE_LEN      9                   /* then a REQ peer's envelope */
 #define ENVELOPE_MAX   255                 /* bytes of a REQ peer's envelope, as frames */
 #define BACKLOG        256
-#define HANDSHAKE_S    30                  /* a connection must say READY within this */
+#define HANDSHAKE_MS   30000               /* a connection must say READY within this */
 #define COMMAND_MAX    (64 * 1024)         /* a larger command ends the connection */
 #define FRAME_FACTOR   4                   /* a frame over max_bytes times this ends it too */
 #define OUT_HIGH       (1024 * 1024)       /* unsent replies over this: stop reading requests */
@@ -72,6 +72,7 @@ struct router {
     uint32_t *free_slots;
     size_t n_slots, n_free, n_conns;
     bool paused;
+    int64_t handshake_us;
     int64_t accept_logged_us;
 };
 
@@ -227,8 +228,13 @@ static void s_process(conn_t *c)
     router_t *r = c->r;
     struct evbuffer *in = bufferevent_get_input(c->bev);
 
-    if (c->state != S_OPEN && util_mono_us() - c->accepted_us > HANDSHAKE_S * 1000000LL)
-        return s_refuse(c, "no handshake in time");
+    if (c->state != S_OPEN) {   /* a deadline from the accept, however the bytes trickle in */
+        int64_t left = c->accepted_us + r->handshake_us - util_mono_us();
+        if (left <= 0)
+            return s_refuse(c, "no handshake in time");
+        struct timeval tv = {(time_t)(left / 1000000), (suseconds_t)(left % 1000000)};
+        bufferevent_set_timeouts(c->bev, &tv, NULL);
+    }
     while (!c->blocked) {
         size_t have = evbuffer_get_length(in);
         if (c->skip > 0) {   /* a frame not kept, dropped as it comes */
@@ -386,7 +392,8 @@ static void s_on_accept(struct evconnlistener *lis, evutil_socket_t fd, struct s
     router_t *r = arg;
     conn_t *c = calloc(1, sizeof *c);
     int64_t slot = c ? s_slot(r) : -1;
-    struct timeval handshake = {HANDSHAKE_S, 0};
+    struct timeval handshake = {(time_t)(r->handshake_us / 1000000),
+                                (suseconds_t)(r->handshake_us % 1000000)};
     uint8_t greeting[ZMTP_GREETING];
 
     (void)lis;
@@ -561,6 +568,7 @@ router_t *router_new(struct event_base *base, const char *endpoint, size_t max_b
         goto fail;
     r->base = base;
     r->max_bytes = max_bytes;
+    r->handshake_us = HANDSHAKE_MS * 1000LL;
     r->fn = fn;
     r->arg = arg;
     snprintf(r->endpoint, sizeof r->endpoint, "%s", endpoint);
@@ -625,6 +633,11 @@ bool router_reply(router_t *r, zmq_msg_t *route, zmq_msg_t *reply)
     zmq_msg_close(route);
     zmq_msg_close(reply);
     return true;
+}
+
+void router_set_handshake_ms(router_t *r, int ms)
+{
+    r->handshake_us = (int64_t)ms * 1000;
 }
 
 void router_pause(router_t *r)

@@ -44,6 +44,11 @@ void router_destroy(router_t **p);
  * them) is not read from until they are written. */
 bool router_reply(router_t *r, zmq_msg_t *route, zmq_msg_t *reply);
 
+/* How long a connection has from its accept to finish the handshake
+ * (default 30 s; then it is closed). Applies to connections accepted
+ * after the call. */
+void router_set_handshake_ms(router_t *r, int ms);
+
 /* Stops taking connections and reading requests (replies still go out):
  * for draining. */
 void router_pause(router_t *r);

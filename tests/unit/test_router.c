@@ -7,7 +7,8 @@
  * connection still usable (and one far over the limit ending it), REQ
  * sockets with and without request ids, PING answered with PONG, draining
  * (no new connection or request, PINGs and replies still go), running out
- * of descriptors (the connection waits, then is taken), handshakes refused
+ * of descriptors (the connection waits, then is taken), the handshake's
+ * deadline, handshakes refused
  * (mechanism, socket type, malformed frames), a reply to a connection that
  * has gone not delivered to the one that took its place, a peer that does
  * not read its replies (not read from until it does, nothing lost), and
@@ -52,6 +53,7 @@ static struct {
     bool have_held;
     zmq_msg_t held;
     char endpoint[256];
+    int handshake_ms;           /* > 0: the next s_serve's handshake deadline */
 } L;
 
 static void s_reply(zmq_msg_t *route, const void *data, size_t len)
@@ -158,6 +160,9 @@ static void s_serve(const char *endpoint, size_t max_bytes)
         fprintf(stderr, "cannot serve %s: %s\n", endpoint, err);
         exit(2);
     }
+    if (L.handshake_ms > 0)
+        router_set_handshake_ms(L.r, L.handshake_ms);
+    L.handshake_ms = 0;
     L.tick = event_new(L.base, -1, EV_PERSIST, s_on_tick, NULL);
     event_add(L.tick, &two_ms);
     pthread_create(&L.thread, NULL, s_loop, NULL);
@@ -622,6 +627,42 @@ static void s_test_pause(void *zctx)
     s_unserve();
 }
 
+/* The handshake's deadline counts from the accept: a silent connection and
+ * one trickling its greeting a byte at a time are both closed by then; a
+ * handshake in time goes on. */
+static void s_test_handshake_deadline(void)
+{
+    uint8_t g[ZMTP_GREETING], buf[64];
+    size_t len;
+
+    L.handshake_ms = 300;
+    s_serve("tcp://127.0.0.1:P", MAX_BYTES);
+    int silent = s_raw(), trickle = s_raw();
+    int64_t t0 = util_mono_us();
+    zmtp_greeting(g, false);
+    bool open = true;
+    for (int i = 0; i < 12 && open; i++) {   /* a byte every 100 ms */
+        open = send(trickle, g + i, 1, MSG_NOSIGNAL) == 1;
+        util_sleep_ms(100);
+    }
+    CHECK(s_read_all(trickle, buf, ZMTP_GREETING));   /* the router's greeting, then the close */
+    CHECK(recv(trickle, buf, sizeof buf, 0) == 0);
+    int64_t trickled_ms = (util_mono_us() - t0) / 1000;
+    CHECK(trickled_ms < 1000);   /* not 12 bytes' worth of reset timeouts */
+    CHECK(s_read_all(silent, buf, ZMTP_GREETING));
+    CHECK(recv(silent, buf, sizeof buf, 0) == 0);
+    close(silent);
+    close(trickle);
+    int fd = s_raw_open("NULL", "DEALER");   /* in time: goes on past the deadline */
+    util_sleep_ms(400);
+    s_write_frame(fd, 0, "late", 4);
+    CHECK(s_read_frame(fd, buf, sizeof buf, &len) == 0 && len == 4);
+    close(fd);
+    printf("handshake deadline 300 ms: a trickling greeting closed after %lld ms\n",
+           (long long)trickled_ms);
+    s_unserve();
+}
+
 /* Out of descriptors: the listener waits and takes the connection once
  * some are free, rather than spin or drop it. */
 static void s_test_out_of_descriptors(void)
@@ -725,6 +766,7 @@ int main(void)
     s_test_gone_peer(zctx);
     s_test_pause(zctx);
     s_test_out_of_descriptors();
+    s_test_handshake_deadline();
     s_test_backpressure();
     zmq_ctx_term(zctx);
     return check_done();
