@@ -487,7 +487,11 @@ static int s_listen_tcp(const zmtp_endpoint_t *ep, char *err, size_t err_len)
             setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
             setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof zero);
             fd = s_bound(fd, (struct sockaddr *)&any6, sizeof any6);
-        } else if ((fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) >= 0) {
+        }
+        /* no IPv6 here (a kernel without it, a sandbox): IPv4 alone; a
+         * port in use stays an error */
+        if (fd < 0 && errno != EADDRINUSE &&
+            (fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) >= 0) {
             setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
             fd = s_bound(fd, (struct sockaddr *)&any4, sizeof any4);
         }

@@ -478,6 +478,9 @@ static void s_test_endpoints(void *zctx)
     /* every address: IPv4, and IPv6 where the machine has it */
     s_serve("tcp://*:P", MAX_BYTES);
     const char *port = strrchr(L.endpoint, ':') + 1;
+    /* the port taken: an error, not IPv4 alone */
+    CHECK(!router_new(other, L.endpoint, 1, s_on_request, NULL, err, sizeof err) &&
+          strstr(err, "Address already in use"));
     snprintf(ep, sizeof ep, "tcp://127.0.0.1:%s", port);
     d = s_zsock(zctx, ZMQ_DEALER, ep);
     CHECK(s_ask(d, "v4", "v4"));
