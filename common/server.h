@@ -92,7 +92,7 @@ typedef struct {
      * database returns call_defer(call) before changing anything, and the
      * call runs again from the start on a worker. There it must not use
      * call_remote, call_emit or call_commit, nor block. When calls come
-     * back to back and the machine has a core to spare, a worker runs the
+     * back to back and the process has a core to spare, a worker runs the
      * call from the start instead (with its database), so the loop is not
      * the only thread that answers them. */
     const ProtobufCMessageDescriptor *const *on_loop;
