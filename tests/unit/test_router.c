@@ -101,7 +101,9 @@ static void s_on_request(void *arg, zmq_msg_t *route, zmq_msg_t *frame, size_t f
         router_pause(L.r);
         s_reply(route, "paused", 6);
     } else if (len > 4 && memcmp(data, "big:", 4) == 0) {
-        size_t n = (size_t)atoi(data + 4);
+        char digits[16] = "";   /* the frame is not NUL-terminated */
+        memcpy(digits, data + 4, len - 4 < sizeof digits - 1 ? len - 4 : sizeof digits - 1);
+        size_t n = (size_t)atoi(digits);
         char *big = malloc(n);
         memset(big, 'x', n);
         s_reply(route, big, n);
