@@ -202,6 +202,7 @@ static int s_recv(client_t *c, int64_t deadline_us, s_take_fn take, void *arg, c
             return got;
     }
 }
+
 /* `request` in a Request envelope with a new request id (written to id),
  * the deadline now + timeout_ms and the idempotency key (may be NULL);
  * malloc'd, its length in *len; NULL when out of memory. */

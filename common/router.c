@@ -52,8 +52,6 @@ typedef struct conn {
     uint8_t envelope[ENVELOPE_MAX];   /* its frames before the delimiter, as [size][bytes] */
     size_t envelope_len;
     size_t frames, bytes;
-    bool kept;          /* `frame` holds its one frame */
-    zmq_msg_t frame;
     uint64_t skip;      /* bytes of a frame being skipped still to come */
     bool skip_last;     /* ... and it ends the request */
 } conn_t;
@@ -146,8 +144,6 @@ static void s_free(conn_t *c)
 {
     router_t *r = c->r;
 
-    if (c->kept)
-        zmq_msg_close(&c->frame);
     r->slots[c->slot] = NULL;
     r->gens[c->slot]++;
     r->free_slots[r->n_free++] = c->slot;
@@ -174,8 +170,9 @@ static void s_refuse(conn_t *c, const char *why)
     s_free(c);
 }
 
-/* The request read in full: to the router's callback. */
-static void s_deliver(conn_t *c)
+/* The request read in full, to the router's callback with its one frame
+ * (NULL: refused unread), which takes it. */
+static void s_deliver(conn_t *c, zmq_msg_t *frame)
 {
     router_t *r = c->r;
     zmq_msg_t route;
@@ -189,8 +186,8 @@ static void s_deliver(conn_t *c)
     memcpy(p + 1, &c->slot, 4);
     memcpy(p + 5, &c->gen, 4);
     memcpy(p + ROUTE_LEN, c->envelope, c->envelope_len);
-    r->fn(r->arg, &route, c->kept ? &c->frame : NULL, c->frames, c->bytes);
-    c->kept = c->delimited = false;
+    r->fn(r->arg, &route, frame, c->frames, c->bytes);
+    c->delimited = false;
     c->frames = c->bytes = c->envelope_len = 0;
 }
 
@@ -243,7 +240,7 @@ static void s_process(conn_t *c)
                 return;
             evbuffer_drain(in, n);
             if ((c->skip -= n) == 0 && c->skip_last)
-                s_deliver(c);
+                s_deliver(c, NULL);
             continue;
         }
         if (c->state == S_GREETING) {
@@ -307,16 +304,16 @@ static void s_process(conn_t *c)
         if (c->frames == 0 && !more && size <= r->max_bytes) {   /* a request of one frame: kept */
             if (have < (size_t)hl + size)
                 return;
-            if (zmq_msg_init_size(&c->frame, (size_t)size) != 0) {
+            zmq_msg_t frame;
+            if (zmq_msg_init_size(&frame, (size_t)size) != 0) {
                 slog_error("rpc: out of memory for a request of %" PRIu64 " bytes", size);
                 abort();
             }
             evbuffer_drain(in, (size_t)hl);
-            evbuffer_remove(in, zmq_msg_data(&c->frame), (size_t)size);
-            c->kept = true;
+            evbuffer_remove(in, zmq_msg_data(&frame), (size_t)size);
             c->frames = 1;
             c->bytes = (size_t)size;
-            s_deliver(c);
+            s_deliver(c, &frame);
             continue;
         }
         /* a frame of a request refused unread (several frames, or too long) */
@@ -326,7 +323,7 @@ static void s_process(conn_t *c)
         c->skip = size;
         c->skip_last = !more;
         if (size == 0 && !more)
-            s_deliver(c);
+            s_deliver(c, NULL);
     }
 }
 

@@ -857,8 +857,10 @@ static void s_on_front(evutil_socket_t fd, short what, void *arg)
             continue;
         }
         size_t bytes = zmq_msg_size(&parts[1]);
-        for (int k = n == 2 ? 2 : 1; k < n && k < 3; k++)
-            zmq_msg_close(&parts[k]);
+        if (n > 2) {   /* refused unread: the two frames kept go */
+            zmq_msg_close(&parts[1]);
+            zmq_msg_close(&parts[2]);
+        }
         s_on_call(srv, &parts[0], n == 2 ? &parts[1] : NULL, (size_t)n - 1, bytes);
     }
     if (!srv->draining)
