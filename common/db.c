@@ -382,6 +382,19 @@ int db_exec_row(db_t *db, const db_stmt_t *stmt, const char *const *params)
     return rc;
 }
 
+int db_exec_each(db_t *db, const db_stmt_t *stmt, const char *const *params,
+                 void (*fn)(void *arg, const char *value), void *arg)
+{
+    PGresult *r = s_exec(db, stmt, params, NULL, NULL, 0);
+
+    if (!r)
+        return -1;
+    for (int i = 0; i < PQntuples(r); i++)
+        fn(arg, PQgetvalue(r, i, 0));
+    PQclear(r);
+    return 0;
+}
+
 int db_exec_ok(db_t *db, const db_stmt_t *stmt, const char *const *params)
 {
     PGresult *r = s_exec(db, stmt, params, NULL, NULL, 0);

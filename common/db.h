@@ -54,6 +54,12 @@ PGresult *db_exec(db_t *db, const db_stmt_t *stmt, const char *const *params)
 int db_exec_row(db_t *db, const db_stmt_t *stmt, const char *const *params)
     __attribute__((warn_unused_result));
 
+/* Runs a statement and gives the first column of each row, as text, to
+ * `fn` (valid during the call only): 0, or -1 on failure. */
+int db_exec_each(db_t *db, const db_stmt_t *stmt, const char *const *params,
+                 void (*fn)(void *arg, const char *value), void *arg)
+    __attribute__((warn_unused_result));
+
 /* Runs a statement whose result does not matter: 0, or -1 on failure. */
 int db_exec_ok(db_t *db, const db_stmt_t *stmt, const char *const *params)
     __attribute__((warn_unused_result));

@@ -34,7 +34,8 @@ static const sub_stream_t s_consumes[] = {
     {"orders", "shop.orders.v1.", catalog_apply_orders, .commit_each = true},
 };
 
-static const char *const s_anomalies[] = {"paid_reservation_lost", "review_of_unknown_sku", NULL};
+static const char *const s_anomalies[] = {"paid_reservation_lost", "review_of_unknown_sku",
+                                          "reservation_expired", NULL};
 
 #define SET(field) offsetof(catalog_settings_t, field)
 static const cfg_var_t s_settings[] = {

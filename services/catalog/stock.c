@@ -501,6 +501,9 @@ int catalog_maintain(db_t *db, void *settings)
             ev.reason = "expired";
             if (server_emit(db, &ev.base, e.ids[i]) != 0)
                 rc = -1;
+            else
+                server_anomaly("reservation_expired", "order %s: its hold ended before the order "
+                               "was paid or cancelled; the stock is given back", e.ids[i]);
         }
         for (size_t k = 0; k < l.n; k++)
             free(l.store[k].sku);

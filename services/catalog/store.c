@@ -428,13 +428,7 @@ int store_expired(db_t *db, int limit, store_id_fn fn, void *arg)
     const char *p[1] = {l};
 
     snprintf(l, sizeof l, "%d", limit);
-    PGresult *r = db_exec(db, &s_expired, p);
-    if (!r)
-        return -1;
-    for (int i = 0; i < PQntuples(r); i++)
-        fn(arg, PQgetvalue(r, i, 0));
-    PQclear(r);
-    return 0;
+    return db_exec_each(db, &s_expired, p, fn, arg);
 }
 
 /* --- products -------------------------------------------------------------- */

@@ -21,6 +21,16 @@ typedef struct {
 
 typedef Shop__Orders__V1__Order order_t;
 
+/* How long a placement's stock and coupon uses are held before they go
+ * back by themselves: a retry may finish the placement up to the pending
+ * timeout from now, the unpaid timeout then cancels it (which gives them
+ * back); ten minutes to spare. The settings' ranges keep this within the
+ * 7 days the catalog and promotions allow. */
+static inline int64_t orders_hold_s(const orders_settings_t *set)
+{
+    return set->pending_timeout_s + set->unpaid_timeout_s + 600;
+}
+
 #define ORDERS_HANDLER(name) \
     status_t name(call_t *call, const ProtobufCMessage *request, ProtobufCMessage *response)
 

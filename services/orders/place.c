@@ -1,26 +1,34 @@
 /* place: PlaceOrder and ImportOrder, the saga that takes an order from a
  * cart to a stored order across three services.
  *
- * 1. A 'pending' row, keyed by the idempotency key (or the channel's order
- *    id), is committed first: from then on the placement is on record.
+ * 1. The order id: for a placement a retry can repeat (an idempotency key,
+ *    or the channel's order id), derived from the key, the request and the
+ *    number of earlier failed attempts with the key, read together with the
+ *    order that may hold the key already (then that order is the answer);
+ *    otherwise random. Nothing is written yet.
  * 2. The catalog reserves the stock (all lines or none) under the order id.
  * 3. Promotions prices the cart and redeems its coupons and capped rules
  *    under the order id (PlaceOrder only; imports come priced).
- * 4. The row becomes 'placed' with its prices, and OrderPlaced is written
- *    in the same transaction.
- * Steps 2 and 3 are idempotent by order id, so a retry with the same key
- * (even concurrent with the first attempt, or after a crash) drives the
- * same order forward and step 4's conditional update lets exactly one
- * attempt finish it. A placement that cannot finish is 'failed' with
- * OrderAbandoned, which the catalog and promotions apply by giving back
- * what steps 2 and 3 took; one left pending by a crash is given back the
- * same way by the maintenance tick after ORDERS_PENDING_TIMEOUT_S, and a
- * held reservation also expires in the catalog. No stock row lock or
- * transaction is held across a call to another service. */
+ * 4. The order is written, placed, with OrderPlaced in the same
+ *    transaction: the placement's one write.
+ * Steps 2 and 3 are idempotent by order id and held for a time: a retry
+ * (even concurrent with the first attempt, or after a crash) reaches the
+ * same id and drives the same placement forward, and step 4's insert lets
+ * exactly one attempt finish it. A placement that cannot finish is written
+ * 'failed' with OrderAbandoned, which the catalog and promotions apply by
+ * giving back what steps 2 and 3 took. One that nobody finishes (the
+ * service stopped in between, and no retry came) is given back when its
+ * holds expire, after ORDERS_PENDING_TIMEOUT_S + ORDERS_UNPAID_TIMEOUT_S +
+ * 600 s. No stock row lock or transaction is held across a call to another
+ * service. */
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+
+#include <openssl/evp.h>
 
 #include "money.h"
 #include "orders.h"
@@ -38,14 +46,13 @@ typedef Shop__Catalog__V1__Shortage shortage_t;
 typedef struct {
     call_t *call;
     const orders_settings_t *set;
-    /* The request as sent, to tell a retry from another order. */
-    const uint8_t *request;
-    size_t request_len;
+    /* What the placement is written with; `pl.id` is `id`. */
+    store_placement_t pl;
+    uint8_t hash[32];   /* SHA-256 of the request as sent */
     char id[40];
-    /* The key was taken by an order past pending: that order is the answer. */
+    /* The answer, when it is an order already there: the one holding the
+     * key, or the one a concurrent attempt at this placement finished. */
     order_t *existing;
-    /* The key was taken, by the same request (or another). */
-    bool same;
     /* The caller can retry this placement (an idempotency key or an
      * external order id names it). */
     bool keyed;
@@ -81,11 +88,23 @@ static void s_on_existing(void *arg, const store_order_t *row)
     saga_t *s = arg;
     ProtobufCAllocator a = call_allocator(s->call);
 
-    snprintf(s->id, sizeof s->id, "%s", row->id);
-    if (strcmp(row->state, "pending") != 0)
-        s->existing = orders_from_row(row, &a);
-    /* else being placed by an earlier attempt (or one that crashed): this
-     * one drives it on */
+    s->existing = orders_from_row(row, &a);
+}
+
+/* "O" and 20 characters of Crockford's base32 (100 bits) of `bytes`. */
+static void s_id_from(char *id, size_t len, const uint8_t *bytes)
+{
+    static const char digits[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+    if (len < 22)
+        return;
+    id[0] = 'O';
+    for (int i = 0; i < 20; i++) {
+        int bit = i * 5;
+        unsigned v = ((unsigned)bytes[bit / 8] << 8 | bytes[bit / 8 + 1]) >> (11 - bit % 8);
+        id[1 + i] = digits[v & 31];
+    }
+    id[21] = '\0';
 }
 
 /* An order read back, in the call's memory. */
@@ -101,35 +120,121 @@ static void s_on_placed(void *arg, const store_order_t *row)
     p->order = orders_from_row(row, &a);
 }
 
-/* Step 1: the pending row, committed. STATUS_OK with s->existing set means
- * the answer is that order. */
-static status_t s_begin(saga_t *s, const char *customer_id, const char *key, const char *channel,
-                        const char *external_id)
+/* Step 1: the order id. STATUS_OK with s->existing set means the answer is
+ * that order. `key` (a PlaceOrder's idempotency key) or `external_id` (an
+ * ImportOrder's) may be NULL: then the placement cannot be repeated and its
+ * id is random. */
+static status_t s_begin(saga_t *s, const ProtobufCMessage *request, const char *customer_id,
+                        const char *key, const char *channel, const char *external_id)
 {
-    /* Each statement commits by itself: the row is on record before any
-     * other service is called, with no BEGIN and COMMIT around it. */
-    call_without_transaction(s->call);
-    int rc = store_pending(call_db(s->call), customer_id, key, channel, external_id, s->request,
-                           s->request_len, s->id, sizeof s->id, &s->same, s_on_existing, s);
-    if (rc < 0)
-        return call_db_fail(s->call, "start the order");
-    /* A key stands for one request; an external order id for one order,
-     * however its channel sends it again. */
-    if (rc == 1 && !s->same && key)
-        return call_fail(s->call, STATUS_ALREADY_EXISTS,
-                         "%s is already being used for another order (%s)",
-                         key ? "this idempotency key" : "this external order id", s->id);
-    if (rc == 1 && !s->existing && !s->id[0])
-        return call_fail(s->call, STATUS_INTERNAL, "the existing order does not read back");
-    if (s->existing)
+    size_t len;
+    const uint8_t *bytes = call_pack(s->call, request, &len);
+    uint8_t digest[32];
+    unsigned n = 0;
+
+    s->pl = (store_placement_t){s->id, customer_id, channel, key, external_id, s->hash,
+                                sizeof s->hash};
+    s->keyed = key || external_id;
+    if (!EVP_Digest(bytes, len, s->hash, &n, EVP_sha256(), NULL) || n != sizeof s->hash)
+        return call_fail(s->call, STATUS_INTERNAL, "cannot hash the request");
+    if (!s->keyed) {
+        if (getrandom(digest, sizeof digest, 0) != (ssize_t)sizeof digest)
+            return call_fail(s->call, STATUS_INTERNAL, "no random bytes for an order id");
+        s_id_from(s->id, sizeof s->id, digest);
         return STATUS_OK;
-    if (call_commit(s->call) != 0)   /* nothing open: what follows is one transaction again */
-        return call_db_fail(s->call, "commit the pending order");
+    }
+    /* reads only, each by itself: the placement's one write is its last step */
+    call_without_transaction(s->call);
+    int64_t failed = 0;
+    bool same = false;
+    int rc = store_lookup(call_db(s->call), customer_id, key, channel, external_id, s->hash,
+                          sizeof s->hash, &failed, &same, s_on_existing, s);
+    if (rc < 0)
+        return call_db_fail(s->call, "look the key up");
+    if (rc == 1 && !s->existing)
+        return call_fail(s->call, STATUS_INTERNAL, "the order holding the key does not read back");
+    if (rc == 1) {
+        /* A key stands for one request; an external order id for one order,
+         * however its channel sends it again. */
+        if (key && !same)
+            return call_fail(s->call, STATUS_ALREADY_EXISTS,
+                             "this idempotency key is already being used for another order (%s)",
+                             s->existing->id);
+        if (s->existing->state == SHOP__ORDERS__V1__ORDER_STATE__ORDER_STATE_UNSPECIFIED)
+            /* 'pending', written by an earlier version: given up by the
+             * maintenance tick after ORDERS_PENDING_TIMEOUT_S */
+            return call_fail(s->call, STATUS_UNAVAILABLE, "order %s is still being placed; "
+                             "retry later with the same key", s->existing->id);
+        return STATUS_OK;
+    }
+    /* The same key, request and attempt give the same id: what a crashed or
+     * concurrent attempt reserved and redeemed is this one's. */
+    char attempt[24];
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    snprintf(attempt, sizeof attempt, "%lld", (long long)failed);
+    bool ok = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) &&
+              EVP_DigestUpdate(md, key ? "place" : "import", key ? 6 : 7) &&
+              EVP_DigestUpdate(md, key ? customer_id : channel, strlen(key ? customer_id : channel) + 1) &&
+              EVP_DigestUpdate(md, key ? key : external_id, strlen(key ? key : external_id) + 1) &&
+              (!key || EVP_DigestUpdate(md, s->hash, sizeof s->hash)) &&
+              EVP_DigestUpdate(md, attempt, strlen(attempt) + 1) &&
+              EVP_DigestFinal_ex(md, digest, &n) && n == sizeof digest;
+    EVP_MD_CTX_free(md);
+    if (!ok)
+        return call_fail(s->call, STATUS_INTERNAL, "cannot derive the order id");
+    s_id_from(s->id, sizeof s->id, digest);
+    if (call_commit(s->call) != 0)   /* what follows is one transaction again */
+        return call_db_fail(s->call, "end the reads");
     return STATUS_OK;
 }
 
-/* Gives the placement up: 'failed' and OrderAbandoned, committed with the
- * error the call returns. */
+/* A placement whose id was taken by another: whether `o` is this
+ * placement's order (the same key), which a concurrent attempt placed. */
+static bool s_ours(const saga_t *s, const order_t *o)
+{
+    if (s->pl.idem_key)
+        return strcmp(o->customer_id, s->pl.customer_id) == 0 && strcmp(o->channel, "shop") == 0;
+    if (s->pl.external_id)
+        return strcmp(o->channel, s->pl.channel) == 0 &&
+               strcmp(o->external_id, s->pl.external_id) == 0;
+    return false;
+}
+
+/* The order with this placement's id, read back into s->existing (NULL if
+ * there is none). */
+static status_t s_read_back(saga_t *s)
+{
+    placed_t p = {s->call, NULL};
+    int rc = store_order_get(call_db(s->call), s->id, "", "", false, s_on_placed, &p);
+
+    if (rc < 0)
+        return call_db_fail(s->call, "read the order");
+    s->existing = rc == 0 ? p.order : NULL;
+    if (rc == 0 && !p.order)
+        return call_fail(s->call, STATUS_INTERNAL, "order %s does not read back", s->id);
+    return STATUS_OK;
+}
+
+/* Writes the placement 'failed' with OrderAbandoned (which gives back what
+ * it holds), kept even though the call fails: 0; 1 if its id is taken;
+ * -1 (database). */
+static int s_give_back(saga_t *s, const char *why)
+{
+    db_t *db = call_db(s->call);
+    int rc = store_insert_failed(db, &s->pl, why);
+
+    if (rc != 0)
+        return rc;
+    Shop__Orders__V1__OrderAbandoned ev = SHOP__ORDERS__V1__ORDER_ABANDONED__INIT;
+    ev.order_id = s->id;
+    ev.reason = (char *)why;
+    if (server_emit(db, &ev.base, s->id) != 0)   /* correlated by order */
+        return -1;
+    call_keep_writes(s->call);
+    return 0;
+}
+
+/* Gives the placement up (s_give_back), with the error the call returns. */
 static status_t s_fail(saga_t *s, status_t code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static status_t s_fail(saga_t *s, status_t code, const char *fmt, ...)
@@ -140,27 +245,24 @@ static status_t s_fail(saga_t *s, status_t code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(why, sizeof why, fmt, ap);
     va_end(ap);
-    int rc = orders_abandon(call_db(s->call), s->id, why);
+    int rc = s_give_back(s, why);
     if (rc < 0)
-        return call_db_fail(s->call, "abandon the order");   /* the maintenance tick will */
-    if (rc == 1) {
-        /* A concurrent attempt (a retry with the same key) placed the order
-         * while this one failed, maybe because of that attempt: its stock
-         * and coupons are that order's. That order is the answer. */
-        placed_t p = {s->call, NULL};
-        rc = store_order_get(call_db(s->call), s->id, "", "", false, s_on_placed, &p);
-        if (rc < 0)
-            return call_db_fail(s->call, "read the order");
-        if (rc != 0 || !p.order)
-            return call_fail(s->call, STATUS_INTERNAL, "order %s does not read back", s->id);
-        s->existing = p.order;
-        return STATUS_OK;
-    }
-    call_keep_writes(s->call);
-    if (rc == 2)   /* given up meanwhile: this failure may only follow from that */
-        return call_fail(s->call, STATUS_ABORTED, "order %s was given up meanwhile (%s); try again",
-                         s->id, why);
-    return call_fail(s->call, code, "%s", why);
+        return call_db_fail(s->call, "abandon the order");
+    if (rc == 0)
+        return call_fail(s->call, code, "%s", why);
+    /* The id is taken: a concurrent attempt at this placement (a retry with
+     * the same key) finished it first. */
+    status_t st = s_read_back(s);
+    if (st != STATUS_OK)
+        return st;
+    if (s->existing && s->existing->state != SHOP__ORDERS__V1__ORDER_STATE__ORDER_STATE_UNSPECIFIED &&
+        s_ours(s, s->existing))
+        return STATUS_OK;   /* placed: its stock and coupons are that order's, the answer */
+    s->existing = NULL;
+    /* given up: what it held goes back with its OrderAbandoned, and this
+     * failure may only follow from that */
+    return call_fail(s->call, STATUS_ABORTED, "order %s was given up meanwhile (%s); try again",
+                     s->id, why);
 }
 
 /* Another service's verdict on the order, as this call's status. */
@@ -178,22 +280,20 @@ static bool s_transient(status_t st)
 }
 
 /* A step that got no verdict (no answer, or a conflict with a concurrent
- * attempt that outlasted the retries): the placement stays pending. The
- * call may still be running there and commit after this gives up, so what
- * it takes can only be given back once it no longer can: by a retry with
- * the same key, or by the maintenance tick after ORDERS_PENDING_TIMEOUT_S
- * (giving it back now would leave a late commit's stock or coupon use
- * held for good). */
+ * attempt that outlasted the retries): nothing is written. The call may
+ * still be running there and commit after this gives up, so what it takes
+ * can only be given back once it no longer can: by a retry with the same
+ * key, which finds it under the same order id, or when its hold expires. */
 static status_t s_no_verdict(saga_t *s, const char *who, status_t st, const char *msg)
 {
     const orders_settings_t *set = s->set;
 
     if (s->keyed)
         return call_fail(s->call, STATUS_UNAVAILABLE, "%s: %s; order %s is not placed yet: "
-                         "retry with the same idempotency key", who, msg ? msg : status_name(st), s->id);
+                         "retry with the same key", who, msg ? msg : status_name(st), s->id);
     return call_fail(s->call, STATUS_UNAVAILABLE, "%s: %s; order %s is not placed, and what it "
                      "holds goes back within %lld s: try again", who, msg ? msg : status_name(st),
-                     s->id, (long long)set->pending_timeout_s);
+                     s->id, (long long)orders_hold_s(set));
 }
 
 /* Calls another service for a step, trying again (a few times, briefly)
@@ -229,11 +329,7 @@ static status_t s_reserve(saga_t *s, Shop__Catalog__V1__ReservationLine **lines,
     req.order_id = s->id;
     req.lines = lines;
     req.n_lines = n;
-    /* Held until the order is paid or cancelled: a retry may finish the
-     * placement up to the pending timeout from now, the unpaid timeout
-     * then cancels it and gives the stock back; ten minutes to spare.
-     * (The settings' ranges keep this within the catalog's 7 days.) */
-    req.ttl_seconds = (uint32_t)(s->set->pending_timeout_s + s->set->unpaid_timeout_s + 600);
+    req.ttl_seconds = (uint32_t)orders_hold_s(s->set);
     status_t st = s_step(s, "catalog", RESERVE_METHOD, &req.base,
                          &shop__catalog__v1__reserve_stock_response__descriptor, &out, &msg);
     if (s_transient(st)) {
@@ -282,6 +378,7 @@ static status_t s_redeem(saga_t *s, const Shop__Orders__V1__PlaceOrderRequest *r
     q.coupon_codes = req->coupon_codes;
     q.n_coupon_codes = req->n_coupon_codes;
     rr.order_id = s->id;
+    rr.hold_seconds = (uint32_t)orders_hold_s(s->set);
     rr.quote = &q;
     rr.expected_total_saved = req->expected_total_saved;
     status_t st = s_step(s, "promotions", REDEEM_METHOD, &rr.base,
@@ -367,7 +464,7 @@ static uint8_t *s_placed_body(call_t *call, const saga_t *s,
     return call_pack(call, &o.base, len);
 }
 
-/* Step 4: the order stored, with its events; *out is the order as stored.
+/* Step 4: the order written, with its events; *out is the order as stored.
  * If another attempt finished it first, that order is the answer. */
 static status_t s_finish(saga_t *s, const char *state, const uint8_t *body, size_t body_len,
                          const char *currency, int64_t total, const char *payment_ref,
@@ -375,26 +472,52 @@ static status_t s_finish(saga_t *s, const char *state, const uint8_t *body, size
 {
     db_t *db = call_db(s->call);
     placed_t p = {s->call, NULL};
-    int rc = store_place(db, s->id, state, body, body_len, currency, total, payment_ref,
-                         s_on_placed, &p);
+    int rc = store_insert_placed(db, &s->pl, state, body, body_len, currency, total, payment_ref,
+                                 s_on_placed, &p);
 
     if (rc < 0)
         return call_db_fail(s->call, "store the order");
     if (rc == 1) {
-        rc = store_order_get(db, s->id, "", "", false, s_on_placed, &p);
+        /* The id or the key is taken. By a concurrent attempt at this same
+         * placement that placed it (the answer) or gave it up (what it held
+         * went back with that); or, the key, by another attempt with
+         * another id: what this one holds must go back. */
+        status_t st = s_read_back(s);
+        if (st != STATUS_OK)
+            return st;
+        if (s->existing && s_ours(s, s->existing)) {
+            if (s->existing->state != SHOP__ORDERS__V1__ORDER_STATE__ORDER_STATE_UNSPECIFIED) {
+                *out = s->existing;
+                return STATUS_OK;
+            }
+            s->existing = NULL;
+            return call_fail(s->call, STATUS_ABORTED, "order %s was given up meanwhile; try again",
+                             s->id);
+        }
+        if (s->existing)   /* not this placement's: an id can only clash by chance */
+            return call_fail(s->call, STATUS_INTERNAL, "order id %s is taken", s->id);
+        rc = s_give_back(s, "its key was taken by another placement meanwhile");
         if (rc < 0)
-            return call_db_fail(s->call, "read the order");
-        if (rc == 0 && p.order && p.order->state != SHOP__ORDERS__V1__ORDER_STATE__ORDER_STATE_UNSPECIFIED) {
-            *out = p.order;   /* a concurrent retry placed it */
+            return call_db_fail(s->call, "abandon the order");
+        if (rc == 1)
+            return call_fail(s->call, STATUS_ABORTED, "order %s was placed or given up meanwhile; "
+                             "try again", s->id);
+        /* The order that took the key: the answer if it came from the same
+         * request (an import's external id stands for one order). */
+        int64_t failed;
+        bool same = false;
+        rc = store_lookup(db, s->pl.customer_id, s->pl.idem_key, s->pl.channel, s->pl.external_id,
+                          s->hash, sizeof s->hash, &failed, &same, s_on_existing, s);
+        if (rc < 0)
+            return call_db_fail(s->call, "look the key up");
+        if (rc == 1 && s->existing && (same || !s->pl.idem_key) &&
+            s->existing->state != SHOP__ORDERS__V1__ORDER_STATE__ORDER_STATE_UNSPECIFIED) {
+            *out = s->existing;
             return STATUS_OK;
         }
-        /* Given up meanwhile (the pending timeout): what this attempt took
-         * must go back as well. */
-        status_t code = s_fail(s, STATUS_ABORTED, "the placement of %s took too long and was "
-                               "given up; try again", s->id);
-        if (s->existing)
-            *out = s->existing;   /* placed after all, by a concurrent retry */
-        return code;
+        s->existing = NULL;
+        return call_fail(s->call, STATUS_ALREADY_EXISTS, "this %s was taken by another order "
+                         "meanwhile", s->pl.idem_key ? "idempotency key" : "external order id");
     }
     if (!p.order)
         return call_fail(s->call, STATUS_INTERNAL, "order %s does not read back", s->id);
@@ -477,9 +600,8 @@ ORDERS_HANDLER(orders_place)
         return code;
     if (strlen(key) > 128)
         return call_fail(call, STATUS_INVALID_ARGUMENT, "idempotency key: at most 128 characters");
-    s.request = call_pack(call, request, &s.request_len);   /* what a retry must repeat */
-    s.keyed = key[0] != '\0';
-    if ((code = s_begin(&s, req->customer_id, key[0] ? key : NULL, "shop", NULL)) != STATUS_OK)
+    if ((code = s_begin(&s, request, req->customer_id, key[0] ? key : NULL, "shop", NULL)) !=
+        STATUS_OK)
         return code;
     if (s.existing) {
         resp->order = s.existing;
@@ -621,9 +743,9 @@ ORDERS_HANDLER(orders_import)
 
     if ((code = s_check_import(call, s.set, req)) != STATUS_OK)
         return code;
-    s.request = call_pack(call, request, &s.request_len);   /* what a retry must repeat */
-    s.keyed = true;   /* the channel sends it again */
-    if ((code = s_begin(&s, req->customer_id, NULL, req->channel, req->external_id)) != STATUS_OK)
+    /* keyed: the channel sends it again */
+    if ((code = s_begin(&s, request, req->customer_id, NULL, req->channel, req->external_id)) !=
+        STATUS_OK)
         return code;
     if (s.existing) {
         resp->order = s.existing;

@@ -72,85 +72,96 @@ static int s_order_rows(db_t *db, const db_stmt_t *stmt, const char *const *p, c
 
 /* --- placement -------------------------------------------------------------- */
 
-static const db_stmt_t s_pending = {
-    "ord_pending",
-    "INSERT INTO orders (id, customer_id, state, channel, idem_key, external_id, request_hash) "
-    /* at least 7 digits: lpad alone would cut an 8-digit number to 7 */
-    "VALUES ('O' || to_char(now() AT TIME ZONE 'UTC', 'YYMMDD') || "
-    "        (SELECT lpad(n::text, greatest(7, length(n::text)), '0') "
-    "         FROM nextval('order_number') AS n), $1, 'pending', $2, $3, $4, sha256($5)) "
-    "ON CONFLICT DO NOTHING RETURNING id",
+/* The live order (not failed) holding a placement's key, with whether it
+ * came from the same request, and how many failed placements had the key:
+ * one row, the order's columns NULL when there is none. */
+static const db_stmt_t s_lookup = {
+    "ord_lookup",
+    "SELECT o.*, (SELECT count(*) FROM orders f WHERE f.freed_key = coalesce($2, $4) "
+    "             AND CASE WHEN $2::text IS NOT NULL THEN f.customer_id = $1 AND f.channel = 'shop' "
+    "                      ELSE f.channel = $3 END) "
+    "FROM (SELECT 1) one LEFT JOIN LATERAL "
+    "     (SELECT " ORDER_COLS ", request_hash IS NOT DISTINCT FROM $5 FROM orders "
+    "      WHERE ($2::text IS NOT NULL AND customer_id = $1 AND idem_key = $2) "
+    "         OR ($4::text IS NOT NULL AND channel = $3 AND external_id = $4)) o ON true",
     5};
 
-static const db_stmt_t s_by_key = {
-    "ord_by_key",
-    "SELECT " ORDER_COLS ", request_hash IS NOT DISTINCT FROM sha256($5) FROM orders "
-    "WHERE ($2::text IS NOT NULL AND customer_id = $1 AND idem_key = $2) "
-    "   OR ($4::text IS NOT NULL AND channel = $3 AND external_id = $4)",
-    5};
-
-int store_pending(db_t *db, const char *customer_id, const char *idem_key, const char *channel,
-                  const char *external_id, const uint8_t *request, size_t request_len, char *id,
-                  size_t idlen, bool *same, store_order_fn fn, void *arg)
+int store_lookup(db_t *db, const char *customer_id, const char *idem_key, const char *channel,
+                 const char *external_id, const uint8_t *request_hash, size_t hash_len,
+                 int64_t *failed, bool *same, store_order_fn fn, void *arg)
 {
-    const char *p[5] = {customer_id, channel, idem_key, external_id, (const char *)request};
-    const char *p2[5] = {customer_id, idem_key, channel, external_id, (const char *)request};
-    const int lengths[5] = {0, 0, 0, 0, (int)request_len};
+    const char *p[5] = {customer_id, idem_key, channel, external_id, (const char *)request_hash};
+    const int lengths[5] = {0, 0, 0, 0, (int)hash_len};
     const int formats[5] = {0, 0, 0, 0, 1};
+    PGresult *r = db_exec_bin(db, &s_lookup, p, lengths, formats);
+    int rc = 0;
 
-    /* A key freed by a failed placement between the two statements makes
-     * the insert worth trying again. */
-    for (int attempt = 0; attempt < 3; attempt++) {
-        PGresult *r = db_exec_bin(db, &s_pending, p, lengths, formats);
-        if (!r)
-            return -1;
-        if (PQntuples(r) == 1) {
-            snprintf(id, idlen, "%s", PQgetvalue(r, 0, 0));
-            PQclear(r);
-            return 0;
-        }
+    if (!r)
+        return -1;
+    if (PQntuples(r) != 1) {
         PQclear(r);
-        PGresult *e = db_exec_bin(db, &s_by_key, p2, lengths, formats);
-        if (!e)
-            return -1;
-        int n = PQntuples(e);
-        if (n == 1) {
-            *same = PQgetvalue(e, 0, 15)[0] == 't';
-            if (s_rows(e, 0, fn, NULL, arg) != 0)
-                n = -1;
-        }
-        PQclear(e);
-        if (n != 0)
-            return n < 0 ? -1 : 1;
+        return -1;
     }
-    return -1;
+    *failed = s_int(r, 0, 16);
+    if (!PQgetisnull(r, 0, 0)) {
+        *same = PQgetvalue(r, 0, 15)[0] == 't';
+        rc = s_rows(r, 0, fn, NULL, arg) == 0 ? 1 : -1;
+    }
+    PQclear(r);
+    return rc;
 }
 
-static const db_stmt_t s_place = {
-    "ord_place",
-    "UPDATE orders SET state = $2, body = $3, currency = $4, total = $5, payment_ref = $6, "
-    "  placed_at = now(), updated_at = now(), "
-    "  paid_at = CASE WHEN $2 = 'paid' THEN now() END "
-    "WHERE id = $1 AND state = 'pending' RETURNING " ORDER_COLS,
-    6};
+static const db_stmt_t s_insert_placed = {
+    "ord_insert_placed",
+    "INSERT INTO orders (id, customer_id, state, channel, idem_key, external_id, request_hash, "
+    "                    body, currency, total, payment_ref, placed_at, paid_at) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now(), "
+    "        CASE WHEN $3 = 'paid' THEN now() END) "
+    "ON CONFLICT DO NOTHING RETURNING " ORDER_COLS,
+    11};
 
-int store_place(db_t *db, const char *id, const char *state, const uint8_t *body, size_t body_len,
-                const char *currency, int64_t total, const char *payment_ref, store_order_fn fn,
-                void *arg)
+int store_insert_placed(db_t *db, const store_placement_t *pl, const char *state,
+                        const uint8_t *body, size_t body_len, const char *currency, int64_t total,
+                        const char *payment_ref, store_order_fn fn, void *arg)
 {
     char t[24];
-    const char *p[6] = {id, state, (const char *)body, currency, t, payment_ref};
-    const int lengths[6] = {0, 0, (int)body_len, 0, 0, 0};
-    const int formats[6] = {0, 0, 1, 0, 0, 0};
+    const char *p[11] = {pl->id, pl->customer_id, state, pl->channel, pl->idem_key,
+                         pl->external_id, (const char *)pl->request_hash, (const char *)body,
+                         currency, t, payment_ref};
+    const int lengths[11] = {0, 0, 0, 0, 0, 0, (int)pl->hash_len, (int)body_len, 0, 0, 0};
+    const int formats[11] = {0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0};
 
     s_i64(t, sizeof t, total);
-    return s_order_rows(db, &s_place, p, lengths, formats, fn, arg);
+    return s_order_rows(db, &s_insert_placed, p, lengths, formats, fn, arg);
+}
+
+static const db_stmt_t s_insert_failed = {
+    "ord_insert_failed",
+    "INSERT INTO orders (id, customer_id, state, channel, freed_key, request_hash, reason) "
+    "VALUES ($1, $2, 'failed', $3, coalesce($4, $5), $6, $7) "
+    "ON CONFLICT DO NOTHING RETURNING id",
+    7};
+
+int store_insert_failed(db_t *db, const store_placement_t *pl, const char *reason)
+{
+    const char *p[7] = {pl->id, pl->customer_id, pl->channel, pl->idem_key, pl->external_id,
+                        (const char *)pl->request_hash, reason};
+    const int lengths[7] = {0, 0, 0, 0, 0, (int)pl->hash_len, 0};
+    const int formats[7] = {0, 0, 0, 0, 0, 1, 0};
+    PGresult *r = db_exec_bin(db, &s_insert_failed, p, lengths, formats);
+    int rc;
+
+    if (!r)
+        return -1;
+    rc = PQntuples(r) == 1 ? 0 : 1;
+    PQclear(r);
+    return rc;
 }
 
 static const db_stmt_t s_abandon = {
     "ord_abandon",
     "UPDATE orders SET state = 'failed', reason = $2, idem_key = NULL, external_id = NULL, "
-    "  updated_at = now() "
+    "  freed_key = coalesce(idem_key, external_id), updated_at = now() "
     "WHERE id = $1 AND state = 'pending' RETURNING id",
     2};
 
@@ -240,13 +251,8 @@ int store_stale(db_t *db, const char *state, int64_t age_s, int limit, store_id_
 
     s_i64(a, sizeof a, age_s);
     s_i64(l, sizeof l, limit);
-    PGresult *r = db_exec(db, strcmp(state, "pending") == 0 ? &s_stale_pending : &s_stale_placed, p);
-    if (!r)
-        return -1;
-    for (int i = 0; i < PQntuples(r); i++)
-        fn(arg, PQgetvalue(r, i, 0));
-    PQclear(r);
-    return 0;
+    return db_exec_each(db, strcmp(state, "pending") == 0 ? &s_stale_pending : &s_stale_placed, p,
+                        fn, arg);
 }
 
 static const db_stmt_t s_list = {

@@ -20,23 +20,36 @@ typedef struct {
 } store_order_t;
 typedef void (*store_order_fn)(void *arg, const store_order_t *o);
 
-/* Starts a placement: a 'pending' order keyed by (customer_id, idem_key)
- * or (channel, external_id) (NULL = no key), remembering a hash of the
- * request. A new order's id goes to `id`; if the key is taken, the existing
- * order is given to `fn` instead, *same tells whether it was placed with
- * the same request, and 1 is returned. */
-int store_pending(db_t *db, const char *customer_id, const char *idem_key, const char *channel,
-                  const char *external_id, const uint8_t *request, size_t request_len, char *id,
-                  size_t idlen, bool *same, store_order_fn fn, void *arg)
+/* What a placement is written with: its id, and the key a retry finds it
+ * by, (customer_id, idem_key) or (channel, external_id), NULL = none. */
+typedef struct {
+    const char *id, *customer_id, *channel, *idem_key, *external_id;
+    const uint8_t *request_hash;   /* SHA-256 of the request as sent */
+    size_t hash_len;
+} store_placement_t;
+
+/* The live order (placed or later) holding (customer_id, idem_key) or
+ * (channel, external_id) (NULL = not that key): 1, the order to `fn` and
+ * *same whether it came from a request with this hash; 0 if none. Either
+ * way *failed counts the failed placements that had the key. */
+int store_lookup(db_t *db, const char *customer_id, const char *idem_key, const char *channel,
+                 const char *external_id, const uint8_t *request_hash, size_t hash_len,
+                 int64_t *failed, bool *same, store_order_fn fn, void *arg)
     __attribute__((warn_unused_result));
 
-/* Finishes a pending placement as `state` ("placed" or "paid"); 1 if the
- * order is no longer pending. The row as stored goes to `fn`. */
-int store_place(db_t *db, const char *id, const char *state, const uint8_t *body, size_t body_len,
-                const char *currency, int64_t total, const char *payment_ref, store_order_fn fn,
-                void *arg) __attribute__((warn_unused_result));
+/* Writes the placement as `state` ("placed" or "paid"): 0 and the row as
+ * stored to `fn`; 1 if its id or its key is taken. */
+int store_insert_placed(db_t *db, const store_placement_t *pl, const char *state,
+                        const uint8_t *body, size_t body_len, const char *currency, int64_t total,
+                        const char *payment_ref, store_order_fn fn, void *arg)
+    __attribute__((warn_unused_result));
 
-/* A pending placement that will not finish: 'failed', its keys freed so a
+/* Writes the placement as 'failed', its key kept as freed_key: 0; 1 if its
+ * id is taken (placed or failed by a concurrent attempt). */
+int store_insert_failed(db_t *db, const store_placement_t *pl, const char *reason)
+    __attribute__((warn_unused_result));
+
+/* A pending placement (left by an earlier version) that will not finish: 'failed', its keys freed so a
  * retry can place the order anew (0); 1 if it was failed already (or is
  * not there), 2 if it is past pending: placed by a concurrent attempt. */
 int store_abandon(db_t *db, const char *id, const char *reason) __attribute__((warn_unused_result));

@@ -36,6 +36,9 @@ static const sub_stream_t s_consumes[] = {
     {"orders", "shop.orders.v1.", promo_apply_orders, .commit_each = true},
 };
 
+/* A redemption held for a time (an order that was never placed) given back. */
+static const char *const s_anomalies[] = {"hold_expired", NULL};
+
 #define SET(field) offsetof(promo_settings_t, field)
 static const cfg_var_t s_settings[] = {
     {"PROMOTIONS_MAX_LINES", CFG_INT, "100", 1, 1000, SET(max_lines), "most lines in one quote"},
@@ -62,6 +65,7 @@ int main(int argc, char **argv)
         .maintain = promo_maintain,
         .consumes = s_consumes,
         .n_consumes = sizeof s_consumes / sizeof s_consumes[0],
+        .anomalies = s_anomalies,
         /* a quote's terms live in memory, refreshed when they change */
         .listen = "promotions_terms",
         .on_notify = cache_notified,

@@ -1,6 +1,9 @@
 /* order_events: an order cancelled, or a placement abandoned, gives its
  * coupon uses and rule budget back (the same as Release), applied by the
- * runtime's subscriber exactly once and in order. */
+ * runtime's subscriber exactly once and in order. A paid order keeps what
+ * it redeemed for good: a hold for a time (RedeemRequest.hold_seconds) no
+ * longer expires. The maintenance tick gives back holds that expired. */
+#include <stdio.h>
 #include <string.h>
 
 #include "promotions.h"
@@ -74,6 +77,16 @@ int promo_apply_orders(db_t *db, const Shop__Common__V1__Envelope *event, void *
         }
         if (e)
             shop__orders__v1__order_cancelled__free_unpacked(e, NULL);
+    } else if (strcmp(event->type, "shop.orders.v1.OrderPaid") == 0) {
+        Shop__Orders__V1__OrderPaid *e = shop__orders__v1__order_paid__unpack(NULL, b->len, b->data);
+        if (!e || !e->order) {
+            slog_error("promotions: event %s %llu is malformed; skipped", event->type,
+                       (unsigned long long)event->sequence);
+        } else {
+            rc = store_hold_keep(db, e->order->id);
+        }
+        if (e)
+            shop__orders__v1__order_paid__free_unpacked(e, NULL);
     } else if (strcmp(event->type, "shop.orders.v1.OrderAbandoned") == 0) {
         Shop__Orders__V1__OrderAbandoned *e =
             shop__orders__v1__order_abandoned__unpack(NULL, b->len, b->data);
@@ -88,9 +101,34 @@ int promo_apply_orders(db_t *db, const Shop__Common__V1__Envelope *event, void *
     return rc;
 }
 
+typedef struct {
+    char ids[100][129];
+    int n;
+} expired_t;
+
+static void s_expired(void *arg, const char *order_id)
+{
+    expired_t *e = arg;
+    snprintf(e->ids[e->n++], sizeof e->ids[0], "%s", order_id);
+}
+
 int promo_maintain(db_t *db, void *settings)
 {
-    if (store_tombstone_purge(db) != 0)
+    static expired_t e;   /* one maintenance thread per process */
+
+    e.n = 0;
+    if (store_tombstone_purge(db) != 0 || store_hold_expired(db, 100, s_expired, &e) != 0)
+        return -1;
+    /* each release committed by itself, as the orders consumer does (see
+     * pro_release_lock: no transaction holds two releases' locks) */
+    for (int i = 0; i < e.n; i++) {
+        if (db_commit(db) != 0 || db_begin(db) != 0 ||
+            s_release(db, e.ids[i], "hold expired", false) != 0)
+            return -1;
+        server_anomaly("hold_expired", "order %s: its redemption's hold ended before the order "
+                       "was paid or cancelled; its coupon and rule uses are given back", e.ids[i]);
+    }
+    if (e.n && (db_commit(db) != 0 || db_begin(db) != 0))
         return -1;
     return usage_refresh(db, settings);
 }

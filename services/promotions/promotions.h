@@ -43,6 +43,9 @@ int promo_apply_orders(db_t *db, const Shop__Common__V1__Envelope *event, void *
  * counts read again. 0, or -1 (database). */
 int promo_maintain(db_t *db, void *settings);
 
+/* The longest a redemption may be held for a time (RedeemRequest.hold_seconds). */
+#define PROMO_MAX_HOLD_S 604800
+
 /* A SKU code as the catalog allows it: 1 to 64 of A-Z a-z 0-9 . _ - */
 bool promo_valid_sku(const char *code);
 /* A coupon code: 3 to 40 of A-Z 0-9 - (coupons.c). */

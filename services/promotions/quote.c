@@ -459,6 +459,9 @@ static status_t s_redeem(call_t *call, const Shop__Promotions__V1__RedeemRequest
 
     if (ol < 1 || ol > 128)
         return call_fail(call, STATUS_INVALID_ARGUMENT, "order_id: 1 to 128 characters");
+    if (req->hold_seconds > PROMO_MAX_HOLD_S)
+        return call_fail(call, STATUS_INVALID_ARGUMENT, "hold_seconds: at most %d (7 days)",
+                         PROMO_MAX_HOLD_S);
     /* reads first, each by itself; a redemption that records something
      * opens its transaction below */
     call_without_transaction(call);
@@ -507,7 +510,7 @@ static status_t s_redeem(call_t *call, const Shop__Promotions__V1__RedeemRequest
     /* the order's row first: a concurrent Redeem of the same order waits
      * here, then fails on the key and its retry reads this result */
     if (store_redemption_insert(db, req->order_id, req->quote->customer_id, req_bytes, req_len,
-                                quote_bytes, quote_len) != 0) {
+                                quote_bytes, quote_len, req->hold_seconds) != 0) {
         if (strcmp(db_sqlstate(db), "23505") == 0)
             return call_fail(call, STATUS_ABORTED, "order %s is being redeemed meanwhile; retry",
                              req->order_id);

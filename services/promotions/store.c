@@ -385,14 +385,9 @@ int store_coupon_insert(db_t *db, const store_coupon_t *c, const char *const *co
     s_i64(ms, sizeof ms, c->min_spend);
     s_i64(st, sizeof st, c->starts_ms);
     s_i64(en, sizeof en, c->ends_ms);
-    PGresult *r = db_exec(db, &s_coupon_insert, p);
+    int rc = db_exec_each(db, &s_coupon_insert, p, fn, arg);
     free(arr);
-    if (!r)
-        return -1;
-    for (int i = 0; i < PQntuples(r); i++)
-        fn(arg, PQgetvalue(r, i, 0));
-    PQclear(r);
-    return 0;
+    return rc;
 }
 
 int store_coupons(db_t *db, const char *const *codes, size_t n, const char *customer_id, bool lock,
@@ -485,9 +480,10 @@ static const db_stmt_t s_redemption_peek = {"pro_redemption_peek", REDEMPTION_RE
 
 static const db_stmt_t s_redemption_insert = {
     "pro_redemption_insert",
-    "INSERT INTO redemption (order_id, customer_id, state, request, quote) "
-    "VALUES ($1, $2, 'redeemed', $3, $4)",
-    4};
+    "INSERT INTO redemption (order_id, customer_id, state, request, quote, expires_at) "
+    "VALUES ($1, $2, 'redeemed', $3, $4, "
+    "        CASE WHEN $5::int > 0 THEN now() + make_interval(secs => $5::int) END)",
+    5};
 
 /* One use of a coupon, refused past its total limit or the customer's. */
 static const db_stmt_t s_coupon_use = {
@@ -601,11 +597,14 @@ int store_redemption_get(db_t *db, const char *order_id, bool lock, char *state,
 
 int store_redemption_insert(db_t *db, const char *order_id, const char *customer_id,
                             const uint8_t *request, size_t request_len, const uint8_t *quote,
-                            size_t quote_len)
+                            size_t quote_len, uint32_t hold_seconds)
 {
-    const char *p[4] = {order_id, customer_id, (const char *)request, (const char *)quote};
-    int lengths[4] = {0, 0, (int)request_len, (int)quote_len};
-    int formats[4] = {0, 0, 1, 1};
+    char hold[16];
+    const char *p[5] = {order_id, customer_id, (const char *)request, (const char *)quote, hold};
+    int lengths[5] = {0, 0, (int)request_len, (int)quote_len, 0};
+    int formats[5] = {0, 0, 1, 1, 0};
+
+    snprintf(hold, sizeof hold, "%u", hold_seconds);
     PGresult *r = db_exec_bin(db, &s_redemption_insert, p, lengths, formats);
 
     if (!r)
@@ -667,6 +666,32 @@ static const db_stmt_t s_tombstone_purge = {
     0};
 
 int store_tombstone_purge(db_t *db) { return db_exec_ok(db, &s_tombstone_purge, NULL); }
+
+static const db_stmt_t s_hold_expired = {
+    "pro_hold_expired",
+    "SELECT order_id FROM redemption WHERE state = 'redeemed' AND expires_at IS NOT NULL "
+    "AND expires_at < now() ORDER BY expires_at LIMIT $1",
+    1};
+
+int store_hold_expired(db_t *db, int limit, store_code_fn fn, void *arg)
+{
+    char lim[16];
+    const char *p[1] = {lim};
+
+    snprintf(lim, sizeof lim, "%d", limit);
+    return db_exec_each(db, &s_hold_expired, p, fn, arg);
+}
+
+static const db_stmt_t s_hold_keep = {
+    "pro_hold_keep",
+    "UPDATE redemption SET expires_at = NULL WHERE order_id = $1 AND expires_at IS NOT NULL",
+    1};
+
+int store_hold_keep(db_t *db, const char *order_id)
+{
+    const char *p[1] = {order_id};
+    return db_exec_ok(db, &s_hold_keep, p);
+}
 
 int store_redemption_release(db_t *db, const char *order_id, store_code_fn fn, void *arg)
 {

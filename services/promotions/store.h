@@ -116,7 +116,7 @@ int store_redemption_get(db_t *db, const char *order_id, bool lock, char *state,
 
 int store_redemption_insert(db_t *db, const char *order_id, const char *customer_id,
                             const uint8_t *request, size_t request_len, const uint8_t *quote,
-                            size_t quote_len) __attribute__((warn_unused_result));
+                            size_t quote_len, uint32_t hold_seconds) __attribute__((warn_unused_result));
 
 /* Counts one use of a coupon against its limits: 1 if the total limit or
  * the customer's limit is reached. Call after store_coupons(lock true),
@@ -142,5 +142,14 @@ int store_redemption_tombstone(db_t *db, const char *order_id) __attribute__((wa
 
 /* Deletes up to 500 of those records a day old (no late call can come). */
 int store_tombstone_purge(db_t *db) __attribute__((warn_unused_result));
+
+/* Order ids of up to `limit` redemptions held for a time that has passed,
+ * the oldest first, through fn. 0 or -1. */
+int store_hold_expired(db_t *db, int limit, store_code_fn fn, void *arg)
+    __attribute__((warn_unused_result));
+
+/* The order's redemption is kept until released (its hold no longer
+ * expires). 0 or -1. */
+int store_hold_keep(db_t *db, const char *order_id) __attribute__((warn_unused_result));
 
 #endif

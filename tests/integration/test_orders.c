@@ -309,22 +309,90 @@ static void s_late_calls(void)
     CHECK_INT(s_sql_until(0, "SELECT count(*) FROM promotions.redemption WHERE order_id = '%s'", id), 0);
 }
 
-/* Order numbers past seven digits stay whole (and distinct). */
-static void s_order_numbers(void)
+/* Order ids: 100 bits of Crockford's base32 after an O, random without a
+ * key, derived from the key otherwise; a placement is written once. */
+static bool s_id_ok(const char *id)
 {
-    char a[40], b[40], c[40];
+    if (strlen(id) != 21 || id[0] != 'O')
+        return false;
+    for (size_t i = 1; i < 21; i++)
+        if (!strchr("0123456789ABCDEFGHJKMNPQRSTVWXYZ", id[i]))
+            return false;
+    return true;
+}
 
-    CHECK_INT(s_sql("SELECT setval('orders.order_number', 9999998)"), 9999998);
+static void s_order_ids(void)
+{
+    char a[40], b[40], c[40], d[40];
+
     CHECK_INT(s_place(a, NULL, "c-num", "{\"sku\":\"CUP-1\",\"quantity\":1}", NULL), STATUS_OK);
     CHECK_INT(s_place(b, NULL, "c-num", "{\"sku\":\"CUP-1\",\"quantity\":1}", NULL), STATUS_OK);
-    CHECK_INT(s_place(c, NULL, "c-num", "{\"sku\":\"CUP-1\",\"quantity\":1}", NULL), STATUS_OK);
-    CHECK(strlen(a) > 7 && strcmp(a + strlen(a) - 7, "9999999") == 0);
-    CHECK(strlen(b) > 8 && strcmp(b + strlen(b) - 8, "10000000") == 0);
-    CHECK(strlen(c) > 8 && strcmp(c + strlen(c) - 8, "10000001") == 0);
-    /* the stock is held past the latest the order can be cancelled for not
-     * being paid: pending timeout (60 s) + unpaid timeout (1800 s) + 600 s */
+    CHECK(s_id_ok(a) && s_id_ok(b));
+    CHECK(strcmp(a, b) != 0);
+    /* one write: placed in the transaction that created the row */
+    CHECK_INT(s_sql("SELECT count(*) FROM orders.orders WHERE id IN ('%s', '%s') "
+                    "AND created_at = placed_at AND updated_at = placed_at", a, b), 2);
+    /* with a key: a failed attempt, then the key places an order of its own */
+    CHECK_INT(s_place(NULL, "k-ids", "c-num", "{\"sku\":\"LAST-1\",\"quantity\":50}", NULL),
+              STATUS_FAILED_PRECONDITION);
+    CHECK_INT(s_sql("SELECT count(*) FROM orders.orders WHERE customer_id = 'c-num' "
+                    "AND freed_key = 'k-ids' AND state = 'failed' AND idem_key IS NULL"), 1);
+    CHECK_INT(jcall(&s_cat, "AdjustStock", "{\"sku\":\"LAST-1\",\"delta\":50,\"reason\":\"receipt\"}"),
+              STATUS_OK);
+    CHECK_INT(s_place(c, "k-ids", "c-num", "{\"sku\":\"LAST-1\",\"quantity\":50}", NULL), STATUS_OK);
+    CHECK(s_id_ok(c));
+    CHECK_INT(s_sql("SELECT count(*) FROM orders.orders WHERE freed_key = 'k-ids' AND id <> '%s'", c), 1);
+    long long last = s_reserved("LAST-1");
+    CHECK(last >= 50);
+    CHECK_INT(O("CancelOrder", "{\"orderId\":\"%s\"}", c), STATUS_OK);
+    CHECK_INT(s_sql_until(last - 50, "SELECT reserved FROM catalog.sku WHERE code = 'LAST-1'"), last - 50);
+    CHECK_INT(jcall(&s_cat, "AdjustStock", "{\"sku\":\"LAST-1\",\"delta\":-50,\"reason\":\"correction\"}"),
+              STATUS_OK);
+    /* the stock and the coupon use are held past the latest the order can be
+     * cancelled for not being paid: pending timeout (60 s) + unpaid timeout
+     * (1800 s) + 600 s */
+    CHECK_INT(s_place(d, "k-hold", "c-hold", "{\"sku\":\"TEA-A\",\"quantity\":1}", "\"WELCOME10\""),
+              STATUS_OK);
+    long long total = NUM("order.total.minorUnits");
     CHECK_INT(s_sql("SELECT round(extract(epoch FROM expires_at - created_at)) FROM catalog.reservation "
-                    "WHERE order_id = '%s'", c), 2460);
+                    "WHERE order_id = '%s'", d), 2460);
+    CHECK_INT(s_sql("SELECT round(extract(epoch FROM expires_at - created_at)) FROM promotions.redemption "
+                    "WHERE order_id = '%s'", d), 2460);
+    /* paid: the coupon use is the order's for good */
+    CHECK_INT(O("MarkPaid", "{\"orderId\":\"%s\",\"amount\":{\"minorUnits\":%lld,\"currency\":\"CNY\"},"
+                "\"paymentReference\":\"pay-hold\"}", d, total), STATUS_OK);
+    CHECK_INT(s_sql_until(1, "SELECT count(*) FROM promotions.redemption WHERE order_id = '%s' "
+                             "AND state = 'redeemed' AND expires_at IS NULL", d), 1);
+    /* a redemption whose order never comes: given back when its hold ends */
+    long long used = s_sql("SELECT used FROM promotions.coupon WHERE code = 'WELCOME10'");
+    CHECK_INT(jcall(&s_pro, "Redeem", "{\"orderId\":\"O-NEVER\",\"holdSeconds\":1,\"quote\":{"
+                    "\"customerId\":\"c-never\",\"lines\":[{\"sku\":\"TEA-A\",\"quantity\":1}],"
+                    "\"couponCodes\":[\"WELCOME10\"]}}"), STATUS_OK);
+    CHECK_INT(s_sql("SELECT used FROM promotions.coupon WHERE code = 'WELCOME10'"), used + 1);
+    CHECK_INT(s_sql_until(1, "SELECT count(*) FROM promotions.redemption WHERE order_id = 'O-NEVER' "
+                             "AND state = 'released'"), 1);
+    CHECK_INT(s_sql("SELECT used FROM promotions.coupon WHERE code = 'WELCOME10'"), used);
+    CHECK_INT(s_sql("SELECT count(*) FROM promotions.outbox WHERE correlation_id = 'O-NEVER' "
+                    "AND type = 'shop.promotions.v1.CouponReleased'"), 1);
+    /* and its stock, the same */
+    long long tea = s_reserved("TEA-A");
+    CHECK_INT(jcall(&s_cat, "ReserveStock", "{\"orderId\":\"O-NEVER\",\"ttlSeconds\":1,\"lines\":[{"
+                    "\"sku\":\"TEA-A\",\"quantity\":1}]}"), STATUS_OK);
+    CHECK_INT(s_reserved("TEA-A"), tea + 1);
+    CHECK_INT(s_sql_until(tea, "SELECT reserved FROM catalog.sku WHERE code = 'TEA-A'"), tea);
+    /* both counted as anomalies: a placement that never finished */
+    char *metrics = NULL;
+    CHECK_INT(harness_http_get(s_pro_svc.admin_port, "/metrics", &metrics), 200);
+    CHECK(metrics && strstr(metrics, "shop_anomalies_total{kind=\"hold_expired\"} 1") != NULL);
+    free(metrics);
+    metrics = NULL;
+    CHECK_INT(harness_http_get(s_cat_svc.admin_port, "/metrics", &metrics), 200);
+    CHECK(metrics && strstr(metrics, "shop_anomalies_total{kind=\"reservation_expired\"} 1") != NULL);
+    free(metrics);
+    /* a hold longer than 7 days is refused */
+    CHECK_INT(jcall(&s_pro, "Redeem", "{\"orderId\":\"O-LONG\",\"holdSeconds\":604801,\"quote\":{"
+                    "\"customerId\":\"c-long\",\"lines\":[{\"sku\":\"TEA-A\",\"quantity\":1}]}}"),
+              STATUS_INVALID_ARGUMENT);
 }
 
 static void s_flash_sale(void)
@@ -718,7 +786,7 @@ int main(void)
         s_queries();
         s_retry_races();
         s_late_calls();
-        s_order_numbers();
+        s_order_ids();
         s_release_batch(cat_conn, cat_env, pro_conn, pro_env);
         /* the invariants: stock adds up, nothing below zero */
         CHECK_INT(s_sql("SELECT count(*) FROM catalog.sku WHERE reserved < 0 OR reserved > on_hand"), 0);
