@@ -194,9 +194,10 @@ static bool s_ours(const saga_t *s, const order_t *o)
 {
     if (s->pl.idem_key)
         return strcmp(o->customer_id, s->pl.customer_id) == 0 && strcmp(o->channel, "shop") == 0;
-    if (s->pl.external_id)
+    if (s->pl.external_id)   /* a failed row keeps no external id */
         return strcmp(o->channel, s->pl.channel) == 0 &&
-               strcmp(o->external_id, s->pl.external_id) == 0;
+               (strcmp(o->external_id, s->pl.external_id) == 0 ||
+                o->state == SHOP__ORDERS__V1__ORDER_STATE__ORDER_STATE_UNSPECIFIED);
     return false;
 }
 
@@ -343,6 +344,17 @@ static status_t s_reserve(saga_t *s, Shop__Catalog__V1__ReservationLine **lines,
             s->n_shortages = r->n_shortages;
         }
         code = s_fail(s, s_verdict(st), "stock: %s", msg ? msg : status_name(st));
+    } else {
+        /* A retry reaches the reservation an earlier attempt made: placed
+         * with it only within ORDERS_PENDING_TIMEOUT_S of its making, so
+         * the order is paid or cancelled before its hold ends. An older
+         * placement is given up (its holds go back) and the next attempt
+         * gets an id, and holds, of its own. */
+        const Shop__Catalog__V1__ReserveStockResponse *r = (const void *)out;
+        int64_t left_ms = r && r->reservation ? r->reservation->expires_at_ms - util_now_ms() : 0;
+        if (left_ms < (orders_hold_s(s->set) - s->set->pending_timeout_s) * 1000)
+            code = s_fail(s, STATUS_ABORTED, "order %s was started more than %lld s ago and is "
+                          "given up; try again", s->id, (long long)s->set->pending_timeout_s);
     }
     free(msg);
     if (out)

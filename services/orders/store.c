@@ -73,13 +73,15 @@ static int s_order_rows(db_t *db, const db_stmt_t *stmt, const char *const *p, c
 /* --- placement -------------------------------------------------------------- */
 
 /* The live order (not failed) holding a placement's key, with whether it
- * came from the same request, and how many failed placements had the key:
+ * came from the same request, and how many failed placements had the key
+ * (with a PlaceOrder's key, the same request: another cart's failure under
+ * the key does not move this one's id):
  * one row, the order's columns NULL when there is none. */
 static const db_stmt_t s_lookup = {
     "ord_lookup",
     "SELECT o.*, (SELECT count(*) FROM orders f WHERE f.freed_key = coalesce($2, $4) "
     "             AND CASE WHEN $2::text IS NOT NULL THEN f.customer_id = $1 AND f.channel = 'shop' "
-    "                      ELSE f.channel = $3 END) "
+    "                      AND f.request_hash = $5 ELSE f.channel = $3 END) "
     "FROM (SELECT 1) one LEFT JOIN LATERAL "
     "     (SELECT " ORDER_COLS ", request_hash IS NOT DISTINCT FROM $5 FROM orders "
     "      WHERE ($2::text IS NOT NULL AND customer_id = $1 AND idem_key = $2) "

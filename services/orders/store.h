@@ -31,7 +31,8 @@ typedef struct {
 /* The live order (placed or later) holding (customer_id, idem_key) or
  * (channel, external_id) (NULL = not that key): 1, the order to `fn` and
  * *same whether it came from a request with this hash; 0 if none. Either
- * way *failed counts the failed placements that had the key. */
+ * way *failed counts the failed placements that had the key (an
+ * idempotency key: with this request). */
 int store_lookup(db_t *db, const char *customer_id, const char *idem_key, const char *channel,
                  const char *external_id, const uint8_t *request_hash, size_t hash_len,
                  int64_t *failed, bool *same, store_order_fn fn, void *arg)

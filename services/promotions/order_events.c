@@ -40,11 +40,15 @@ static void s_on_released(void *arg, const char *code)
 }
 
 /* `abandoned`: the placement was given up, and may have redeemed nothing
- * yet (a cancelled order was placed: its Redeem answered long ago). */
-static int s_release(db_t *db, const char *order_id, const char *reason, bool abandoned)
+ * yet (a cancelled order was placed: its Redeem answered long ago).
+ * `expired_only`: given back only if its hold has ended (it may have been
+ * paid for, or released, since it was found). 0 if something was given
+ * back, 1 if nothing was, -1 on failure. */
+static int s_release(db_t *db, const char *order_id, const char *reason, bool abandoned,
+                     bool expired_only)
 {
     released_t r = {db, order_id, reason, 0};
-    int rc = store_redemption_release(db, order_id, s_on_released, &r);
+    int rc = store_redemption_release(db, order_id, expired_only, s_on_released, &r);
 
     if (rc == 1 && abandoned) {
         /* Nothing redeemed (or released before). A Redeem its caller gave
@@ -53,11 +57,9 @@ static int s_release(db_t *db, const char *order_id, const char *reason, bool ab
          * release it, in a statement that sees it. */
         rc = store_redemption_tombstone(db, order_id);
         if (rc == 1)
-            rc = store_redemption_release(db, order_id, s_on_released, &r);
+            rc = store_redemption_release(db, order_id, false, s_on_released, &r);
     }
-    if (rc < 0)
-        return -1;
-    return r.rc;   /* 1 (released before) is fine */
+    return rc < 0 || r.rc != 0 ? -1 : rc;
 }
 
 int promo_apply_orders(db_t *db, const Shop__Common__V1__Envelope *event, void *settings)
@@ -73,7 +75,7 @@ int promo_apply_orders(db_t *db, const Shop__Common__V1__Envelope *event, void *
             slog_error("promotions: event %s %llu is malformed; skipped", event->type,
                        (unsigned long long)event->sequence);
         } else {
-            rc = s_release(db, e->order->id, "order cancelled", false);
+            rc = s_release(db, e->order->id, "order cancelled", false, false);
         }
         if (e)
             shop__orders__v1__order_cancelled__free_unpacked(e, NULL);
@@ -94,7 +96,7 @@ int promo_apply_orders(db_t *db, const Shop__Common__V1__Envelope *event, void *
             slog_error("promotions: event %s %llu is malformed; skipped", event->type,
                        (unsigned long long)event->sequence);
         } else {
-            rc = s_release(db, e->order_id, "order not placed", true);
+            rc = s_release(db, e->order_id, "order not placed", true, false);
             shop__orders__v1__order_abandoned__free_unpacked(e, NULL);
         }
     }
@@ -122,10 +124,13 @@ int promo_maintain(db_t *db, void *settings)
     /* each release committed by itself, as the orders consumer does (see
      * pro_release_lock: no transaction holds two releases' locks) */
     for (int i = 0; i < e.n; i++) {
-        if (db_commit(db) != 0 || db_begin(db) != 0 ||
-            s_release(db, e.ids[i], "hold expired", false) != 0)
+        if (db_commit(db) != 0 || db_begin(db) != 0)
             return -1;
-        server_anomaly("hold_expired", "order %s: its redemption's hold ended before the order "
+        int rc = s_release(db, e.ids[i], "hold expired", false, true);
+        if (rc < 0)
+            return -1;
+        if (rc == 0)
+            server_anomaly("hold_expired", "order %s: its redemption's hold ended before the order "
                        "was paid or cancelled; its coupon and rule uses are given back", e.ids[i]);
     }
     if (e.n && (db_commit(db) != 0 || db_begin(db) != 0))

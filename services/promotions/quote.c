@@ -608,7 +608,7 @@ PROMO_HANDLER(promo_release)
         return call_fail(call, STATUS_INVALID_ARGUMENT, "order_id: 1 to 128 characters");
     if (strlen(req->reason) > 200)
         return call_fail(call, STATUS_INVALID_ARGUMENT, "reason: at most 200 characters");
-    int rc = store_redemption_release(db, req->order_id, s_on_released, &r);
+    int rc = store_redemption_release(db, req->order_id, false, s_on_released, &r);
     if (rc < 0)
         return call_db_fail(call, "release");
     if (rc == 1) {

@@ -512,7 +512,8 @@ static const db_stmt_t s_rule_use = {
 static const db_stmt_t s_release = {
     "pro_release",
     "WITH r AS (UPDATE redemption SET state = 'released', released_at = now() "
-    "           WHERE order_id = $1 AND state = 'redeemed' RETURNING order_id), "
+    "           WHERE order_id = $1 AND state = 'redeemed' "
+    "             AND (NOT $2::bool OR expires_at < now()) RETURNING order_id), "
     "u AS (DELETE FROM redemption_use WHERE order_id = (SELECT order_id FROM r) "
     "      RETURNING source, code, saved), "
     "c AS (UPDATE coupon SET used = used - 1 FROM u "
@@ -522,7 +523,7 @@ static const db_stmt_t s_release = {
     "SELECT (SELECT count(*) FROM r), code FROM c "
     "UNION ALL SELECT (SELECT count(*) FROM r), NULL WHERE NOT EXISTS (SELECT 1 FROM c) "
     "ORDER BY 2",
-    1};
+    2};
 
 /* Locks what an order's redemption counted in the order Redeem takes it:
  * the rules, then the coupons with a per-customer limit, each as
@@ -684,18 +685,20 @@ int store_hold_expired(db_t *db, int limit, store_code_fn fn, void *arg)
 
 static const db_stmt_t s_hold_keep = {
     "pro_hold_keep",
-    "UPDATE redemption SET expires_at = NULL WHERE order_id = $1 AND expires_at IS NOT NULL",
+    "UPDATE redemption SET expires_at = NULL WHERE order_id = $1 AND expires_at IS NOT NULL "
+    "RETURNING 1",
     1};
 
 int store_hold_keep(db_t *db, const char *order_id)
 {
     const char *p[1] = {order_id};
-    return db_exec_ok(db, &s_hold_keep, p);
+    return db_exec_row(db, &s_hold_keep, p);
 }
 
-int store_redemption_release(db_t *db, const char *order_id, store_code_fn fn, void *arg)
+int store_redemption_release(db_t *db, const char *order_id, bool expired_only, store_code_fn fn,
+                             void *arg)
 {
-    const char *p[1] = {order_id};
+    const char *p[2] = {order_id, expired_only ? "true" : "false"};
 
     if (db_exec_ok(db, &s_release_lock, p) != 0)
         return -1;

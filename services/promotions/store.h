@@ -131,8 +131,10 @@ int store_rule_use(db_t *db, const char *order_id, const char *code, int64_t sav
                    const char **exhausted) __attribute__((warn_unused_result));
 
 /* Marks the redemption released and gives every use back; the coupon codes
- * given back through fn. 1 if it was not redeemed. */
-int store_redemption_release(db_t *db, const char *order_id, store_code_fn fn, void *arg)
+ * given back through fn. 1 if it was not redeemed (or, `expired_only`, if
+ * its hold has not ended: kept, or paid for meanwhile). */
+int store_redemption_release(db_t *db, const char *order_id, bool expired_only, store_code_fn fn,
+                             void *arg)
     __attribute__((warn_unused_result));
 
 /* Records an order that redeemed nothing as released, so a Redeem of it
@@ -149,7 +151,7 @@ int store_hold_expired(db_t *db, int limit, store_code_fn fn, void *arg)
     __attribute__((warn_unused_result));
 
 /* The order's redemption is kept until released (its hold no longer
- * expires). 0 or -1. */
+ * expires): 0; 1 if it had no hold. */
 int store_hold_keep(db_t *db, const char *order_id) __attribute__((warn_unused_result));
 
 #endif

@@ -348,6 +348,31 @@ static void s_order_ids(void)
     CHECK_INT(s_sql_until(last - 50, "SELECT reserved FROM catalog.sku WHERE code = 'LAST-1'"), last - 50);
     CHECK_INT(jcall(&s_cat, "AdjustStock", "{\"sku\":\"LAST-1\",\"delta\":-50,\"reason\":\"correction\"}"),
               STATUS_OK);
+    /* a placement cut short after its reservation (here: its row removed)
+     * is finished by a retry under the same id, whatever another cart
+     * under the key did meanwhile */
+    char e[40], f[40];
+    CHECK_INT(s_place(e, "k-cut", "c-cut", "{\"sku\":\"CUP-1\",\"quantity\":1}", NULL), STATUS_OK);
+    CHECK_INT(s_sql("WITH d AS (DELETE FROM orders.orders WHERE id = '%s' RETURNING 1) "
+                    "SELECT count(*) FROM d", e), 1);
+    CHECK_INT(s_place(NULL, "k-cut", "c-cut", "{\"sku\":\"POT-1\",\"quantity\":99}", NULL),
+              STATUS_FAILED_PRECONDITION);
+    CHECK_INT(s_place(f, "k-cut", "c-cut", "{\"sku\":\"CUP-1\",\"quantity\":1}", NULL), STATUS_OK);
+    CHECK_STR(f, e);
+    CHECK_INT(s_sql("SELECT count(*) FROM catalog.reservation WHERE order_id = '%s' AND state = 'held'", e), 1);
+    /* ... but not once it began more than the pending timeout ago: given up
+     * (its stock goes back), and the retry after that gets an id of its own */
+    CHECK_INT(s_sql("WITH d AS (DELETE FROM orders.orders WHERE id = '%s' RETURNING 1) "
+                    "SELECT count(*) FROM d", e), 1);
+    CHECK_INT(s_sql("WITH u AS (UPDATE catalog.reservation SET expires_at = expires_at - interval '61 seconds' "
+                    "WHERE order_id = '%s' RETURNING 1) SELECT count(*) FROM u", e), 1);
+    CHECK_INT(s_place(NULL, "k-cut", "c-cut", "{\"sku\":\"CUP-1\",\"quantity\":1}", NULL), STATUS_ABORTED);
+    CHECK_INT(s_sql_until(1, "SELECT count(*) FROM catalog.reservation WHERE order_id = '%s' "
+                             "AND state = 'released'", e), 1);
+    CHECK_INT(s_place(f, "k-cut", "c-cut", "{\"sku\":\"CUP-1\",\"quantity\":1}", NULL), STATUS_OK);
+    CHECK(strcmp(f, e) != 0);
+    CHECK_INT(s_sql("SELECT round(extract(epoch FROM expires_at - created_at)) FROM catalog.reservation "
+                    "WHERE order_id = '%s'", f), 2460);
     /* the stock and the coupon use are held past the latest the order can be
      * cancelled for not being paid: pending timeout (60 s) + unpaid timeout
      * (1800 s) + 600 s */
