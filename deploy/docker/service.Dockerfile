@@ -14,8 +14,7 @@ ARG SERVICE
 RUN test -n "${SERVICE}" || { echo "build with --build-arg SERVICE=<name>" >&2; exit 1; }
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential cmake pkg-config \
-        libzmq3-dev libprotobuf-c-dev protobuf-c-compiler libevent-dev libpq-dev libssl-dev \
-        libjansson-dev \
+        libzmq3-dev libprotobuf-c-dev protobuf-c-compiler libevent-dev libpq-dev libjansson-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY CMakeLists.txt ./

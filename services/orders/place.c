@@ -28,8 +28,6 @@
 #include <string.h>
 #include <sys/random.h>
 
-#include <openssl/evp.h>
-
 #include "money.h"
 #include "orders.h"
 #include "shop/catalog/v1/catalog.pb-c.h"
@@ -48,7 +46,6 @@ typedef struct {
     const orders_settings_t *set;
     /* What the placement is written with; `pl.id` is `id`. */
     store_placement_t pl;
-    uint8_t hash[32];   /* SHA-256 of the request as sent */
     char id[40];
     /* The answer, when it is an order already there: the one holding the
      * key, or the one a concurrent attempt at this placement finished. */
@@ -130,13 +127,9 @@ static status_t s_begin(saga_t *s, const ProtobufCMessage *request, const char *
     size_t len;
     const uint8_t *bytes = call_pack(s->call, request, &len);
     uint8_t digest[32];
-    unsigned n = 0;
 
-    s->pl = (store_placement_t){s->id, customer_id, channel, key, external_id, s->hash,
-                                sizeof s->hash};
+    s->pl = (store_placement_t){s->id, customer_id, channel, key, external_id, bytes, len};
     s->keyed = key || external_id;
-    if (!EVP_Digest(bytes, len, s->hash, &n, EVP_sha256(), NULL) || n != sizeof s->hash)
-        return call_fail(s->call, STATUS_INTERNAL, "cannot hash the request");
     if (!s->keyed) {
         if (getrandom(digest, sizeof digest, 0) != (ssize_t)sizeof digest)
             return call_fail(s->call, STATUS_INTERNAL, "no random bytes for an order id");
@@ -145,10 +138,9 @@ static status_t s_begin(saga_t *s, const ProtobufCMessage *request, const char *
     }
     /* reads only, each by itself: the placement's one write is its last step */
     call_without_transaction(s->call);
-    int64_t failed = 0;
     bool same = false;
-    int rc = store_lookup(call_db(s->call), customer_id, key, channel, external_id, s->hash,
-                          sizeof s->hash, &failed, &same, s_on_existing, s);
+    int rc = store_lookup(call_db(s->call), customer_id, key, channel, external_id, bytes, len,
+                          digest, &same, s_on_existing, s);
     if (rc < 0)
         return call_db_fail(s->call, "look the key up");
     if (rc == 1 && !s->existing)
@@ -169,19 +161,6 @@ static status_t s_begin(saga_t *s, const ProtobufCMessage *request, const char *
     }
     /* The same key, request and attempt give the same id: what a crashed or
      * concurrent attempt reserved and redeemed is this one's. */
-    char attempt[24];
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    snprintf(attempt, sizeof attempt, "%lld", (long long)failed);
-    bool ok = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) &&
-              EVP_DigestUpdate(md, key ? "place" : "import", key ? 6 : 7) &&
-              EVP_DigestUpdate(md, key ? customer_id : channel, strlen(key ? customer_id : channel) + 1) &&
-              EVP_DigestUpdate(md, key ? key : external_id, strlen(key ? key : external_id) + 1) &&
-              (!key || EVP_DigestUpdate(md, s->hash, sizeof s->hash)) &&
-              EVP_DigestUpdate(md, attempt, strlen(attempt) + 1) &&
-              EVP_DigestFinal_ex(md, digest, &n) && n == sizeof digest;
-    EVP_MD_CTX_free(md);
-    if (!ok)
-        return call_fail(s->call, STATUS_INTERNAL, "cannot derive the order id");
     s_id_from(s->id, sizeof s->id, digest);
     if (call_commit(s->call) != 0)   /* what follows is one transaction again */
         return call_db_fail(s->call, "end the reads");
@@ -516,10 +495,10 @@ static status_t s_finish(saga_t *s, const char *state, const uint8_t *body, size
                              "try again", s->id);
         /* The order that took the key: the answer if it came from the same
          * request (an import's external id stands for one order). */
-        int64_t failed;
+        uint8_t digest[32];
         bool same = false;
         rc = store_lookup(db, s->pl.customer_id, s->pl.idem_key, s->pl.channel, s->pl.external_id,
-                          s->hash, sizeof s->hash, &failed, &same, s_on_existing, s);
+                          s->pl.request, s->pl.request_len, digest, &same, s_on_existing, s);
         if (rc < 0)
             return call_db_fail(s->call, "look the key up");
         if (rc == 1 && s->existing && (same || !s->pl.idem_key) &&

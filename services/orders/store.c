@@ -73,38 +73,50 @@ static int s_order_rows(db_t *db, const db_stmt_t *stmt, const char *const *p, c
 /* --- placement -------------------------------------------------------------- */
 
 /* The live order (not failed) holding a placement's key, with whether it
- * came from the same request, and how many failed placements had the key
- * (with a PlaceOrder's key, the same request: another cart's failure under
- * the key does not move this one's id):
- * one row, the order's columns NULL when there is none. */
+ * came from the same request; and the id digest of the placement's next
+ * attempt: SHA-256 of its kind, (customer, key) or (channel, external id),
+ * the request's hash (with an idempotency key) and how many failed
+ * placements had the key (with an idempotency key, the same request:
+ * another cart's failure under the key does not move this one's id). One
+ * row, the order's columns NULL when there is none. */
 static const db_stmt_t s_lookup = {
     "ord_lookup",
-    "SELECT o.*, (SELECT count(*) FROM orders f WHERE f.freed_key = coalesce($2, $4) "
-    "             AND CASE WHEN $2::text IS NOT NULL THEN f.customer_id = $1 AND f.channel = 'shop' "
-    "                      AND f.request_hash = $5 ELSE f.channel = $3 END) "
-    "FROM (SELECT 1) one LEFT JOIN LATERAL "
-    "     (SELECT " ORDER_COLS ", request_hash IS NOT DISTINCT FROM $5 FROM orders "
+    "WITH k AS (SELECT $2::text IS NOT NULL AS placed, sha256($5) AS h), "
+    "n AS (SELECT count(*) AS failed FROM orders f, k WHERE f.freed_key = coalesce($2, $4) "
+    "      AND CASE WHEN k.placed THEN f.customer_id = $1 AND f.channel = 'shop' "
+    "                AND f.request_hash = k.h ELSE f.channel = $3 END) "
+    "SELECT o.*, encode(sha256(convert_to(CASE WHEN k.placed THEN 'place' ELSE 'import' END, 'UTF8') "
+    "         || '\\x00'::bytea || convert_to(CASE WHEN k.placed THEN $1 ELSE $3 END, 'UTF8') "
+    "         || '\\x00'::bytea || convert_to(coalesce($2, $4), 'UTF8') || '\\x00'::bytea "
+    "         || CASE WHEN k.placed THEN k.h ELSE ''::bytea END "
+    "         || convert_to(n.failed::text, 'UTF8')), 'hex') "
+    "FROM k CROSS JOIN n LEFT JOIN LATERAL "
+    "     (SELECT " ORDER_COLS ", request_hash IS NOT DISTINCT FROM k.h FROM orders "
     "      WHERE ($2::text IS NOT NULL AND customer_id = $1 AND idem_key = $2) "
     "         OR ($4::text IS NOT NULL AND channel = $3 AND external_id = $4)) o ON true",
     5};
 
+static int s_hex(int c) { return c <= '9' ? c - '0' : c - 'a' + 10; }
+
 int store_lookup(db_t *db, const char *customer_id, const char *idem_key, const char *channel,
-                 const char *external_id, const uint8_t *request_hash, size_t hash_len,
-                 int64_t *failed, bool *same, store_order_fn fn, void *arg)
+                 const char *external_id, const uint8_t *request, size_t request_len,
+                 uint8_t digest[32], bool *same, store_order_fn fn, void *arg)
 {
-    const char *p[5] = {customer_id, idem_key, channel, external_id, (const char *)request_hash};
-    const int lengths[5] = {0, 0, 0, 0, (int)hash_len};
+    const char *p[5] = {customer_id, idem_key, channel, external_id, (const char *)request};
+    const int lengths[5] = {0, 0, 0, 0, (int)request_len};
     const int formats[5] = {0, 0, 0, 0, 1};
     PGresult *r = db_exec_bin(db, &s_lookup, p, lengths, formats);
     int rc = 0;
 
     if (!r)
         return -1;
-    if (PQntuples(r) != 1) {
+    const char *hex = PQntuples(r) == 1 ? PQgetvalue(r, 0, 16) : "";
+    if (strlen(hex) != 64) {
         PQclear(r);
         return -1;
     }
-    *failed = s_int(r, 0, 16);
+    for (int i = 0; i < 32; i++)
+        digest[i] = (uint8_t)(s_hex(hex[2 * i]) << 4 | s_hex(hex[2 * i + 1]));
     if (!PQgetisnull(r, 0, 0)) {
         *same = PQgetvalue(r, 0, 15)[0] == 't';
         rc = s_rows(r, 0, fn, NULL, arg) == 0 ? 1 : -1;
@@ -117,7 +129,7 @@ static const db_stmt_t s_insert_placed = {
     "ord_insert_placed",
     "INSERT INTO orders (id, customer_id, state, channel, idem_key, external_id, request_hash, "
     "                    body, currency, total, payment_ref, placed_at, paid_at) "
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, now(), "
+    "VALUES ($1, $2, $3, $4, $5, $6, sha256($7), $8, $9, $10, $11, now(), "
     "        CASE WHEN $3 = 'paid' THEN now() END) "
     "ON CONFLICT DO NOTHING RETURNING " ORDER_COLS,
     11};
@@ -128,9 +140,9 @@ int store_insert_placed(db_t *db, const store_placement_t *pl, const char *state
 {
     char t[24];
     const char *p[11] = {pl->id, pl->customer_id, state, pl->channel, pl->idem_key,
-                         pl->external_id, (const char *)pl->request_hash, (const char *)body,
+                         pl->external_id, (const char *)pl->request, (const char *)body,
                          currency, t, payment_ref};
-    const int lengths[11] = {0, 0, 0, 0, 0, 0, (int)pl->hash_len, (int)body_len, 0, 0, 0};
+    const int lengths[11] = {0, 0, 0, 0, 0, 0, (int)pl->request_len, (int)body_len, 0, 0, 0};
     const int formats[11] = {0, 0, 0, 0, 0, 0, 1, 1, 0, 0, 0};
 
     s_i64(t, sizeof t, total);
@@ -140,15 +152,15 @@ int store_insert_placed(db_t *db, const store_placement_t *pl, const char *state
 static const db_stmt_t s_insert_failed = {
     "ord_insert_failed",
     "INSERT INTO orders (id, customer_id, state, channel, freed_key, request_hash, reason) "
-    "VALUES ($1, $2, 'failed', $3, coalesce($4, $5), $6, $7) "
+    "VALUES ($1, $2, 'failed', $3, coalesce($4, $5), sha256($6), $7) "
     "ON CONFLICT DO NOTHING RETURNING id",
     7};
 
 int store_insert_failed(db_t *db, const store_placement_t *pl, const char *reason)
 {
     const char *p[7] = {pl->id, pl->customer_id, pl->channel, pl->idem_key, pl->external_id,
-                        (const char *)pl->request_hash, reason};
-    const int lengths[7] = {0, 0, 0, 0, 0, (int)pl->hash_len, 0};
+                        (const char *)pl->request, reason};
+    const int lengths[7] = {0, 0, 0, 0, 0, (int)pl->request_len, 0};
     const int formats[7] = {0, 0, 0, 0, 0, 1, 0};
     PGresult *r = db_exec_bin(db, &s_insert_failed, p, lengths, formats);
     int rc;

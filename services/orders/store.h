@@ -24,18 +24,19 @@ typedef void (*store_order_fn)(void *arg, const store_order_t *o);
  * by, (customer_id, idem_key) or (channel, external_id), NULL = none. */
 typedef struct {
     const char *id, *customer_id, *channel, *idem_key, *external_id;
-    const uint8_t *request_hash;   /* SHA-256 of the request as sent */
-    size_t hash_len;
+    const uint8_t *request;   /* the request as sent (its SHA-256 is kept) */
+    size_t request_len;
 } store_placement_t;
 
 /* The live order (placed or later) holding (customer_id, idem_key) or
  * (channel, external_id) (NULL = not that key): 1, the order to `fn` and
- * *same whether it came from a request with this hash; 0 if none. Either
- * way *failed counts the failed placements that had the key (an
- * idempotency key: with this request). */
+ * *same whether it came from this request; 0 if none. Either way `digest`
+ * receives the SHA-256 the placement's order id is made of: the same for
+ * the same key, request (with an idempotency key) and number of failed
+ * attempts with them. */
 int store_lookup(db_t *db, const char *customer_id, const char *idem_key, const char *channel,
-                 const char *external_id, const uint8_t *request_hash, size_t hash_len,
-                 int64_t *failed, bool *same, store_order_fn fn, void *arg)
+                 const char *external_id, const uint8_t *request, size_t request_len,
+                 uint8_t digest[32], bool *same, store_order_fn fn, void *arg)
     __attribute__((warn_unused_result));
 
 /* Writes the placement as `state` ("placed" or "paid"): 0 and the row as
