@@ -81,9 +81,17 @@ order_t *orders_from_row(const store_order_t *row, ProtobufCAllocator *a)
     return o;
 }
 
-int orders_abandon(db_t *db, const char *id, const char *reason)
+int orders_emit_abandoned(db_t *db, const char *id, const char *reason)
 {
     Shop__Orders__V1__OrderAbandoned ev = SHOP__ORDERS__V1__ORDER_ABANDONED__INIT;
+
+    ev.order_id = (char *)id;
+    ev.reason = (char *)reason;
+    return server_emit(db, &ev.base, id);   /* correlated by order */
+}
+
+int orders_abandon(db_t *db, const char *id, const char *reason)
+{
     int rc = store_abandon(db, id, reason);
 
     if (rc < 0)
@@ -94,9 +102,7 @@ int orders_abandon(db_t *db, const char *id, const char *reason)
         return 1;
     /* Emitted even if the order was abandoned before (rc 1): whatever this
      * placement reserved or redeemed since must be given back too. */
-    ev.order_id = (char *)id;
-    ev.reason = (char *)reason;
-    if (server_emit(db, &ev.base, id) != 0)   /* correlated by order */
+    if (orders_emit_abandoned(db, id, reason) != 0)
         return -1;
     return rc == 1 ? 2 : 0;
 }

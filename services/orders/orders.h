@@ -66,9 +66,14 @@ order_t *orders_from_row(const store_order_t *row, ProtobufCAllocator *a);
 Shop__Orders__V1__OrderState orders_state(const char *name);
 const char *orders_state_name(Shop__Orders__V1__OrderState state);
 
-/* Gives a pending placement up ('failed', its keys freed) and emits
- * OrderAbandoned, correlated by the order id: 0, or 2 if it had been given
- * up before (by a concurrent attempt or the pending timeout; emitted again
+/* Emits OrderAbandoned for a placement given up, correlated by the order
+ * id, in the caller's transaction: the catalog and promotions give back
+ * what it holds. 0, or -1. */
+int orders_emit_abandoned(db_t *db, const char *id, const char *reason);
+
+/* Gives a pending placement (left by an earlier version) up ('failed', its
+ * keys freed) and emits OrderAbandoned: 0, or 2 if it had been given up
+ * before (by a concurrent attempt or the pending timeout; emitted again
  * for what this attempt took since). 1 if a concurrent attempt has placed
  * the order meanwhile (nothing changed, nothing emitted: what was taken is
  * that order's); -1 on a database failure. */

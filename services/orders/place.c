@@ -50,9 +50,6 @@ typedef struct {
     /* The answer, when it is an order already there: the one holding the
      * key, or the one a concurrent attempt at this placement finished. */
     order_t *existing;
-    /* The caller can retry this placement (an idempotency key or an
-     * external order id names it). */
-    bool keyed;
     /* Shortages of a failed reservation, in the call's arena. */
     shortage_t **shortages;
     size_t n_shortages;
@@ -86,6 +83,16 @@ static void s_on_existing(void *arg, const store_order_t *row)
     ProtobufCAllocator a = call_allocator(s->call);
 
     s->existing = orders_from_row(row, &a);
+}
+
+/* The caller can retry this placement: an idempotency key or an external
+ * order id names it. */
+static bool s_keyed(const saga_t *s) { return s->pl.idem_key || s->pl.external_id; }
+
+/* An order past its placement: placed or later (not pending, not failed). */
+static bool s_finished(const order_t *o)
+{
+    return o->state != SHOP__ORDERS__V1__ORDER_STATE__ORDER_STATE_UNSPECIFIED;
 }
 
 /* "O" and 20 characters of Crockford's base32 (100 bits) of `bytes`. */
@@ -129,8 +136,7 @@ static status_t s_begin(saga_t *s, const ProtobufCMessage *request, const char *
     uint8_t digest[32];
 
     s->pl = (store_placement_t){s->id, customer_id, channel, key, external_id, bytes, len};
-    s->keyed = key || external_id;
-    if (!s->keyed) {
+    if (!s_keyed(s)) {
         if (getrandom(digest, sizeof digest, 0) != (ssize_t)sizeof digest)
             return call_fail(s->call, STATUS_INTERNAL, "no random bytes for an order id");
         s_id_from(s->id, sizeof s->id, digest);
@@ -152,7 +158,7 @@ static status_t s_begin(saga_t *s, const ProtobufCMessage *request, const char *
             return call_fail(s->call, STATUS_ALREADY_EXISTS,
                              "this idempotency key is already being used for another order (%s)",
                              s->existing->id);
-        if (s->existing->state == SHOP__ORDERS__V1__ORDER_STATE__ORDER_STATE_UNSPECIFIED)
+        if (!s_finished(s->existing))
             /* 'pending', written by an earlier version: given up by the
              * maintenance tick after ORDERS_PENDING_TIMEOUT_S */
             return call_fail(s->call, STATUS_UNAVAILABLE, "order %s is still being placed; "
@@ -175,8 +181,7 @@ static bool s_ours(const saga_t *s, const order_t *o)
         return strcmp(o->customer_id, s->pl.customer_id) == 0 && strcmp(o->channel, "shop") == 0;
     if (s->pl.external_id)   /* a failed row keeps no external id */
         return strcmp(o->channel, s->pl.channel) == 0 &&
-               (strcmp(o->external_id, s->pl.external_id) == 0 ||
-                o->state == SHOP__ORDERS__V1__ORDER_STATE__ORDER_STATE_UNSPECIFIED);
+               (strcmp(o->external_id, s->pl.external_id) == 0 || !s_finished(o));
     return false;
 }
 
@@ -205,10 +210,7 @@ static int s_give_back(saga_t *s, const char *why)
 
     if (rc != 0)
         return rc;
-    Shop__Orders__V1__OrderAbandoned ev = SHOP__ORDERS__V1__ORDER_ABANDONED__INIT;
-    ev.order_id = s->id;
-    ev.reason = (char *)why;
-    if (server_emit(db, &ev.base, s->id) != 0)   /* correlated by order */
+    if (orders_emit_abandoned(db, s->id, why) != 0)
         return -1;
     call_keep_writes(s->call);
     return 0;
@@ -235,8 +237,7 @@ static status_t s_fail(saga_t *s, status_t code, const char *fmt, ...)
     status_t st = s_read_back(s);
     if (st != STATUS_OK)
         return st;
-    if (s->existing && s->existing->state != SHOP__ORDERS__V1__ORDER_STATE__ORDER_STATE_UNSPECIFIED &&
-        s_ours(s, s->existing))
+    if (s->existing && s_finished(s->existing) && s_ours(s, s->existing))
         return STATUS_OK;   /* placed: its stock and coupons are that order's, the answer */
     s->existing = NULL;
     /* given up: what it held goes back with its OrderAbandoned, and this
@@ -268,7 +269,7 @@ static status_t s_no_verdict(saga_t *s, const char *who, status_t st, const char
 {
     const orders_settings_t *set = s->set;
 
-    if (s->keyed)
+    if (s_keyed(s))
         return call_fail(s->call, STATUS_UNAVAILABLE, "%s: %s; order %s is not placed yet: "
                          "retry with the same key", who, msg ? msg : status_name(st), s->id);
     return call_fail(s->call, STATUS_UNAVAILABLE, "%s: %s; order %s is not placed, and what it "
@@ -477,7 +478,7 @@ static status_t s_finish(saga_t *s, const char *state, const uint8_t *body, size
         if (st != STATUS_OK)
             return st;
         if (s->existing && s_ours(s, s->existing)) {
-            if (s->existing->state != SHOP__ORDERS__V1__ORDER_STATE__ORDER_STATE_UNSPECIFIED) {
+            if (s_finished(s->existing)) {
                 *out = s->existing;
                 return STATUS_OK;
             }
@@ -501,8 +502,7 @@ static status_t s_finish(saga_t *s, const char *state, const uint8_t *body, size
                           s->pl.request, s->pl.request_len, digest, &same, s_on_existing, s);
         if (rc < 0)
             return call_db_fail(s->call, "look the key up");
-        if (rc == 1 && s->existing && (same || !s->pl.idem_key) &&
-            s->existing->state != SHOP__ORDERS__V1__ORDER_STATE__ORDER_STATE_UNSPECIFIED) {
+        if (rc == 1 && s->existing && (same || !s->pl.idem_key) && s_finished(s->existing)) {
             *out = s->existing;
             return STATUS_OK;
         }
@@ -734,7 +734,6 @@ ORDERS_HANDLER(orders_import)
 
     if ((code = s_check_import(call, s.set, req)) != STATUS_OK)
         return code;
-    /* keyed: the channel sends it again */
     if ((code = s_begin(&s, request, req->customer_id, NULL, req->channel, req->external_id)) !=
         STATUS_OK)
         return code;

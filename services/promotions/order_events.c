@@ -133,7 +133,5 @@ int promo_maintain(db_t *db, void *settings)
             server_anomaly("hold_expired", "order %s: its redemption's hold ended before the order "
                        "was paid or cancelled; its coupon and rule uses are given back", e.ids[i]);
     }
-    if (e.n && (db_commit(db) != 0 || db_begin(db) != 0))
-        return -1;
     return usage_refresh(db, settings);
 }
