@@ -22,6 +22,7 @@
 #define SUB_REPLAY_LIMIT  500
 #define SUB_REPLAY_MS     3000
 #define SUB_SAVE_MS       1000  /* a cursor moved by events that needed nothing */
+#define SUB_CAUGHT_UP_MS  2000  /* how often "applied up to" is stored, at most */
 #define SUB_BACKOFF_MIN_MS 100
 #define SUB_BACKOFF_MAX_MS 5000
 #define SUB_MAX_FRAME     (4 * 1024 * 1024)
@@ -39,6 +40,12 @@ static const db_stmt_t s_cursor_get = {
 static const db_stmt_t s_cursor_move = {
     "sub_cursor_move", "SELECT consumer_cursor_move($1, $2, $3)", 3};
 #define CURSOR_MOVED "SH001"
+/* Never moves back: a heartbeat's time is the publisher's clock. */
+static const db_stmt_t s_caught_up = {
+    "sub_caught_up",
+    "UPDATE consumer_cursor SET caught_up_at = greatest(caught_up_at, "
+    "  to_timestamp($2::bigint / 1000.0)) WHERE stream = $1",
+    2};
 
 struct sub {
     pthread_t thread;
@@ -64,6 +71,15 @@ struct sub {
     int64_t saved_ms;
     uint64_t head;
     int backoff_ms;
+    /* The stream is applied up to the publisher's time `reached_ms`: a
+     * heartbeat sent then named a head the cursor has reached since.
+     * `wait_head`/`wait_ms`: the oldest heartbeat whose head it has not
+     * reached yet (0 = none); `stored_ms`: what consumer_cursor says. */
+    int64_t reached_ms;
+    uint64_t wait_head;
+    int64_t wait_ms;
+    int64_t stored_ms;
+    int64_t stored_at_ms;
 };
 
 /* Outcome of applying a batch. */
@@ -266,6 +282,44 @@ static int s_catch_up(sub_t *s)
     return 0;
 }
 
+/* A heartbeat: the stream's head was `head` at the publisher's time `at_ms`. */
+static void s_heard(sub_t *s, uint64_t head, int64_t at_ms)
+{
+    if (s->cursor >= head) {
+        if (at_ms > s->reached_ms)
+            s->reached_ms = at_ms;
+    } else if (s->wait_head == 0) {
+        s->wait_head = head;
+        s->wait_ms = at_ms;
+    }
+}
+
+/* Stores how far the stream is applied (see s_heard), at most every
+ * SUB_CAUGHT_UP_MS, with no transaction open. A failure is only logged:
+ * the stored time then lags, which delays holds, never ends one early. */
+static void s_store_reached(sub_t *s)
+{
+    if (s->wait_head && s->cursor >= s->wait_head) {
+        if (s->wait_ms > s->reached_ms)
+            s->reached_ms = s->wait_ms;
+        s->wait_head = 0;
+    }
+    if (!s->locked || s->reached_ms <= s->stored_ms ||
+        util_mono_ms() - s->stored_at_ms < SUB_CAUGHT_UP_MS)
+        return;
+    char at[24];
+    const char *params[2] = {s->stream_name, at};
+    snprintf(at, sizeof at, "%" PRId64, s->reached_ms);
+    if (db_exec_ok(s->db, &s_caught_up, params) != 0) {
+        slog_warn("consumer %s: cannot store how far the stream is applied: %s", s->stream_name,
+                  db_error(s->db));
+        db_rollback(s->db);
+    } else {
+        s->stored_ms = s->reached_ms;
+    }
+    s->stored_at_ms = util_mono_ms();
+}
+
 /* Reads one two-frame message. Returns 1 with an envelope in *env, 2 for a
  * heartbeat handled in place, 0 when nothing is queued, 3 to ignore. */
 static int s_recv(sub_t *s, Shop__Common__V1__Envelope **env)
@@ -306,8 +360,11 @@ static int s_recv(sub_t *s, Shop__Common__V1__Envelope **env)
         Shop__Common__V1__Heartbeat *hb = shop__common__v1__heartbeat__unpack(
             NULL, zmq_msg_size(&body), zmq_msg_data(&body));
         if (hb) {
-            if (strcmp(hb->source, s->stream_name) == 0 && hb->head_sequence > s->head)
-                s->head = hb->head_sequence;
+            if (strcmp(hb->source, s->stream_name) == 0) {
+                if (hb->head_sequence > s->head)
+                    s->head = hb->head_sequence;
+                s_heard(s, hb->head_sequence, hb->sent_at_ms);
+            }
             shop__common__v1__heartbeat__free_unpacked(hb, NULL);
         }
         rc = 2;
@@ -377,6 +434,7 @@ static void *s_run(void *arg)
             need_catch_up = true;
         }
         s_save(s, false);
+        s_store_reached(s);
     }
     s_save(s, true);
     return NULL;

@@ -38,6 +38,17 @@ typedef struct {
     bool commit_each;
 } sub_stream_t;
 
+/* SQL: true once the consumed `stream` is applied past the time `at` (an
+ * SQL expression), as consumer_cursor.caught_up_at records it from the
+ * publisher's heartbeats; also true while none has been heard (a stream
+ * not deployed: the clock alone decides). For a hold that the stream's
+ * events end: it may end by the clock only when this holds at its end, so
+ * a consumer running behind never gives back what an event it has yet to
+ * apply made permanent. Both arguments are string literals. */
+#define SUB_APPLIED_PAST(stream, at)                                                    \
+    "NOT EXISTS (SELECT 1 FROM consumer_cursor WHERE consumer_cursor.stream = '" stream \
+    "' AND consumer_cursor.caught_up_at < " at ")"
+
 typedef struct sub sub_t;
 
 /* Starts the consumer thread of one stream. The thread owns its SUB (to

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "subscriber.h"
+
 static const db_stmt_t s_product_insert = {
     "cat_product_insert",
     "INSERT INTO product (title, description, category, brand, attributes, status) "
@@ -163,6 +165,7 @@ int store_rating_add(db_t *db, const char *sku, int32_t rating)
 static const db_stmt_t s_expired = {
     "cat_expired",
     "SELECT order_id FROM reservation WHERE state = 'held' AND expires_at < now() "
+    "AND " SUB_APPLIED_PAST("orders", "reservation.expires_at") " "
     "ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED",
     1};
 

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "subscriber.h"
+
 #define MS(col) "coalesce((extract(epoch FROM " col ") * 1000)::bigint, 0)"
 #define TS(p) "CASE WHEN " p "::bigint = 0 THEN NULL ELSE to_timestamp(" p "::bigint / 1000.0) END"
 
@@ -513,7 +515,8 @@ static const db_stmt_t s_release = {
     "pro_release",
     "WITH r AS (UPDATE redemption SET state = 'released', released_at = now() "
     "           WHERE order_id = $1 AND state = 'redeemed' "
-    "             AND (NOT $2::bool OR expires_at < now()) RETURNING order_id), "
+    "             AND (NOT $2::bool OR (expires_at < now() AND "
+    SUB_APPLIED_PAST("orders", "redemption.expires_at") ")) RETURNING order_id), "
     "u AS (DELETE FROM redemption_use WHERE order_id = (SELECT order_id FROM r) "
     "      RETURNING source, code, saved), "
     "c AS (UPDATE coupon SET used = used - 1 FROM u "
@@ -671,7 +674,8 @@ int store_tombstone_purge(db_t *db) { return db_exec_ok(db, &s_tombstone_purge, 
 static const db_stmt_t s_hold_expired = {
     "pro_hold_expired",
     "SELECT order_id FROM redemption WHERE state = 'redeemed' AND expires_at IS NOT NULL "
-    "AND expires_at < now() ORDER BY expires_at LIMIT $1",
+    "AND expires_at < now() AND " SUB_APPLIED_PAST("orders", "redemption.expires_at") " "
+    "ORDER BY expires_at LIMIT $1",
     1};
 
 int store_hold_expired(db_t *db, int limit, store_code_fn fn, void *arg)

@@ -24,6 +24,7 @@ static jcall_t s_cat = {.service = "shop.catalog.v1.CatalogService"};
 static jcall_t s_pro = {.service = "shop.promotions.v1.PromotionsService"};
 static jcall_t s_ord = {.service = "shop.orders.v1.OrdersService"};
 static PGconn *s_pg;
+static const char *s_admin;   /* a connection string reading every schema */
 static void *s_zctx;
 static harness_service_t s_cat_svc, s_pro_svc, s_ord_svc;
 
@@ -321,6 +322,61 @@ static bool s_id_ok(const char *id)
     return true;
 }
 
+/* A hold does not end while the consumer that would apply its order's
+ * events runs behind: a payment it has yet to apply could make the hold
+ * permanent. Here both consumers of the orders stream are held back (their
+ * cursor rows locked) while OrderPlaced waits for them; holds of 1 s stay
+ * held, and go back once the consumers have caught up. */
+static void s_hold_while_behind(void)
+{
+    PGconn *lock = PQconnectdb(s_admin);
+    char id[40];
+    char *metrics = NULL;
+
+    CHECK(PQstatus(lock) == CONNECTION_OK);
+    /* the stream has been heard from and applied (heartbeats while caught up) */
+    CHECK_INT(s_sql_until(2, "SELECT count(*) FROM (SELECT caught_up_at FROM catalog.consumer_cursor "
+                             "WHERE stream = 'orders' UNION ALL SELECT caught_up_at FROM "
+                             "promotions.consumer_cursor WHERE stream = 'orders') c "
+                             "WHERE caught_up_at > now() - interval '10 seconds'"), 2);
+    PGresult *r = PQexec(lock, "BEGIN; SELECT 1 FROM catalog.consumer_cursor WHERE stream = 'orders' "
+                               "FOR UPDATE; SELECT 1 FROM promotions.consumer_cursor "
+                               "WHERE stream = 'orders' FOR UPDATE");
+    CHECK(PQresultStatus(r) == PGRES_TUPLES_OK);
+    PQclear(r);
+    long long behind = s_sql("SELECT position FROM catalog.consumer_cursor WHERE stream = 'orders'");
+    CHECK_INT(s_place(id, "k-behind", "c-behind", "{\"sku\":\"CUP-1\",\"quantity\":1}", NULL),
+              STATUS_OK);
+    CHECK_INT(jcall(&s_pro, "Redeem", "{\"orderId\":\"O-BEHIND\",\"holdSeconds\":1,\"quote\":{"
+                    "\"customerId\":\"c-behind\",\"lines\":[{\"sku\":\"TEA-A\",\"quantity\":1}],"
+                    "\"couponCodes\":[\"WELCOME10\"]}}"), STATUS_OK);
+    CHECK_INT(jcall(&s_cat, "ReserveStock", "{\"orderId\":\"O-BEHIND\",\"ttlSeconds\":1,\"lines\":[{"
+                    "\"sku\":\"TEA-A\",\"quantity\":1}]}"), STATUS_OK);
+    util_sleep_ms(4000);   /* both past their end, several maintenance ticks and heartbeats */
+    CHECK_INT(s_sql("SELECT position FROM catalog.consumer_cursor WHERE stream = 'orders'"), behind);
+    CHECK_INT(s_sql("SELECT count(*) FROM catalog.reservation WHERE order_id = 'O-BEHIND' "
+                    "AND state = 'held' AND expires_at < now()"), 1);
+    CHECK_INT(s_sql("SELECT count(*) FROM promotions.redemption WHERE order_id = 'O-BEHIND' "
+                    "AND state = 'redeemed' AND expires_at < now()"), 1);
+    r = PQexec(lock, "COMMIT");
+    PQclear(r);
+    PQfinish(lock);
+    /* caught up: the holds end */
+    CHECK_INT(s_sql_until(1, "SELECT count(*) FROM catalog.reservation WHERE order_id = 'O-BEHIND' "
+                             "AND state = 'expired'"), 1);
+    CHECK_INT(s_sql_until(1, "SELECT count(*) FROM promotions.redemption WHERE order_id = 'O-BEHIND' "
+                             "AND state = 'released'"), 1);
+    CHECK_INT(s_sql("SELECT count(*) FROM catalog.reservation WHERE order_id = '%s' AND state = 'held'",
+                    id), 1);
+    CHECK_INT(harness_http_get(s_cat_svc.admin_port, "/metrics", &metrics), 200);
+    CHECK(metrics && strstr(metrics, "shop_anomalies_total{kind=\"reservation_expired\"} 2") != NULL);
+    free(metrics);
+    metrics = NULL;
+    CHECK_INT(harness_http_get(s_pro_svc.admin_port, "/metrics", &metrics), 200);
+    CHECK(metrics && strstr(metrics, "shop_anomalies_total{kind=\"hold_expired\"} 2") != NULL);
+    free(metrics);
+}
+
 static void s_order_ids(void)
 {
     char a[40], b[40], c[40], d[40];
@@ -414,6 +470,7 @@ static void s_order_ids(void)
     CHECK_INT(harness_http_get(s_cat_svc.admin_port, "/metrics", &metrics), 200);
     CHECK(metrics && strstr(metrics, "shop_anomalies_total{kind=\"reservation_expired\"} 1") != NULL);
     free(metrics);
+    s_hold_while_behind();
     /* a hold longer than 7 days is refused */
     CHECK_INT(jcall(&s_pro, "Redeem", "{\"orderId\":\"O-LONG\",\"holdSeconds\":604801,\"quote\":{"
                     "\"customerId\":\"c-long\",\"lines\":[{\"sku\":\"TEA-A\",\"quantity\":1}]}}"),
@@ -787,6 +844,7 @@ int main(void)
     s_pro.client = client_new(s_zctx, s_pro_svc.rpc);
     s_ord.client = client_new(s_zctx, s_ord_svc.rpc);
     s_pg = PQconnectdb(admin);
+    s_admin = admin;
     if (s_cat_svc.proc && s_pro_svc.proc && s_ord_svc.proc && PQstatus(s_pg) == CONNECTION_OK) {
         s_product("Longjing", "TEA-A", 10000, 5000, 50);
         s_product("Yixing pot", "POT-1", 30000, 20000, 5);
