@@ -4,6 +4,7 @@
 #include "client.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zmq.h>
@@ -25,6 +26,7 @@ struct client {
     bool unreachable;    /* said so in the log; said again when it answers */
     bool replied;        /* the last call got a reply */
     char endpoint[256];
+    char commit_with[64]; /* client_commit_with */
 };
 
 client_t *client_new(void *zctx, const char *endpoint)
@@ -207,7 +209,8 @@ static int s_recv(client_t *c, int64_t deadline_us, s_take_fn take, void *arg, c
  * the deadline now + timeout_ms and the idempotency key (may be NULL);
  * malloc'd, its length in *len; NULL when out of memory. */
 static uint8_t *s_frame(const char *method, const ProtobufCMessage *request,
-                      const char *idempotency_key, int timeout_ms, char id[37], size_t *len)
+                      const char *idempotency_key, const char *commit_with, int timeout_ms,
+                      char id[37], size_t *len)
 {
     Shop__Common__V1__Request req = SHOP__COMMON__V1__REQUEST__INIT;
     size_t body_len = protobuf_c_message_get_packed_size(request);
@@ -221,6 +224,7 @@ static uint8_t *s_frame(const char *method, const ProtobufCMessage *request,
     req.method = (char *)method;
     req.deadline_ms = util_now_ms() + timeout_ms;
     req.idempotency_key = (char *)(idempotency_key ? idempotency_key : "");
+    req.commit_with = (char *)commit_with;
     req.body.data = body;
     req.body.len = body_len;
     *len = shop__common__v1__request__get_packed_size(&req);
@@ -276,6 +280,11 @@ static int s_take_reply(void *arg, const void *data, size_t len)
     return s_reply(data, len, r->id, r->type, r->response, r->message, r->code);
 }
 
+void client_commit_with(client_t *c, const char *cluster)
+{
+    snprintf(c->commit_with, sizeof c->commit_with, "%s", cluster ? cluster : "");
+}
+
 status_t client_call(client_t *c, const char *method, const ProtobufCMessage *request,
                      const ProtobufCMessageDescriptor *response_type, ProtobufCMessage **response,
                      const char *idempotency_key, int timeout_ms, int attempts, char **message)
@@ -293,7 +302,8 @@ status_t client_call(client_t *c, const char *method, const ProtobufCMessage *re
         *message = NULL;
     if (attempts < 1)
         attempts = 1;
-    uint8_t *frame = s_frame(method, request, idempotency_key, timeout_ms, id, &frame_len);
+    uint8_t *frame = s_frame(method, request, idempotency_key, c->commit_with, timeout_ms, id,
+                             &frame_len);
     if (!frame)
         return STATUS_INTERNAL;
 

@@ -45,6 +45,12 @@ status_t client_call(client_t *c, const char *method, const ProtobufCMessage *re
                      const ProtobufCMessageDescriptor *response_type, ProtobufCMessage **response,
                      const char *idempotency_key, int timeout_ms, int attempts, char **message);
 
+/* Names the caller's database cluster (db_cluster) in the calls that
+ * follow, as Request.commit_with: the caller promises to commit
+ * synchronously there after each, before anything outside its database
+ * depends on it. NULL or "" stops it. */
+void client_commit_with(client_t *c, const char *cluster);
+
 /* Whether the last call got a reply from the service (else its status is
  * the client's own: the service was not reached or did not answer). */
 bool client_replied(const client_t *c);

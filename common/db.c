@@ -29,6 +29,7 @@ struct db {
     char error[256];
     bool lost;
     bool begin_pending;   /* db_begin_lazy: BEGIN goes with the next statement */
+    char cluster[64];     /* db_cluster */
     /* db_exec_later: statements that go with the next one; their
      * parameters live in `later_buf` (offsets, as it may move) */
     later_t later[MAX_LATER];
@@ -54,6 +55,24 @@ static bool s_valid_schema(const char *s)
             return false;
     return strlen(s) < 64;
 }
+
+/* db->cluster from the server (pg_control_system is PUBLIC by default; a
+ * server that refuses it leaves "", and callers then never share a commit). */
+static void s_read_cluster(db_t *db)
+{
+    PGresult *r = PQexec(db->conn, "SELECT system_identifier::text || '.' || "
+                                   "(extract(epoch FROM pg_postmaster_start_time()) * 1000000)::bigint "
+                                   "FROM pg_control_system()");
+
+    db->cluster[0] = '\0';
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+        snprintf(db->cluster, sizeof db->cluster, "%s", PQgetvalue(r, 0, 0));
+    else
+        slog_debug("db: cannot read the cluster's identity: %s", PQerrorMessage(db->conn));
+    PQclear(r);
+}
+
+const char *db_cluster(const db_t *db) { return db->cluster; }
 
 db_t *db_new(const char *conninfo, const char *schema, const char *app, int statement_timeout_ms)
 {
@@ -87,6 +106,7 @@ db_t *db_new_with(const char *conninfo, const char *schema, const char *app,
         db_destroy(&db);
         return NULL;
     }
+    s_read_cluster(db);
     return db;
 }
 
@@ -128,6 +148,7 @@ bool db_ensure(db_t *db)
         return false;
     }
     slog_info("db: reconnected");
+    s_read_cluster(db);
     return true;
 }
 
@@ -487,6 +508,21 @@ int db_commit(db_t *db)
     /* a COMMIT whose connection went may have committed: what follows it runs */
     s_after(db, rc == 0 || db->lost);
     return rc;
+}
+
+int db_commit_unflushed(db_t *db)
+{
+    static const db_stmt_t nowait = {
+        "db_commit_unflushed", "SELECT set_config('synchronous_commit', 'off', true)", 0};
+    /* only inside a transaction: queued with none open, it would run as
+     * one of its own */
+    bool open = db->begin_pending ? db->n_later > 0 : PQtransactionStatus(db->conn) != PQTRANS_IDLE;
+
+    if (open && db_exec_later(db, &nowait, NULL, NULL, NULL) != 0) {
+        db_rollback(db);
+        return -1;
+    }
+    return db_commit(db);
 }
 
 static int s_commit(db_t *db)

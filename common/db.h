@@ -107,6 +107,17 @@ void db_autocommit(db_t *db);
 /* COMMIT; with no transaction open (nothing ran, or db_autocommit) it does
  * nothing and returns 0. */
 int db_commit(db_t *db) __attribute__((warn_unused_result));
+/* Like db_commit, but the COMMIT does not wait for the WAL flush
+ * (synchronous_commit off for this transaction only, set in the same
+ * pipeline): for a transaction that a later synchronous commit in the same
+ * cluster makes durable (see db_cluster). Until then a crash of PostgreSQL
+ * may lose it. */
+int db_commit_unflushed(db_t *db) __attribute__((warn_unused_result));
+/* The cluster this connection reaches: "<system identifier>.<postmaster
+ * start time, µs>", read on connecting (again after a reconnect); two
+ * connections with the same value write one WAL. "" if it could not be
+ * read. */
+const char *db_cluster(const db_t *db);
 /* Rolls back if a transaction is open; never fails loudly. */
 void db_rollback(db_t *db);
 

@@ -38,6 +38,7 @@ struct metrics {
     _Atomic uint64_t published, outbox_head;
     _Atomic int64_t relay_lag_ms;
     _Atomic uint64_t connections;
+    _Atomic uint64_t unflushed;
 };
 
 metrics_t *metrics_new(const char *service, const char *const *methods, size_t n_methods,
@@ -164,6 +165,11 @@ void metrics_connections(metrics_t *m, uint64_t open)
     atomic_store(&m->connections, open);
 }
 
+void metrics_unflushed(metrics_t *m)
+{
+    atomic_fetch_add(&m->unflushed, 1);
+}
+
 static void s_family(FILE *f, const char *name, const char *type, const char *help)
 {
     fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
@@ -218,6 +224,10 @@ char *metrics_render(const metrics_t *m)
 
     s_family(f, "shop_rpc_connections", "gauge", "Callers' connections open.");
     fprintf(f, "shop_rpc_connections %llu\n", (unsigned long long)atomic_load(&m->connections));
+    s_family(f, "shop_commits_unflushed_total", "counter",
+             "Calls committed without waiting for the WAL flush, their caller's later commit "
+             "in the same cluster making them durable.");
+    fprintf(f, "shop_commits_unflushed_total %llu\n", (unsigned long long)atomic_load(&m->unflushed));
 
     s_family(f, "shop_events_published_total", "counter", "Events published by the relay.");
     fprintf(f, "shop_events_published_total %llu\n", (unsigned long long)atomic_load(&m->published));

@@ -13,7 +13,8 @@ typedef struct metrics metrics_t;
  * (histogram), shop_events_published_total, shop_outbox_head_sequence,
  * shop_relay_lag_seconds, shop_events_applied_total{stream},
  * shop_consumer_cursor{stream}, shop_consumer_lag_events{stream},
- * shop_consumer_errors_total{stream}, shop_rpc_connections. `methods` are full method names, copied. */
+ * shop_consumer_errors_total{stream}, shop_rpc_connections,
+ * shop_commits_unflushed_total. `methods` are full method names, copied. */
 metrics_t *metrics_new(const char *service, const char *const *methods, size_t n_methods,
                        const char *const *streams, size_t n_streams);
 void metrics_destroy(metrics_t **p);
@@ -30,6 +31,8 @@ void metrics_published(metrics_t *m, uint64_t count, uint64_t head, int64_t lag_
 void metrics_applied(metrics_t *m, size_t stream_index, uint64_t count, uint64_t cursor, uint64_t head);
 void metrics_consumer_error(metrics_t *m, size_t stream_index);
 
+/* A call committed without waiting for the WAL flush (Request.commit_with). */
+void metrics_unflushed(metrics_t *m);
 /* Callers' connections open now. */
 void metrics_connections(metrics_t *m, uint64_t open);
 

@@ -104,6 +104,8 @@ struct call {
     const char *traceparent;
     int64_t deadline_ms;
     bool keep_writes;
+    bool commits_after;         /* call_commits_after */
+    bool unflushed;             /* its caller commits after it: Request.commit_with */
     client_t **clients;         /* one per def->calls entry */
     char message[512];
     /* Runs after the response is packed (for responses not in the arena). */
@@ -228,6 +230,7 @@ const char *call_method(const call_t *call) { return call->method; }
 const char *call_idempotency_key(const call_t *call) { return call->idempotency_key; }
 int64_t call_deadline_ms(const call_t *call) { return call->deadline_ms; }
 void call_keep_writes(call_t *call) { call->keep_writes = true; }
+void call_commits_after(call_t *call) { call->commits_after = true; }
 
 int call_commit(call_t *call)
 {
@@ -261,6 +264,8 @@ status_t call_remote(call_t *call, const char *service, const char *method,
             return STATUS_DEADLINE_EXCEEDED;
         if (left < timeout_ms)
             timeout_ms = (int)left;
+        client_commit_with(call->clients[i],
+                           call->commits_after && call->db ? db_cluster(call->db) : NULL);
         return client_call(call->clients[i], method, request, response_type, response, NULL,
                            timeout_ms, 2, message);
     }
@@ -458,6 +463,7 @@ static status_t s_handle(call_t *call, const uint8_t *frame, size_t len, int64_t
     call->method = call_strdup(call, req->method);
     call->idempotency_key = call_strdup(call, req->idempotency_key);
     call->traceparent = call_strdup(call, req->traceparent);
+    call->unflushed = db && req->commit_with[0] && strcmp(req->commit_with, db_cluster(db)) == 0;
     call->deadline_ms = req->deadline_ms > 0
                             ? req->deadline_ms
                             : util_now_ms() + srv->cfg.default_deadline_ms -
@@ -505,7 +511,10 @@ static status_t s_handle(call_t *call, const uint8_t *frame, size_t len, int64_t
     } else if (!db) {
         /* nothing to commit */
     } else if (code == STATUS_OK || call->keep_writes) {
-        if (db_commit(db) != 0) {
+        int rc = call->unflushed ? db_commit_unflushed(db) : db_commit(db);
+        if (rc == 0 && call->unflushed)
+            metrics_unflushed(srv->metrics);
+        if (rc != 0) {
             code = call_db_fail(call, "commit");
             if (call->cleanup)
                 call->cleanup(out);
@@ -596,7 +605,7 @@ static status_t s_run(call_t *call, zmq_msg_t *frame, int64_t received_us, zmq_m
     status_t code;
 
     call->request_id = call->method = call->idempotency_key = call->traceparent = "";
-    call->keep_writes = false;
+    call->keep_writes = call->commits_after = call->unflushed = false;
     call->message[0] = '\0';
     call->cleanup = NULL;
     code = s_handle(call, zmq_msg_data(frame), zmq_msg_size(frame), received_us, &body,

@@ -146,6 +146,15 @@ status_t call_db_fail(call_t *call, const char *what);
  * (e.g. to record a rejection event). */
 void call_keep_writes(call_t *call);
 
+/* Declares that this call commits synchronously in its database after each
+ * call_remote it makes from here on, before it answers or anything else
+ * outside its database depends on what the remote call did (its answer
+ * says nothing about that before the commit, or the commit writes that it
+ * failed). A called service on the same PostgreSQL cluster then commits
+ * without waiting for the WAL flush (Request.commit_with): this call's
+ * commit, later in the same WAL, flushes it. */
+void call_commits_after(call_t *call);
+
 /* Adds `event` to the outbox in the call's transaction: type is its full
  * proto name, correlation id and traceparent come from the call. Returns 0
  * or -1 (then return call_db_fail). */

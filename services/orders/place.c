@@ -285,6 +285,13 @@ static status_t s_step(saga_t *s, const char *service, const char *method,
 {
     status_t st = STATUS_UNKNOWN;
 
+    /* What a step commits over there needs no WAL flush of its own when
+     * that service shares this one's PostgreSQL cluster: the placement
+     * ends in a synchronous commit here (the order placed, or written
+     * failed), which flushes it, and nothing outside depends on a step
+     * before that (an answer without that commit, UNAVAILABLE, promises
+     * nothing about what the step holds). */
+    call_commits_after(s->call);
     for (int attempt = 0; attempt < 4; attempt++) {
         if (attempt) {
             util_sleep_ms(5 << attempt);

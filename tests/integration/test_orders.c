@@ -780,6 +780,64 @@ static void s_queries(void)
     CHECK_INT(NUM("day.orders"), 0);
 }
 
+/* A counter's value in a service's /metrics, or -1. */
+static long long s_metric(const harness_service_t *svc, const char *name)
+{
+    char *text = NULL, line[160], *at;
+    long long v = -1;
+
+    snprintf(line, sizeof line, "\n%s ", name);
+    if (harness_http_get(svc->admin_port, "/metrics", &text) == 200 && text &&
+        (at = strstr(text, line)))
+        v = strtoll(at + strlen(line), NULL, 10);
+    free(text);
+    return v;
+}
+
+/* Placements let the catalog and promotions commit without waiting for the
+ * WAL flush, as they share the orders service's cluster: the order's own
+ * commit flushes theirs. A caller naming another cluster, or none, gets
+ * durable commits. */
+static void s_unflushed(void)
+{
+    char id[40], cluster[64] = "";
+    long long cat = s_metric(&s_cat_svc, "shop_commits_unflushed_total");
+    long long pro = s_metric(&s_pro_svc, "shop_commits_unflushed_total");
+
+    CHECK(cat >= 0 && pro >= 0);
+    CHECK_INT(s_place(id, "k-unflushed", "c-unflushed", "{\"sku\":\"CUP-1\",\"quantity\":1}",
+                      "\"WELCOME10\""), STATUS_FAILED_PRECONDITION);   /* below the coupon's minimum */
+    CHECK_INT(s_place(id, "k-unflushed2", "c-unflushed", "{\"sku\":\"TEA-A\",\"quantity\":1}",
+                      "\"WELCOME10\""), STATUS_OK);
+    CHECK(s_metric(&s_cat_svc, "shop_commits_unflushed_total") >= cat + 2);
+    CHECK(s_metric(&s_pro_svc, "shop_commits_unflushed_total") >= pro + 1);
+    /* as a caller sees it: the value names the cluster, and only a match counts */
+    PGresult *r = PQexec(s_pg, "SELECT system_identifier::text || '.' || (extract(epoch FROM "
+                               "pg_postmaster_start_time()) * 1000000)::bigint FROM pg_control_system()");
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+        snprintf(cluster, sizeof cluster, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    CHECK(cluster[0] != '\0');
+    cat = s_metric(&s_cat_svc, "shop_commits_unflushed_total");
+    CHECK_INT(jcall(&s_cat, "ReserveStock", "{\"orderId\":\"O-DURABLE\",\"lines\":[{\"sku\":\"CUP-1\","
+                    "\"quantity\":1}]}"), STATUS_OK);
+    client_commit_with(s_cat.client, "1.2");
+    CHECK_INT(jcall(&s_cat, "ReserveStock", "{\"orderId\":\"O-DURABLE2\",\"lines\":[{\"sku\":\"CUP-1\","
+                    "\"quantity\":1}]}"), STATUS_OK);
+    CHECK_INT(s_metric(&s_cat_svc, "shop_commits_unflushed_total"), cat);
+    client_commit_with(s_cat.client, cluster);
+    CHECK_INT(jcall(&s_cat, "ReserveStock", "{\"orderId\":\"O-UNFLUSHED\",\"lines\":[{\"sku\":\"CUP-1\","
+                    "\"quantity\":1}]}"), STATUS_OK);
+    client_commit_with(s_cat.client, NULL);
+    CHECK_INT(s_metric(&s_cat_svc, "shop_commits_unflushed_total"), cat + 1);
+    /* committed all the same */
+    CHECK_INT(s_sql("SELECT count(*) FROM catalog.reservation WHERE order_id IN "
+                    "('O-DURABLE', 'O-DURABLE2', 'O-UNFLUSHED') AND state = 'held'"), 3);
+    CHECK_INT(jcall(&s_cat, "ReleaseReservation", "{\"orderId\":\"O-DURABLE\"}"), STATUS_OK);
+    CHECK_INT(jcall(&s_cat, "ReleaseReservation", "{\"orderId\":\"O-DURABLE2\"}"), STATUS_OK);
+    CHECK_INT(jcall(&s_cat, "ReleaseReservation", "{\"orderId\":\"O-UNFLUSHED\"}"), STATUS_OK);
+}
+
 /* Cancellations the catalog and promotions take in after a restart come
  * back in one Replay batch; each release is still a transaction of its own
  * (commit_each), so none holds two orders' locks. */
@@ -870,6 +928,7 @@ int main(void)
         s_retry_races();
         s_late_calls();
         s_order_ids();
+        s_unflushed();
         s_release_batch(cat_conn, cat_env, pro_conn, pro_env);
         /* the invariants: stock adds up, nothing below zero */
         CHECK_INT(s_sql("SELECT count(*) FROM catalog.sku WHERE reserved < 0 OR reserved > on_hand"), 0);
