@@ -190,14 +190,17 @@ static status_t s_existing(call_t *call, const char *order_id, const char *state
     if (strcmp(state, "held") != 0 && strcmp(state, "confirmed") != 0)
         return call_fail(call, STATUS_FAILED_PRECONDITION, "the reservation of order %s was %s",
                          order_id, state);
-    if (strcmp(stored, wanted) != 0)
+    Shop__Catalog__V1__ReservationState st =
+        strcmp(state, "held") == 0 ? SHOP__CATALOG__V1__RESERVATION_STATE__RESERVATION_STATE_HELD
+                                   : SHOP__CATALOG__V1__RESERVATION_STATE__RESERVATION_STATE_CONFIRMED;
+    if (strcmp(stored, wanted) != 0) {
+        /* the other reservation's state and end, for a caller that decides
+         * whether to wait for it (not its lines: they are not this call's) */
+        resp->reservation = s_reservation(call, order_id, st, NULL, 0, expires_ms);
         return call_fail(call, STATUS_ALREADY_EXISTS,
                          "order %s already has a reservation with other lines", order_id);
-    resp->reservation = s_reservation(
-        call, order_id,
-        strcmp(state, "held") == 0 ? SHOP__CATALOG__V1__RESERVATION_STATE__RESERVATION_STATE_HELD
-                                   : SHOP__CATALOG__V1__RESERVATION_STATE__RESERVATION_STATE_CONFIRMED,
-        lines, n, expires_ms);
+    }
+    resp->reservation = s_reservation(call, order_id, st, lines, n, expires_ms);
     return STATUS_OK;
 }
 

@@ -306,6 +306,17 @@ static status_t s_step(saga_t *s, const char *service, const char *method,
     return st;
 }
 
+/* Whether the reservation in `r` was made more than ORDERS_PENDING_TIMEOUT_S
+ * ago (its hold is orders_hold_s from its making): too old to place an
+ * order with. False when the reply has none. */
+static bool s_started_long_ago(const saga_t *s, const Shop__Catalog__V1__ReserveStockResponse *r)
+{
+    if (!r || !r->reservation)
+        return false;
+    int64_t left_ms = r->reservation->expires_at_ms - util_now_ms();
+    return left_ms < (orders_hold_s(s->set) - s->set->pending_timeout_s) * 1000;
+}
+
 /* Step 2: the stock, all lines or none. */
 static status_t s_reserve(saga_t *s, Shop__Catalog__V1__ReservationLine **lines, size_t n)
 {
@@ -320,10 +331,22 @@ static status_t s_reserve(saga_t *s, Shop__Catalog__V1__ReservationLine **lines,
     req.ttl_seconds = (uint32_t)orders_hold_s(s->set);
     status_t st = s_step(s, "catalog", RESERVE_METHOD, &req.base,
                          &shop__catalog__v1__reserve_stock_response__descriptor, &out, &msg);
+    const Shop__Catalog__V1__ReserveStockResponse *r = (const void *)out;
     if (s_transient(st)) {
         code = s_no_verdict(s, "the catalog", st, msg);
+    } else if (st == STATUS_ALREADY_EXISTS) {
+        /* Another attempt under this id holds a reservation of other lines
+         * (an import sent again, changed, while the first is under way):
+         * that placement is for it to finish or give up, unless it began
+         * too long ago to be placed any more. */
+        if (s_started_long_ago(s, r))
+            code = s_fail(s, STATUS_ABORTED, "order %s was started with other lines more than "
+                          "%lld s ago and is given up; try again", s->id,
+                          (long long)s->set->pending_timeout_s);
+        else
+            code = call_fail(s->call, STATUS_ABORTED, "order %s is being placed with other lines "
+                             "by another attempt; try again later", s->id);
     } else if (st != STATUS_OK) {
-        const Shop__Catalog__V1__ReserveStockResponse *r = (const void *)out;
         if (r && r->n_shortages) {
             s->shortages = call_alloc(s->call, r->n_shortages * sizeof *s->shortages);
             for (size_t i = 0; i < r->n_shortages; i++)
@@ -337,9 +360,7 @@ static status_t s_reserve(saga_t *s, Shop__Catalog__V1__ReservationLine **lines,
          * the order is paid or cancelled before its hold ends. An older
          * placement is given up (its holds go back) and the next attempt
          * gets an id, and holds, of its own. */
-        const Shop__Catalog__V1__ReserveStockResponse *r = (const void *)out;
-        int64_t left_ms = r && r->reservation ? r->reservation->expires_at_ms - util_now_ms() : 0;
-        if (left_ms < (orders_hold_s(s->set) - s->set->pending_timeout_s) * 1000)
+        if (!r || !r->reservation || s_started_long_ago(s, r))
             code = s_fail(s, STATUS_ABORTED, "order %s was started more than %lld s ago and is "
                           "given up; try again", s->id, (long long)s->set->pending_timeout_s);
     }

@@ -725,6 +725,31 @@ static void s_imports(void)
                 "[{\"sku\":\"CUP-1\",\"quantity\":1,\"unitPrice\":{\"minorUnits\":100,\"currency\":\"CNY\"}}],"
                 ADDRESS "}"), STATUS_OK);
     CHECK_STR(STR("order.state"), "ORDER_STATE_PLACED");
+    /* sent again with other lines while the first attempt is under way
+     * (here cut short after its reservation: its row is gone): it leaves
+     * that attempt alone, until it began too long ago to be placed */
+    char first[40], second[40];
+#define JD2 "{\"channel\":\"jd\",\"externalId\":\"JD-2\",\"customerId\":\"a\",\"lines\":"    \
+            "[{\"sku\":\"CUP-1\",\"quantity\":%d,\"unitPrice\":{\"minorUnits\":100,"  \
+            "\"currency\":\"CNY\"}}]," ADDRESS "}"
+    CHECK_INT(O("ImportOrder", JD2, 1), STATUS_OK);
+    snprintf(first, sizeof first, "%s", STR("order.id"));
+    CHECK_INT(s_sql("WITH d AS (DELETE FROM orders.orders WHERE id = '%s' RETURNING 1) "
+                    "SELECT count(*) FROM d", first), 1);
+    CHECK_INT(O("ImportOrder", JD2, 2), STATUS_ABORTED);
+    CHECK_INT(s_sql("SELECT count(*) FROM orders.orders WHERE id = '%s'", first), 0);
+    CHECK_INT(s_sql("SELECT count(*) FROM catalog.reservation WHERE order_id = '%s' AND state = 'held'",
+                    first), 1);
+    CHECK_INT(s_sql("WITH u AS (UPDATE catalog.reservation SET expires_at = expires_at - interval '61 seconds' "
+                    "WHERE order_id = '%s' RETURNING 1) SELECT count(*) FROM u", first), 1);
+    CHECK_INT(O("ImportOrder", JD2, 2), STATUS_ABORTED);
+    CHECK_INT(s_sql_until(1, "SELECT count(*) FROM catalog.reservation WHERE order_id = '%s' "
+                             "AND state = 'released'", first), 1);
+    CHECK_INT(O("ImportOrder", JD2, 2), STATUS_OK);
+    snprintf(second, sizeof second, "%s", STR("order.id"));
+    CHECK(strcmp(first, second) != 0);
+    CHECK_INT(NUM("order.lines[0].quantity"), 2);
+#undef JD2
 }
 
 /* --- queries ----------------------------------------------------------------------------- */
