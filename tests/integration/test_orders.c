@@ -56,6 +56,20 @@ static long long s_sql_until(long long want, const char *fmt, ...)
     return v;
 }
 
+/* A counter's value in a service's /metrics, or -1. */
+static long long s_metric(const harness_service_t *svc, const char *name)
+{
+    char *text = NULL, line[160], *at;
+    long long v = -1;
+
+    snprintf(line, sizeof line, "\n%s ", name);
+    if (harness_http_get(svc->admin_port, "/metrics", &text) == 200 && text &&
+        (at = strstr(text, line)))
+        v = strtoll(at + strlen(line), NULL, 10);
+    free(text);
+    return v;
+}
+
 static void s_product(const char *title, const char *sku, int price, int cost, int stock)
 {
     CHECK_INT(jcall(&s_cat, "CreateProduct",
@@ -331,7 +345,6 @@ static void s_hold_while_behind(void)
 {
     PGconn *lock = PQconnectdb(s_admin);
     char id[40];
-    char *metrics = NULL;
 
     CHECK(PQstatus(lock) == CONNECTION_OK);
     /* the stream has been heard from and applied (heartbeats while caught up) */
@@ -368,13 +381,8 @@ static void s_hold_while_behind(void)
                              "AND state = 'released'"), 1);
     CHECK_INT(s_sql("SELECT count(*) FROM catalog.reservation WHERE order_id = '%s' AND state = 'held'",
                     id), 1);
-    CHECK_INT(harness_http_get(s_cat_svc.admin_port, "/metrics", &metrics), 200);
-    CHECK(metrics && strstr(metrics, "shop_anomalies_total{kind=\"reservation_expired\"} 2") != NULL);
-    free(metrics);
-    metrics = NULL;
-    CHECK_INT(harness_http_get(s_pro_svc.admin_port, "/metrics", &metrics), 200);
-    CHECK(metrics && strstr(metrics, "shop_anomalies_total{kind=\"hold_expired\"} 2") != NULL);
-    free(metrics);
+    CHECK_INT(s_metric(&s_cat_svc, "shop_anomalies_total{kind=\"reservation_expired\"}"), 2);
+    CHECK_INT(s_metric(&s_pro_svc, "shop_anomalies_total{kind=\"hold_expired\"}"), 2);
 }
 
 static void s_order_ids(void)
@@ -462,14 +470,8 @@ static void s_order_ids(void)
     CHECK_INT(s_reserved("TEA-A"), tea + 1);
     CHECK_INT(s_sql_until(tea, "SELECT reserved FROM catalog.sku WHERE code = 'TEA-A'"), tea);
     /* both counted as anomalies: a placement that never finished */
-    char *metrics = NULL;
-    CHECK_INT(harness_http_get(s_pro_svc.admin_port, "/metrics", &metrics), 200);
-    CHECK(metrics && strstr(metrics, "shop_anomalies_total{kind=\"hold_expired\"} 1") != NULL);
-    free(metrics);
-    metrics = NULL;
-    CHECK_INT(harness_http_get(s_cat_svc.admin_port, "/metrics", &metrics), 200);
-    CHECK(metrics && strstr(metrics, "shop_anomalies_total{kind=\"reservation_expired\"} 1") != NULL);
-    free(metrics);
+    CHECK_INT(s_metric(&s_pro_svc, "shop_anomalies_total{kind=\"hold_expired\"}"), 1);
+    CHECK_INT(s_metric(&s_cat_svc, "shop_anomalies_total{kind=\"reservation_expired\"}"), 1);
     s_hold_while_behind();
     /* a hold longer than 7 days is refused */
     CHECK_INT(jcall(&s_pro, "Redeem", "{\"orderId\":\"O-LONG\",\"holdSeconds\":604801,\"quote\":{"
@@ -803,20 +805,6 @@ static void s_queries(void)
     CHECK_INT(O("DailySummary", "{\"date\":\"yesterday\"}"), STATUS_INVALID_ARGUMENT);
     CHECK_INT(O("DailySummary", "{}"), STATUS_OK);   /* yesterday: nothing */
     CHECK_INT(NUM("day.orders"), 0);
-}
-
-/* A counter's value in a service's /metrics, or -1. */
-static long long s_metric(const harness_service_t *svc, const char *name)
-{
-    char *text = NULL, line[160], *at;
-    long long v = -1;
-
-    snprintf(line, sizeof line, "\n%s ", name);
-    if (harness_http_get(svc->admin_port, "/metrics", &text) == 200 && text &&
-        (at = strstr(text, line)))
-        v = strtoll(at + strlen(line), NULL, 10);
-    free(text);
-    return v;
 }
 
 /* Placements let the catalog and promotions commit without waiting for the
