@@ -286,6 +286,7 @@ static int s_pipeline(db_t *db, const db_stmt_t *stmt, const char *const *params
             slog_warn("db: a pipeline did not finish; reconnecting");
             db->n_prepared = 0;
             PQreset(c);
+            s_read_cluster(db);
             synced = false;
         }
     }
@@ -522,7 +523,8 @@ int db_commit_unflushed(db_t *db)
         db_rollback(db);
         return -1;
     }
-    return db_commit(db);
+    int rc = db_commit(db);
+    return rc == 0 && open ? 1 : rc;
 }
 
 static int s_commit(db_t *db)

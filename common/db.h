@@ -111,7 +111,8 @@ int db_commit(db_t *db) __attribute__((warn_unused_result));
  * (synchronous_commit off for this transaction only, set in the same
  * pipeline): for a transaction that a later synchronous commit in the same
  * cluster makes durable (see db_cluster). Until then a crash of PostgreSQL
- * may lose it. */
+ * may lose it. 1 when it committed a transaction so, 0 when none was open
+ * (as db_commit), -1 on failure. */
 int db_commit_unflushed(db_t *db) __attribute__((warn_unused_result));
 /* The cluster this connection reaches: "<system identifier>.<postmaster
  * start time, µs>", read on connecting (again after a reconnect); two

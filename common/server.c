@@ -463,7 +463,6 @@ static status_t s_handle(call_t *call, const uint8_t *frame, size_t len, int64_t
     call->method = call_strdup(call, req->method);
     call->idempotency_key = call_strdup(call, req->idempotency_key);
     call->traceparent = call_strdup(call, req->traceparent);
-    call->unflushed = db && req->commit_with[0] && strcmp(req->commit_with, db_cluster(db)) == 0;
     call->deadline_ms = req->deadline_ms > 0
                             ? req->deadline_ms
                             : util_now_ms() + srv->cfg.default_deadline_ms -
@@ -492,6 +491,8 @@ static status_t s_handle(call_t *call, const uint8_t *frame, size_t len, int64_t
         code = call_fail(call, STATUS_UNAVAILABLE, "database unavailable, retry");
         goto done;
     }
+    /* after db_ensure: a reconnect reads the cluster's identity again */
+    call->unflushed = db && req->commit_with[0] && strcmp(req->commit_with, db_cluster(db)) == 0;
     if (db && db_begin_lazy(db) != 0) {
         code = call_db_fail(call, "begin");
         goto done;
@@ -512,9 +513,9 @@ static status_t s_handle(call_t *call, const uint8_t *frame, size_t len, int64_t
         /* nothing to commit */
     } else if (code == STATUS_OK || call->keep_writes) {
         int rc = call->unflushed ? db_commit_unflushed(db) : db_commit(db);
-        if (rc == 0 && call->unflushed)
+        if (rc == 1)
             metrics_unflushed(srv->metrics);
-        if (rc != 0) {
+        if (rc < 0) {
             code = call_db_fail(call, "commit");
             if (call->cleanup)
                 call->cleanup(out);

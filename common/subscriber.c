@@ -282,9 +282,15 @@ static int s_catch_up(sub_t *s)
     return 0;
 }
 
-/* A heartbeat: the stream's head was `head` at the publisher's time `at_ms`. */
+/* A heartbeat: the stream's head was `head` at the publisher's time `at_ms`.
+ * One below the highest head known (s->head, from Replay and heartbeats)
+ * comes from an instance that does not number the stream (another holds
+ * its relay's lock, or it is starting): it says nothing about what is
+ * applied. */
 static void s_heard(sub_t *s, uint64_t head, int64_t at_ms)
 {
+    if (head < s->head)
+        return;
     if (s->cursor >= head) {
         if (at_ms > s->reached_ms)
             s->reached_ms = at_ms;
@@ -361,9 +367,9 @@ static int s_recv(sub_t *s, Shop__Common__V1__Envelope **env)
             NULL, zmq_msg_size(&body), zmq_msg_data(&body));
         if (hb) {
             if (strcmp(hb->source, s->stream_name) == 0) {
+                s_heard(s, hb->head_sequence, hb->sent_at_ms);
                 if (hb->head_sequence > s->head)
                     s->head = hb->head_sequence;
-                s_heard(s, hb->head_sequence, hb->sent_at_ms);
             }
             shop__common__v1__heartbeat__free_unpacked(hb, NULL);
         }

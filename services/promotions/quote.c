@@ -448,6 +448,18 @@ static bool s_coupon_left_out(const Shop__Promotions__V1__QuoteRequest *q, const
     return false;
 }
 
+static void s_forget_coupon(void *arg, const char *code)
+{
+    (void)arg;
+    usage_forget(true, code);
+}
+
+static void s_forget_rule(void *arg, const char *code)
+{
+    (void)arg;
+    usage_forget(false, code);
+}
+
 static status_t s_redeem(call_t *call, const Shop__Promotions__V1__RedeemRequest *req,
                          Shop__Promotions__V1__RedeemResponse *resp, quote_t *qt)
 {
@@ -559,12 +571,15 @@ static status_t s_redeem(call_t *call, const Shop__Promotions__V1__RedeemRequest
             }
         }
     }
-    /* committed here, so the usage cache can forget what it had */
-    if (call_commit(call) != 0)
-        return call_db_fail(call, "commit");
+    /* the usage cache forgets what it had once this commits (with the
+     * call, flushed or not as its caller asked) */
     for (size_t i = 0; i < qt->q.n_applied; i++)
-        if (qt->q.applied[i].counted)
-            usage_forget(qt->q.applied[i].source == ENG_SOURCE_COUPON, qt->q.applied[i].code);
+        if (qt->q.applied[i].counted &&
+            db_after_commit(call_db(call),
+                            qt->q.applied[i].source == ENG_SOURCE_COUPON ? s_forget_coupon
+                                                                        : s_forget_rule,
+                            NULL, qt->q.applied[i].code) != 0)
+            return call_fail(call, STATUS_INTERNAL, "out of memory");
     return STATUS_OK;
 }
 
