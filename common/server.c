@@ -220,6 +220,23 @@ void server_anomaly(const char *kind, const char *fmt, ...)
         metrics_anomaly(s_running->metrics, i);
 }
 
+/* db_after_commit's callback: `arg` is the kind (a def's static string). */
+static void s_anomaly_committed(void *arg, const char *text)
+{
+    server_anomaly(arg, "%s", text);
+}
+
+int server_anomaly_on_commit(db_t *db, const char *kind, const char *fmt, ...)
+{
+    char text[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(text, sizeof text, fmt, ap);
+    va_end(ap);
+    return db_after_commit(db, s_anomaly_committed, (void *)kind, text);
+}
+
 /* --- the call API ------------------------------------------------------- */
 
 db_t *call_db(call_t *call) { return call->db; }

@@ -194,5 +194,10 @@ int server_emit(db_t *db, const ProtobufCMessage *event, const char *correlation
  * with the kind and counts it in shop_anomalies_total{kind}. `kind` must be
  * one of the server_def_t's anomalies. Callable from any thread. */
 void server_anomaly(const char *kind, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The same once `db`'s open transaction commits (dropped if it rolls back):
+ * for an inconsistency that the transaction acts on, such as a hold it gives
+ * back. 0, or -1 out of memory. */
+int server_anomaly_on_commit(db_t *db, const char *kind, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4), warn_unused_result));
 
 #endif

@@ -482,14 +482,6 @@ static void s_expired_line(void *arg, const char *sku, int32_t quantity)
     l->n++;
 }
 
-/* Counted once the release has committed (a rolled-back one gave nothing back). */
-static void s_hold_ended(void *arg, const char *order_id)
-{
-    (void)arg;
-    server_anomaly("reservation_expired", "order %s: its hold ended before the order was paid or "
-                   "cancelled; the stock is given back", order_id);
-}
-
 int catalog_maintain(db_t *db, void *settings)
 {
     static expired_t e;   /* one maintenance thread per process */
@@ -511,7 +503,9 @@ int catalog_maintain(db_t *db, void *settings)
             ev.n_lines = l.n;
             ev.reason = "expired";
             if (server_emit(db, &ev.base, e.ids[i]) != 0 ||
-                db_after_commit(db, s_hold_ended, NULL, e.ids[i]) != 0)
+                server_anomaly_on_commit(db, "reservation_expired", "order %s: its hold ended "
+                                         "before the order was paid or cancelled; the stock is "
+                                         "given back", e.ids[i]) != 0)
                 rc = -1;
         }
         for (size_t k = 0; k < l.n; k++)

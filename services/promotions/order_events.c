@@ -114,14 +114,6 @@ static void s_expired(void *arg, const char *order_id)
     snprintf(e->ids[e->n++], sizeof e->ids[0], "%s", order_id);
 }
 
-/* Counted once the release has committed (a rolled-back one gave nothing back). */
-static void s_hold_ended(void *arg, const char *order_id)
-{
-    (void)arg;
-    server_anomaly("hold_expired", "order %s: its redemption's hold ended before the order was "
-                   "paid or cancelled; its coupon and rule uses are given back", order_id);
-}
-
 int promo_maintain(db_t *db, void *settings)
 {
     static expired_t e;   /* one maintenance thread per process */
@@ -137,7 +129,10 @@ int promo_maintain(db_t *db, void *settings)
         int rc = s_release(db, e.ids[i], "hold expired", false, true);
         if (rc < 0)
             return -1;
-        if (rc == 0 && db_after_commit(db, s_hold_ended, NULL, e.ids[i]) != 0)
+        if (rc == 0 && server_anomaly_on_commit(db, "hold_expired", "order %s: its redemption's "
+                                                "hold ended before the order was paid or "
+                                                "cancelled; its coupon and rule uses are given back",
+                                                e.ids[i]) != 0)
             return -1;
     }
     return usage_refresh(db, settings);

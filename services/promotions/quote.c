@@ -448,16 +448,10 @@ static bool s_coupon_left_out(const Shop__Promotions__V1__QuoteRequest *q, const
     return false;
 }
 
-static void s_forget_coupon(void *arg, const char *code)
+/* db_after_commit's callback: `arg` points to whether `code` is a coupon's. */
+static void s_forget(void *arg, const char *code)
 {
-    (void)arg;
-    usage_forget(true, code);
-}
-
-static void s_forget_rule(void *arg, const char *code)
-{
-    (void)arg;
-    usage_forget(false, code);
+    usage_forget(*(const bool *)arg, code);
 }
 
 static status_t s_redeem(call_t *call, const Shop__Promotions__V1__RedeemRequest *req,
@@ -573,12 +567,12 @@ static status_t s_redeem(call_t *call, const Shop__Promotions__V1__RedeemRequest
     }
     /* the usage cache forgets what it had once this commits (with the
      * call, flushed or not as its caller asked) */
+    static const bool coupon = true, rule = false;
     for (size_t i = 0; i < qt->q.n_applied; i++)
         if (qt->q.applied[i].counted &&
-            db_after_commit(call_db(call),
-                            qt->q.applied[i].source == ENG_SOURCE_COUPON ? s_forget_coupon
-                                                                        : s_forget_rule,
-                            NULL, qt->q.applied[i].code) != 0)
+            db_after_commit(call_db(call), s_forget,
+                            (void *)(qt->q.applied[i].source == ENG_SOURCE_COUPON ? &coupon : &rule),
+                            qt->q.applied[i].code) != 0)
             return call_fail(call, STATUS_INTERNAL, "out of memory");
     return STATUS_OK;
 }
