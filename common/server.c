@@ -162,6 +162,7 @@ struct server {
     job_t *queue;       /* ring of calls waiting for a worker */
     size_t q_head, q_len;
     size_t inflight;    /* dispatched to a worker, reply not yet sent */
+    bool touched;       /* front or back written since the last s_kick */
     bool draining;
     int64_t drain_deadline_us;
 
@@ -748,6 +749,7 @@ static bool s_readable(void *sock)
  * triggered and a send can consume the edge of a pending receive. */
 static void s_kick(server_t *srv)
 {
+    srv->touched = false;
     if (!srv->draining && s_readable(srv->front))
         event_active(srv->ev_front, EV_READ, 0);
     if (s_readable(srv->back))
@@ -764,6 +766,7 @@ static void s_send_reply(server_t *srv, zmq_msg_t *id, zmq_msg_t *reply)
         return;
     parts[0] = *id;
     parts[1] = *reply;
+    srv->touched = true;
     s_send_frames(srv->front, parts, 2);
 }
 
@@ -794,6 +797,7 @@ static void s_dispatch(server_t *srv, size_t worker, zmq_msg_t *id, zmq_msg_t *f
     parts[2] = *frame;
     zmq_msg_init_size(&parts[3], sizeof received_us);
     memcpy(zmq_msg_data(&parts[3]), &received_us, sizeof received_us);
+    srv->touched = true;
     if (s_send_frames(srv->back, parts, 4) != 0) {
         slog_error("cannot hand a call to worker %zu: %s", worker, zmq_strerror(errno));
         return;
@@ -862,7 +866,11 @@ static void s_on_router(void *arg, zmq_msg_t *route, zmq_msg_t *frame, size_t fr
     server_t *srv = arg;
 
     s_on_call(srv, route, frame, frames, bytes);
-    s_kick(srv);
+    /* a call answered on the loop touched no ZeroMQ socket, so no edge of
+     * theirs can have been consumed: two ZMQ_EVENTS reads (a poll each)
+     * saved per call */
+    if (srv->touched)
+        s_kick(srv);
 }
 
 /* Calls over inproc (the intake's). */
