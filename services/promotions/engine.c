@@ -119,24 +119,82 @@ static void s_split(int64_t amount, const int64_t *w, size_t n, int64_t *d)
         }
 }
 
+/* The targets of a rule that names them without looking at the cart: "the
+ * order", or its categories; false for one that lists the lines it gave to. */
+static bool s_fixed_targets(const eng_rule_t *r, char *buf, size_t len)
+{
+    size_t used = 0;
+
+    buf[0] = '\0';
+    if (r->kind == ENG_BUNDLE || r->scope == ENG_SKUS)
+        return false;
+    if (r->scope == ENG_ORDER) {
+        util_fmt(buf, len, "the order");
+        return true;
+    }
+    for (size_t i = 0; i < r->n_categories && used < len; i++)
+        used += util_fmt(buf + used, len - used, "%s%s", i ? ", " : "", r->categories[i]);
+    return true;
+}
+
 /* "TEA-A, TEA-B" of the lines marked, or the categories, or "the order". */
 static void s_targets(const ctx_t *c, const eng_rule_t *r, const bool *mark, char *buf, size_t len)
 {
     size_t used = 0;
 
-    buf[0] = '\0';
-    if (r->scope == ENG_ORDER && r->kind != ENG_BUNDLE) {
-        util_fmt(buf, len, "the order");
+    if (s_fixed_targets(r, buf, len))
         return;
-    }
-    if (r->scope == ENG_CATEGORIES && r->kind != ENG_BUNDLE) {
-        for (size_t i = 0; i < r->n_categories && used < len; i++)
-            used += util_fmt(buf + used, len - used, "%s%s", i ? ", " : "", r->categories[i]);
-        return;
-    }
     for (size_t i = 0, k = 0; i < c->n && used < len; i++)
         if (mark[i])
             used += util_fmt(buf + used, len - used, "%s%s", k++ ? ", " : "", c->lines[i].sku);
+}
+
+/* What rule r gives, for the reason: "10% off", "together for ¥99.00 (2
+ * sets)"; `sets` and `free_units` as the discount found them. */
+static void s_detail(const eng_rule_t *r, const char *currency, int64_t sets, int64_t free_units,
+                     char *buf, size_t len)
+{
+    char m1[40], m2[40] = "";
+
+    switch (r->kind) {
+    case ENG_PERCENT:
+        util_fmt(buf, len, "%d%% off", r->percent);
+        return;
+    case ENG_AMOUNT:
+        util_fmt(buf, len, r->scope == ENG_ORDER ? "%s off" : "%s off each",
+                 s_money(r->amount, currency, m1, sizeof m1));
+        return;
+    case ENG_BUNDLE:
+        if (sets > 1)
+            util_fmt(m2, sizeof m2, " (%lld sets)", (long long)sets);
+        util_fmt(buf, len, "together for %s%s", s_money(r->bundle_price, currency, m1, sizeof m1), m2);
+        return;
+    case ENG_BXGY:
+        util_fmt(buf, len, "buy %d get %d free (%lld free)", r->buy, r->get, (long long)free_units);
+        return;
+    }
+    buf[0] = '\0';
+}
+
+/* "Spring sale: 10% off on the order", into buf (240 bytes), cut with
+ * "..." when the targets make it too long. */
+static void s_reason(const eng_rule_t *r, const char *detail, const char *targets, char *buf,
+                     size_t len)
+{
+    if (util_fmt(buf, len, "%s: %s %s %s", r->name, detail, r->kind == ENG_BUNDLE ? "for" : "on",
+                 targets) >= len)
+        memcpy(buf + len - 4, "...", 4);
+}
+
+const char *eng_rule_reason(const eng_mem_t *m, const eng_rule_t *r)
+{
+    char detail[120], targets[120], reason[240];
+
+    if (r->kind == ENG_BXGY || !s_fixed_targets(r, targets, sizeof targets))
+        return NULL;
+    s_detail(r, r->currency, 0, 0, detail, sizeof detail);
+    s_reason(r, detail, targets, reason, sizeof reason);
+    return eng_strndup(m, reason, strlen(reason));
 }
 
 /* Cuts each d[i] so no line goes below its cost (unless loss is allowed);
@@ -160,7 +218,8 @@ static int s_margin(ctx_t *c, int64_t *d, bool allow_loss)
     return first;
 }
 
-/* Adds the discounts d to the lines and records the outcome. */
+/* Adds the discounts d to the lines and records the outcome; `reason` is
+ * kept as it is (in the quote's memory, or the rules'). */
 static void s_give(ctx_t *c, int source, const char *code, int holder, bool exclusive,
                    bool counted, const int64_t *d, int cut, const char *reason)
 {
@@ -183,26 +242,24 @@ static void s_give(ctx_t *c, int source, const char *code, int holder, bool excl
             c->lines[i].held_by = holder;
     }
     eng_entry_t *e = s_entry(c, true, source, code);
-    e->reason = eng_strndup(c->mem, reason, strlen(reason));
+    e->reason = reason;
     e->saved = total;
     e->counted = counted;
     if (cut >= 0)
         s_reject(c, source, code, "limited: would sell %s below cost", c->lines[cut].sku);
 }
 
-/* The discount of rule r on the available lines, into d. Returns 0, or -1
- * when the rule does not fit the cart after all (then `why` may say why). */
+/* The discount of rule r on the available lines, into d, and for its
+ * reason the bundle's *sets or the *free_units. Returns 0, or -1 when the
+ * rule does not fit the cart after all (then `why` may say why). */
 static int s_rule_discount(ctx_t *c, const eng_rule_t *r, const bool *avail, int64_t *d,
-                           char *why, size_t len, char *detail, size_t dlen)
+                           char *why, size_t len, int64_t *sets_out, int64_t *free_out)
 {
-    char m1[40], m2[40];
-
     switch (r->kind) {
     case ENG_PERCENT:
         for (size_t i = 0; i < c->n; i++)
             if (avail[i])
                 d[i] = (s_current(&c->lines[i]) * r->percent + 50) / 100;
-        util_fmt(detail, dlen, "%d%% off", r->percent);
         return 0;
     case ENG_AMOUNT:
         if (r->scope == ENG_ORDER) {
@@ -212,7 +269,6 @@ static int s_rule_discount(ctx_t *c, const eng_rule_t *r, const bool *avail, int
                 sum += w[i];
             }
             s_split(r->amount < sum ? r->amount : sum, w, c->n, d);
-            util_fmt(detail, dlen, "%s off", s_money(r->amount, c->currency, m1, sizeof m1));
         } else {
             for (size_t i = 0; i < c->n; i++)
                 if (avail[i]) {
@@ -222,7 +278,6 @@ static int s_rule_discount(ctx_t *c, const eng_rule_t *r, const bool *avail, int
                         want = cur;
                     d[i] = want < cur ? want : cur;
                 }
-            util_fmt(detail, dlen, "%s off each", s_money(r->amount, c->currency, m1, sizeof m1));
         }
         return 0;
     case ENG_BUNDLE: {
@@ -247,9 +302,7 @@ static int s_rule_discount(ctx_t *c, const eng_rule_t *r, const bool *avail, int
             if (d[i] > cur)
                 d[i] = cur;
         }
-        util_fmt(detail, dlen, "together for %s%s",
-                 s_money(r->bundle_price, c->currency, m1, sizeof m1),
-                 sets > 1 ? (util_fmt(m2, sizeof m2, " (%lld sets)", (long long)sets), m2) : "");
+        *sets_out = sets;
         return 0;
     }
     case ENG_BXGY: {
@@ -263,8 +316,7 @@ static int s_rule_discount(ctx_t *c, const eng_rule_t *r, const bool *avail, int
                      (long long)units);
             return -1;
         }
-        util_fmt(detail, dlen, "buy %d get %d free (%lld free)", r->buy, r->get,
-                 (long long)free_units);
+        *free_out = free_units;
         /* the cheapest units go free; lines are in SKU order, so ties are too */
         int64_t f[MAX_LINES];
         memset(f, 0, c->n * sizeof *f);
@@ -317,6 +369,7 @@ static void s_rule(ctx_t *c, int k)
     bool elig[MAX_LINES], avail[MAX_LINES];
     int64_t d[MAX_LINES];
     char why[200], detail[120], targets[120], m1[40], m2[40], reason[240];
+    int64_t sets = 0, free_units = 0;
     int any = 0, n_avail = 0, blocker = -1;
 
     if (r->currency[0] && strcmp(r->currency, c->currency) != 0)
@@ -360,7 +413,7 @@ static void s_rule(ctx_t *c, int k)
         return;
     }
     why[0] = '\0';
-    if (s_rule_discount(c, r, avail, d, why, sizeof why, detail, sizeof detail) != 0) {
+    if (s_rule_discount(c, r, avail, d, why, sizeof why, &sets, &free_units) != 0) {
         if (why[0])
             s_reject(c, ENG_SOURCE_RULE, r->code, "%s", why);
         return;
@@ -379,12 +432,15 @@ static void s_rule(ctx_t *c, int k)
     bool shown[MAX_LINES];
     for (size_t i = 0; i < c->n; i++)
         shown[i] = d[i] > 0;
-    s_targets(c, r, shown, targets, sizeof targets);
-    if (util_fmt(reason, sizeof reason, "%s: %s %s %s", r->name, detail,
-                 r->kind == ENG_BUNDLE ? "for" : "on", targets) >= sizeof reason)
-        memcpy(reason + sizeof reason - 4, "...", 4);   /* a long list of targets */
+    const char *said = r->reason;   /* the same for every cart, made once */
+    if (!said) {
+        s_targets(c, r, shown, targets, sizeof targets);
+        s_detail(r, c->currency, sets, free_units, detail, sizeof detail);
+        s_reason(r, detail, targets, reason, sizeof reason);
+        said = eng_strndup(c->mem, reason, strlen(reason));
+    }
     s_give(c, ENG_SOURCE_RULE, r->code, k, r->exclusive, r->usage_cap > 0 || r->budget > 0, d,
-           cut, reason);
+           cut, said);
 }
 
 /* Lines a tier or coupon may discount: those no exclusive rule holds. */
@@ -419,8 +475,9 @@ static void s_tier(ctx_t *c, const eng_tier_t *t)
         if (avail[i])
             d[i] = (s_current(&c->lines[i]) * t->percent + 50) / 100;
     int cut = s_margin(c, d, false);
-    util_fmt(reason, sizeof reason, "%s member: %d%% off", t->name, t->percent);
-    s_give(c, ENG_SOURCE_TIER, t->name, -1, false, false, d, cut, reason);
+    size_t len = util_fmt(reason, sizeof reason, "%s member: %d%% off", t->name, t->percent);
+    s_give(c, ENG_SOURCE_TIER, t->name, -1, false, false, d, cut,
+           eng_strndup(c->mem, reason, len < sizeof reason ? len : sizeof reason - 1));
 }
 
 static void s_coupon(ctx_t *c, const eng_coupon_t *cp, const char *customer_id)
@@ -487,7 +544,8 @@ static void s_coupon(ctx_t *c, const eng_coupon_t *cp, const char *customer_id)
                  s_money(cp->amount_off, c->currency, m1, sizeof m1));
     }
     int cut = s_margin(c, d, false);
-    s_give(c, ENG_SOURCE_COUPON, cp->code, -1, false, true, d, cut, reason);
+    s_give(c, ENG_SOURCE_COUPON, cp->code, -1, false, true, d, cut,
+           eng_strndup(c->mem, reason, strlen(reason)));
 }
 
 int eng_rule_order(const void *a, const void *b)

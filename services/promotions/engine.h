@@ -56,6 +56,7 @@ typedef struct {
     bool exclusive, allow_loss;
     int64_t budget, spent;          /* budget 0 = none */
     int32_t usage_cap, used;        /* cap 0 = none */
+    const char *reason;             /* eng_rule_reason's, kept with the rule; NULL = made per quote */
 } eng_rule_t;
 
 typedef struct {
@@ -98,15 +99,21 @@ typedef struct {
 /* The first n bytes of s as a string in m. */
 char *eng_strndup(const eng_mem_t *m, const char *s, size_t n);
 
+/* The reason an applied rule gives when it does not depend on the cart (a
+ * percent or amount off the order or categories), in m; else NULL. A
+ * caller that compiles rules once for many quotes keeps it in
+ * eng_rule_t.reason, sparing each quote the formatting. */
+const char *eng_rule_reason(const eng_mem_t *m, const eng_rule_t *r);
+
 /* The order rules apply in: higher priority first, then by code (a qsort
  * comparator over eng_rule_t). */
 int eng_rule_order(const void *a, const void *b);
 
 /* Prices `lines` (sorted by SKU, one currency) in place and fills `out`,
- * its entries and their reasons in `mem` (each rule, the tier and each
- * coupon give at most one applied and one rejected entry). Rules (unless
- * already in eng_rule_order) and coupons are sorted here (the arrays are
- * reordered). */
+ * its entries and their reasons in `mem`, or a rule's own reason, which
+ * must then outlive `out` (each rule, the tier and each coupon give at
+ * most one applied and one rejected entry). Rules (unless already in
+ * eng_rule_order) and coupons are sorted here (the arrays are reordered). */
 void eng_quote(const eng_mem_t *mem, eng_line_t *lines, size_t n, const char *currency,
                eng_rule_t *rules, size_t n_rules, const eng_tier_t *tier, eng_coupon_t *coupons,
                size_t n_coupons, const char *customer_id, int64_t at_ms, eng_quote_t *out);

@@ -49,10 +49,12 @@ static int s_line_cmp(const void *a, const void *b)
  * SKU they do not have. */
 static status_t s_lines(quote_t *qt)
 {
+    const cache_sku_t **found = call_alloc_uninit(qt->call, qt->n * sizeof *found);
+
     qt->currency = NULL;
     for (size_t i = 0; i < qt->n; i++) {
         eng_line_t *l = &qt->lines[i];
-        const cache_sku_t *k = cache_sku(&qt->view, l->sku);
+        const cache_sku_t *k = found[i] = cache_sku(&qt->view, l->sku);
         if (!k)
             return call_fail(qt->call, STATUS_NOT_FOUND, "no SKU %s (the catalog has not announced it)",
                              l->sku);
@@ -72,7 +74,7 @@ static status_t s_lines(quote_t *qt)
             return call_fail(qt->call, STATUS_INVALID_ARGUMENT,
                              "the cart is worth more than %lld minor units", (long long)MONEY_MAX_CART);
     for (size_t i = 0; i < qt->n; i++)
-        if (!cache_sku(&qt->view, qt->lines[i].sku)->active)
+        if (!found[i]->active)
             return call_fail(qt->call, STATUS_FAILED_PRECONDITION, "SKU %s is not for sale",
                              qt->lines[i].sku);
     return STATUS_OK;
@@ -337,7 +339,7 @@ static quote_msg_t *s_message(quote_t *qt)
         shop__promotions__v1__applied__init(a);
         a->source = s_source(e->source);
         a->code = call_strdup(call, e->code);
-        a->reason = (char *)e->reason;
+        a->reason = call_strdup(call, e->reason);   /* a rule's own is the snapshot's */
         a->saved = call_money(call, e->saved, cur);
         m->applied[m->n_applied++] = a;
     }

@@ -154,6 +154,7 @@ void promo_rule_eng(const eng_mem_t *m, const store_rule_t *r, eng_rule_t *e)
     e->spent = r->spent;
     e->usage_cap = r->usage_cap;
     e->used = r->used;
+    e->reason = eng_rule_reason(m, e);
 }
 
 /* --- validation ------------------------------------------------------------------------ */
