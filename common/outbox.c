@@ -20,6 +20,8 @@
 #define RELAY_GATHER_MS  10   /* after a partial batch (see s_run) */
 #define RELAY_IDLE_MAX_MS 50
 #define RELAY_LOCK_RETRY_MS 1000
+#define RELAY_NOTE_MS    1000  /* how often the relay notes the next xid (see s_note) */
+#define RELAY_MARKS      1024  /* notes kept while a transaction holds the xmin back (17 min) */
 #define REPLAY_MAX_LIMIT 1000
 #define REPLAY_DEFAULT_LIMIT 500
 #define REPLAY_MAX_BYTES     (8 * 1024 * 1024)   /* payload per reply, far below what clients take */
@@ -55,6 +57,12 @@ static const db_stmt_t s_stamp = {
     "(extract(epoch FROM o.occurred_at) * 1000)::bigint",
     1};
 
+/* The oldest xid still running and the next one to be given out, as one
+ * snapshot sees them (xid8 as text). */
+static const db_stmt_t s_xids = {
+    "outbox_xids",
+    "SELECT pg_snapshot_xmin(s)::text, pg_snapshot_xmax(s)::text FROM pg_current_snapshot() s", 0};
+
 static const db_stmt_t s_replay = {
     "outbox_replay",
     "SELECT position, message_id::text, type, payload, correlation_id, causation_id, "
@@ -74,6 +82,16 @@ struct relay {
     metrics_t *metrics;
     atomic_bool stop;
     _Atomic uint64_t head;
+    /* Notes "from at_ms on, every xid given out is >= xid", oldest first:
+     * once the stamp has numbered every row below an xmin >= xid, all
+     * that committed before at_ms is numbered (see s_note). */
+    struct {
+        uint64_t xid;
+        int64_t at_ms;
+    } marks[RELAY_MARKS];
+    size_t mark_first, n_marks;
+    int64_t noted_mono_ms;
+    _Atomic int64_t complete_ms;   /* everything committed before it is stamped */
 };
 
 int outbox_add(db_t *db, const char *type, const uint8_t *payload, size_t len,
@@ -248,6 +266,54 @@ fail:
     return got;
 }
 
+/* Every RELAY_NOTE_MS, before a stamp: the time now and the snapshot's next
+ * xid go into the marks (a transaction that had an xid by then has a lower
+ * one), and *xmin receives the oldest running xid. Returns false when it
+ * did not look. The stamp that follows numbers every row with an xid below
+ * its own, later xmin; if it numbers all of them (fewer than a batch),
+ * every mark at or below *xmin is passed (s_passed). A transaction held
+ * open for long keeps the xmin, and so the time, back: that is the point.
+ * The time is this host's clock, as the heartbeat's. */
+static bool s_note(relay_t *r, uint64_t *xmin)
+{
+    int64_t mono = util_mono_ms();
+
+    if (mono - r->noted_mono_ms < RELAY_NOTE_MS)
+        return false;
+    r->noted_mono_ms = mono;
+    int64_t at = util_now_ms();
+    PGresult *res = db_exec(r->db, &s_xids, NULL);
+    if (!res || PQntuples(res) != 1) {
+        if (res)
+            PQclear(res);
+        return false;   /* the stamp that follows says what went wrong */
+    }
+    *xmin = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+    uint64_t next = strtoull(PQgetvalue(res, 0, 1), NULL, 10);
+    PQclear(res);
+    if (r->n_marks < RELAY_MARKS) {   /* full: the time stays back until xmin moves */
+        size_t i = (r->mark_first + r->n_marks++) % RELAY_MARKS;
+        r->marks[i].xid = next;
+        r->marks[i].at_ms = at;
+    }
+    return true;
+}
+
+/* Every row with an xid below `xmin` is stamped: the marks it passes go,
+ * the latest one's time becomes relay_complete's. */
+static void s_passed(relay_t *r, uint64_t xmin)
+{
+    int64_t at = 0;
+
+    while (r->n_marks > 0 && r->marks[r->mark_first].xid <= xmin) {
+        at = r->marks[r->mark_first].at_ms;
+        r->mark_first = (r->mark_first + 1) % RELAY_MARKS;
+        r->n_marks--;
+    }
+    if (at > atomic_load(&r->complete_ms))
+        atomic_store(&r->complete_ms, at);   /* after head: see relay_complete */
+}
+
 static void *s_relay_run(void *arg)
 {
     relay_t *r = arg;
@@ -272,6 +338,8 @@ static void *s_relay_run(void *arg)
                 continue;
             }
         }
+        uint64_t xmin = 0;
+        bool noted = s_note(r, &xmin);
         PGresult *res = db_exec_binary(r->db, &s_stamp, params);
         if (!res) {
             /* A lost connection also lost the session lock: take it again. */
@@ -288,6 +356,8 @@ static void *s_relay_run(void *arg)
             idle_ms = RELAY_IDLE_MIN_MS;
         }
         PQclear(res);
+        if (noted && n < atoi(RELAY_BATCH))
+            s_passed(r, xmin);
         if (n == 0) {
             util_nap_ms(&r->stop, idle_ms);
             idle_ms = idle_ms * 2 > RELAY_IDLE_MAX_MS ? RELAY_IDLE_MAX_MS : idle_ms * 2;
@@ -317,6 +387,8 @@ relay_t *relay_new(void *zctx, const char *inproc_endpoint, const char *conninfo
         goto fail;
     atomic_init(&r->stop, false);
     atomic_init(&r->head, 0);
+    atomic_init(&r->complete_ms, 1);   /* true of any stream: nothing known yet */
+    r->noted_mono_ms = util_mono_ms() - RELAY_NOTE_MS;
     r->metrics = m;
     r->schema = strdup(schema);
     r->source = strdup(source);
@@ -354,6 +426,11 @@ fail:
 uint64_t relay_head(relay_t *relay)
 {
     return relay ? atomic_load(&relay->head) : 0;
+}
+
+int64_t relay_complete(relay_t *relay)
+{
+    return relay ? atomic_load(&relay->complete_ms) : 0;
 }
 
 void relay_destroy(relay_t **p)

@@ -36,6 +36,12 @@ relay_t *relay_new(void *zctx, const char *inproc_endpoint, const char *conninfo
 /* Highest position stamped so far (0 if none); for the heartbeat. */
 uint64_t relay_head(relay_t *relay);
 
+/* A time (this host's clock, ms since the epoch) before which every event
+ * committed is stamped: at or below relay_head read after it; 1 while
+ * nothing is known (a relay that does not number the stream, or has not
+ * looked yet), 0 without a relay. For the heartbeat. */
+int64_t relay_complete(relay_t *relay);
+
 /* Stops and joins the relay thread, closes its connection. Accepts NULL. */
 void relay_destroy(relay_t **p);
 

@@ -983,6 +983,7 @@ static void s_on_heartbeat(evutil_socket_t fd, short what, void *arg)
     (void)what;
     metrics_connections(srv->metrics, router_connections(srv->router));
     hb.source = (char *)srv->def->name;
+    hb.complete_before_ms = relay_complete(srv->relay);   /* before the head it covers */
     hb.head_sequence = relay_head(srv->relay);
     hb.sent_at_ms = util_now_ms();
     if (zmq_msg_init_size(&parts[0], topic) != 0)

@@ -282,7 +282,9 @@ static int s_catch_up(sub_t *s)
     return 0;
 }
 
-/* A heartbeat: the stream's head was `head` at the publisher's time `at_ms`.
+/* A heartbeat: every event committed before the publisher's time `at_ms`
+ * is at or below `head` (its complete_before_ms; sent_at_ms from an older
+ * publisher, which was only true while no transaction stayed open long).
  * One below the highest head known (s->head, from Replay and heartbeats)
  * comes from an instance that does not number the stream (another holds
  * its relay's lock, or it is starting): it says nothing about what is
@@ -367,7 +369,8 @@ static int s_recv(sub_t *s, Shop__Common__V1__Envelope **env)
             NULL, zmq_msg_size(&body), zmq_msg_data(&body));
         if (hb) {
             if (strcmp(hb->source, s->stream_name) == 0) {
-                s_heard(s, hb->head_sequence, hb->sent_at_ms);
+                s_heard(s, hb->head_sequence,
+                        hb->complete_before_ms ? hb->complete_before_ms : hb->sent_at_ms);
                 if (hb->head_sequence > s->head)
                     s->head = hb->head_sequence;
             }

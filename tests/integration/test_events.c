@@ -145,12 +145,16 @@ int main(void)
         pthread_join(threads[i], NULL);
     CHECK_INT(atomic_load(&s_failures), 0);
     CHECK(s_n_committed > 0);
+    int64_t all_committed_ms = util_now_ms();
 
     /* PUB: every event in sequence order, topic = type; then a heartbeat
-     * carrying head = N. */
+     * carrying head = N, and that everything committed before the
+     * producers finished is at or below it (no transaction stays open) */
     uint64_t expect = 1, hb_head = 0;
+    int64_t hb_complete = 0, hb_sent = 0;
     int64_t deadline = util_mono_ms() + 15000;
-    while (util_mono_ms() < deadline && (expect <= s_n_committed || hb_head != s_n_committed)) {
+    while (util_mono_ms() < deadline &&
+           (expect <= s_n_committed || hb_head != s_n_committed || hb_complete < all_committed_ms)) {
         char topic[128];
         uint8_t body[4096];
         int tl = zmq_recv(sub, topic, sizeof topic - 1, 0);
@@ -162,8 +166,11 @@ int main(void)
             continue;
         if (strcmp(topic, "shop.common.v1.Heartbeat") == 0) {
             Shop__Common__V1__Heartbeat *hb = shop__common__v1__heartbeat__unpack(NULL, (size_t)bl, body);
-            if (hb && strcmp(hb->source, "sink") == 0)
+            if (hb && strcmp(hb->source, "sink") == 0) {
                 hb_head = hb->head_sequence;
+                hb_complete = hb->complete_before_ms;
+                hb_sent = hb->sent_at_ms;
+            }
             shop__common__v1__heartbeat__free_unpacked(hb, NULL);
             continue;
         }
@@ -180,6 +187,7 @@ int main(void)
     CHECK(ordered);
     CHECK_INT((long long)(expect - 1), (long long)s_n_committed);
     CHECK_INT((long long)hb_head, (long long)s_n_committed);
+    CHECK(hb_complete >= all_committed_ms && hb_complete <= hb_sent);
 
     /* Replay: 1..N, no gap, no duplicate, payloads intact. */
     client = client_new(zctx, rpc);

@@ -385,6 +385,49 @@ static void s_hold_while_behind(void)
     CHECK_INT(s_metric(&s_pro_svc, "shop_anomalies_total{kind=\"hold_expired\"}"), 2);
 }
 
+/* A transaction left open in the cluster keeps the relays from numbering
+ * what commits after it: OrderPlaced waits unnumbered, and the heartbeats
+ * (their head unchanged, the consumers at it) must not let holds end. */
+static void s_hold_while_unnumbered(void)
+{
+    PGconn *open_tx = PQconnectdb(s_admin);
+    char id[40];
+
+    CHECK(PQstatus(open_tx) == CONNECTION_OK);
+    PGresult *r = PQexec(open_tx, "BEGIN; SELECT pg_current_xact_id()");
+    CHECK(PQresultStatus(r) == PGRES_TUPLES_OK);
+    PQclear(r);
+    long long head = s_sql("SELECT coalesce(max(position), 0) FROM orders.outbox");
+    CHECK_INT(s_place(id, "k-unnumbered", "c-unnumbered", "{\"sku\":\"CUP-1\",\"quantity\":1}", NULL),
+              STATUS_OK);
+    CHECK_INT(jcall(&s_pro, "Redeem", "{\"orderId\":\"O-UNNUMBERED\",\"holdSeconds\":1,\"quote\":{"
+                    "\"customerId\":\"c-unnumbered\",\"lines\":[{\"sku\":\"TEA-A\",\"quantity\":1}],"
+                    "\"couponCodes\":[\"WELCOME10\"]}}"), STATUS_OK);
+    CHECK_INT(jcall(&s_cat, "ReserveStock", "{\"orderId\":\"O-UNNUMBERED\",\"ttlSeconds\":1,\"lines\":[{"
+                    "\"sku\":\"TEA-A\",\"quantity\":1}]}"), STATUS_OK);
+    util_sleep_ms(4000);   /* both past their end, several maintenance ticks and heartbeats */
+    CHECK_INT(s_sql("SELECT count(*) FROM orders.outbox WHERE position IS NULL"), 1);   /* OrderPlaced */
+    CHECK_INT(s_sql("SELECT coalesce(max(position), 0) FROM orders.outbox"), head);
+    CHECK_INT(s_sql("SELECT count(*) FROM catalog.consumer_cursor WHERE stream = 'orders' "
+                    "AND position = %lld", head), 1);   /* the consumer is at the head */
+    CHECK_INT(s_sql("SELECT count(*) FROM catalog.reservation WHERE order_id = 'O-UNNUMBERED' "
+                    "AND state = 'held' AND expires_at < now()"), 1);
+    CHECK_INT(s_sql("SELECT count(*) FROM promotions.redemption WHERE order_id = 'O-UNNUMBERED' "
+                    "AND state = 'redeemed' AND expires_at < now()"), 1);
+    r = PQexec(open_tx, "COMMIT");
+    PQclear(r);
+    PQfinish(open_tx);
+    CHECK_INT(s_sql_until(1, "SELECT count(*) FROM catalog.reservation WHERE order_id = 'O-UNNUMBERED' "
+                             "AND state = 'expired'"), 1);
+    CHECK_INT(s_sql_until(1, "SELECT count(*) FROM promotions.redemption WHERE order_id = 'O-UNNUMBERED' "
+                             "AND state = 'released'"), 1);
+    CHECK_INT(s_sql_until(0, "SELECT count(*) FROM orders.outbox WHERE position IS NULL"), 0);
+    CHECK_INT(s_sql("SELECT count(*) FROM catalog.reservation WHERE order_id = '%s' AND state = 'held'",
+                    id), 1);
+    CHECK_INT(s_metric(&s_cat_svc, "shop_anomalies_total{kind=\"reservation_expired\"}"), 3);
+    CHECK_INT(s_metric(&s_pro_svc, "shop_anomalies_total{kind=\"hold_expired\"}"), 3);
+}
+
 static void s_order_ids(void)
 {
     char a[40], b[40], c[40], d[40];
@@ -473,6 +516,7 @@ static void s_order_ids(void)
     CHECK_INT(s_metric(&s_pro_svc, "shop_anomalies_total{kind=\"hold_expired\"}"), 1);
     CHECK_INT(s_metric(&s_cat_svc, "shop_anomalies_total{kind=\"reservation_expired\"}"), 1);
     s_hold_while_behind();
+    s_hold_while_unnumbered();
     /* a hold longer than 7 days is refused */
     CHECK_INT(jcall(&s_pro, "Redeem", "{\"orderId\":\"O-LONG\",\"holdSeconds\":604801,\"quote\":{"
                     "\"customerId\":\"c-long\",\"lines\":[{\"sku\":\"TEA-A\",\"quantity\":1}]}}"),
