@@ -90,7 +90,9 @@ struct relay {
         int64_t at_ms;
     } marks[RELAY_MARKS];
     size_t mark_first, n_marks;
+    uint64_t pending_xmin;         /* noted, not yet passed (0: none) */
     int64_t noted_mono_ms;
+    char cluster[64];              /* the marks' (db_cluster) */
     _Atomic int64_t complete_ms;   /* everything committed before it is stamped */
 };
 
@@ -200,8 +202,11 @@ static uint64_t s_publish(relay_t *r, const PGresult *res)
     bool sending = true;
     s_order_t *order = calloc((size_t)n, sizeof *order);
 
-    if (!order) {
+    if (!order) {   /* stamped all the same: the head moves (Replay has them) */
         slog_error("relay: out of memory publishing %d events", n);
+        for (int i = 0; i < n; i++)
+            if ((uint64_t)db_int8(res, i, 0) > atomic_load(&r->head))
+                atomic_store(&r->head, (uint64_t)db_int8(res, i, 0));
         return 0;
     }
     for (int i = 0; i < n; i++) {
@@ -256,6 +261,14 @@ static bool s_take_lock(relay_t *r, bool *waiting_logged)
     if (!res)
         goto fail;
     atomic_store(&r->head, strtoull(PQgetvalue(res, 0, 0), NULL, 10));
+    if (strcmp(r->cluster, db_cluster(r->db)) != 0) {
+        /* another cluster (a standby promoted): its xids are not the ones
+         * noted, and nothing is known of it yet */
+        r->n_marks = 0;
+        r->pending_xmin = 0;
+        atomic_store(&r->complete_ms, 1);
+        snprintf(r->cluster, sizeof r->cluster, "%s", db_cluster(r->db));
+    }
     slog_info("relay: relaying stream %s from position %" PRIu64, r->source,
               (uint64_t)atomic_load(&r->head));
     *waiting_logged = false;
@@ -267,28 +280,28 @@ fail:
 }
 
 /* Every RELAY_NOTE_MS, before a stamp: the time now and the snapshot's next
- * xid go into the marks (a transaction that had an xid by then has a lower
- * one), and *xmin receives the oldest running xid. Returns false when it
- * did not look. The stamp that follows numbers every row with an xid below
- * its own, later xmin; if it numbers all of them (fewer than a batch),
- * every mark at or below *xmin is passed (s_passed). A transaction held
- * open for long keeps the xmin, and so the time, back: that is the point.
- * The time is this host's clock, as the heartbeat's. */
-static bool s_note(relay_t *r, uint64_t *xmin)
+ * xid go into the marks (a transaction that committed by then has a lower
+ * xid), and the oldest running xid becomes pending. Any later stamp numbers
+ * every row with an xid below its own xmin, which is no lower; the first
+ * one that numbers all of them (fewer than a batch) passes every mark at or
+ * below the pending xmin (s_passed). A transaction held open for long keeps
+ * the xmin, and so the time, back: that is the point. The time is this
+ * host's clock, as the heartbeat's. */
+static void s_note(relay_t *r)
 {
     int64_t mono = util_mono_ms();
 
     if (mono - r->noted_mono_ms < RELAY_NOTE_MS)
-        return false;
+        return;
     r->noted_mono_ms = mono;
     int64_t at = util_now_ms();
     PGresult *res = db_exec(r->db, &s_xids, NULL);
     if (!res || PQntuples(res) != 1) {
         if (res)
             PQclear(res);
-        return false;   /* the stamp that follows says what went wrong */
+        return;   /* the stamp that follows says what went wrong */
     }
-    *xmin = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+    r->pending_xmin = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
     uint64_t next = strtoull(PQgetvalue(res, 0, 1), NULL, 10);
     PQclear(res);
     if (r->n_marks < RELAY_MARKS) {   /* full: the time stays back until xmin moves */
@@ -296,7 +309,6 @@ static bool s_note(relay_t *r, uint64_t *xmin)
         r->marks[i].xid = next;
         r->marks[i].at_ms = at;
     }
-    return true;
 }
 
 /* Every row with an xid below `xmin` is stamped: the marks it passes go,
@@ -338,8 +350,7 @@ static void *s_relay_run(void *arg)
                 continue;
             }
         }
-        uint64_t xmin = 0;
-        bool noted = s_note(r, &xmin);
+        s_note(r);
         PGresult *res = db_exec_binary(r->db, &s_stamp, params);
         if (!res) {
             /* A lost connection also lost the session lock: take it again. */
@@ -356,8 +367,10 @@ static void *s_relay_run(void *arg)
             idle_ms = RELAY_IDLE_MIN_MS;
         }
         PQclear(res);
-        if (noted && n < atoi(RELAY_BATCH))
-            s_passed(r, xmin);
+        if (r->pending_xmin && n < atoi(RELAY_BATCH)) {
+            s_passed(r, r->pending_xmin);
+            r->pending_xmin = 0;
+        }
         if (n == 0) {
             util_nap_ms(&r->stop, idle_ms);
             idle_ms = idle_ms * 2 > RELAY_IDLE_MAX_MS ? RELAY_IDLE_MAX_MS : idle_ms * 2;

@@ -72,9 +72,12 @@ struct sub {
     uint64_t head;
     int backoff_ms;
     /* The stream is applied up to the publisher's time `reached_ms`: a
-     * heartbeat sent then named a head the cursor has reached since.
-     * `wait_head`/`wait_ms`: the oldest heartbeat whose head it has not
-     * reached yet (0 = none); `stored_ms`: what consumer_cursor says. */
+     * heartbeat said all committed before then was at or below a head the
+     * cursor has reached since. `wait_head`/`wait_ms`: the oldest heartbeat
+     * whose head it has not reached yet (0 = none); `stored_ms`: what
+     * consumer_cursor says; `tells_complete`: a heartbeat of the stream
+     * carried complete_before_ms. */
+    bool tells_complete;
     int64_t reached_ms;
     uint64_t wait_head;
     int64_t wait_ms;
@@ -291,8 +294,8 @@ static int s_catch_up(sub_t *s)
  * applied. */
 static void s_heard(sub_t *s, uint64_t head, int64_t at_ms)
 {
-    if (head < s->head)
-        return;
+    if (head < s->head || at_ms <= s->reached_ms)
+        return;   /* (nor would waiting for it tell anything new) */
     if (s->cursor >= head) {
         if (at_ms > s->reached_ms)
             s->reached_ms = at_ms;
@@ -369,8 +372,16 @@ static int s_recv(sub_t *s, Shop__Common__V1__Envelope **env)
             NULL, zmq_msg_size(&body), zmq_msg_data(&body));
         if (hb) {
             if (strcmp(hb->source, s->stream_name) == 0) {
-                s_heard(s, hb->head_sequence,
-                        hb->complete_before_ms ? hb->complete_before_ms : hb->sent_at_ms);
+                /* sent_at_ms from a publisher older than complete_before_ms,
+                 * until one that has it is heard: from then on, an older
+                 * one (a rolling deploy) says nothing of the time */
+                int64_t at = hb->complete_before_ms;
+                if (at)
+                    s->tells_complete = true;
+                else if (!s->tells_complete)
+                    at = hb->sent_at_ms;
+                if (at)
+                    s_heard(s, hb->head_sequence, at);
                 if (hb->head_sequence > s->head)
                     s->head = hb->head_sequence;
             }
