@@ -260,15 +260,16 @@ static bool s_take_lock(relay_t *r, bool *waiting_logged)
     res = db_exec(r->db, &s_head, NULL);
     if (!res)
         goto fail;
-    atomic_store(&r->head, strtoull(PQgetvalue(res, 0, 0), NULL, 10));
     if (strcmp(r->cluster, db_cluster(r->db)) != 0) {
         /* another cluster (a standby promoted): its xids are not the ones
-         * noted, and nothing is known of it yet */
+         * noted, and nothing is known of it yet (before its head: see
+         * relay_complete) */
         r->n_marks = 0;
         r->pending_xmin = 0;
         atomic_store(&r->complete_ms, 1);
         snprintf(r->cluster, sizeof r->cluster, "%s", db_cluster(r->db));
     }
+    atomic_store(&r->head, strtoull(PQgetvalue(res, 0, 0), NULL, 10));
     slog_info("relay: relaying stream %s from position %" PRIu64, r->source,
               (uint64_t)atomic_load(&r->head));
     *waiting_logged = false;

@@ -373,10 +373,12 @@ static int s_recv(sub_t *s, Shop__Common__V1__Envelope **env)
         if (hb) {
             if (strcmp(hb->source, s->stream_name) == 0) {
                 /* sent_at_ms from a publisher older than complete_before_ms,
-                 * until one that has it is heard: from then on, an older
-                 * one (a rolling deploy) says nothing of the time */
+                 * until one that numbers the stream says it (more than 1:
+                 * an instance waiting for the relay's lock sends 1): from
+                 * then on, an older one (a rolling deploy) says nothing of
+                 * the time */
                 int64_t at = hb->complete_before_ms;
-                if (at)
+                if (at > 1)
                     s->tells_complete = true;
                 else if (!s->tells_complete)
                     at = hb->sent_at_ms;

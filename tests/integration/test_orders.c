@@ -352,14 +352,16 @@ static void s_hold_while_behind(void)
                              "WHERE stream = 'orders' UNION ALL SELECT caught_up_at FROM "
                              "promotions.consumer_cursor WHERE stream = 'orders') c "
                              "WHERE caught_up_at > now() - interval '10 seconds'"), 2);
-    PGresult *r = PQexec(lock, "BEGIN; SELECT 1 FROM catalog.consumer_cursor WHERE stream = 'orders' "
-                               "FOR UPDATE; SELECT 1 FROM promotions.consumer_cursor "
-                               "WHERE stream = 'orders' FOR UPDATE");
-    CHECK(PQresultStatus(r) == PGRES_TUPLES_OK);
+    /* the cursors locked against writes (a table lock: no xid, so the
+     * relays go on numbering and the consumers fall behind the head) */
+    PGresult *r = PQexec(lock, "BEGIN; LOCK TABLE catalog.consumer_cursor, promotions.consumer_cursor "
+                               "IN EXCLUSIVE MODE");
+    CHECK(PQresultStatus(r) == PGRES_COMMAND_OK);
     PQclear(r);
     long long behind = s_sql("SELECT position FROM catalog.consumer_cursor WHERE stream = 'orders'");
     CHECK_INT(s_place(id, "k-behind", "c-behind", "{\"sku\":\"CUP-1\",\"quantity\":1}", NULL),
               STATUS_OK);
+    CHECK_INT(s_sql_until(1, "SELECT (max(position) > %lld)::int FROM orders.outbox", behind), 1);
     CHECK_INT(jcall(&s_pro, "Redeem", "{\"orderId\":\"O-BEHIND\",\"holdSeconds\":1,\"quote\":{"
                     "\"customerId\":\"c-behind\",\"lines\":[{\"sku\":\"TEA-A\",\"quantity\":1}],"
                     "\"couponCodes\":[\"WELCOME10\"]}}"), STATUS_OK);

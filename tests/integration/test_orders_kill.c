@@ -153,10 +153,11 @@ static void s_invariants(void)
     CHECK_INT(s_sql("SELECT count(*) FROM orders.outbox WHERE type = 'shop.orders.v1.OrderPlaced'"), placed);
     CHECK_INT(s_sql("SELECT count(*) FROM (SELECT correlation_id FROM orders.outbox WHERE type = "
                     "'shop.orders.v1.OrderPlaced' GROUP BY 1 HAVING count(*) > 1) d"), 0);
-    /* the downstream consumers have applied the whole orders stream */
-    CHECK_INT(s_until(s_sql("SELECT max(position) FROM orders.outbox"),
-                      "SELECT position FROM catalog.consumer_cursor WHERE stream = 'orders'"),
-              s_sql("SELECT max(position) FROM orders.outbox"));
+    /* the downstream consumers have applied the whole orders stream, once
+     * all of it is numbered (another test may hold numbering back) */
+    CHECK_INT(s_until(1, "SELECT (NOT EXISTS (SELECT 1 FROM orders.outbox WHERE position IS NULL) AND "
+                         "(SELECT position FROM catalog.consumer_cursor WHERE stream = 'orders') = "
+                         "(SELECT max(position) FROM orders.outbox))::int"), 1);
     CHECK_INT(s_until(s_sql("SELECT count(*) FROM orders.outbox WHERE type LIKE 'shop.orders.v1.Order%%'"),
                       "SELECT count(*) FROM orders.outbox WHERE type LIKE 'shop.orders.v1.Order%%' AND "
                       "position <= (SELECT position FROM promotions.consumer_cursor WHERE stream = 'orders')"),
