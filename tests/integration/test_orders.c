@@ -336,6 +336,39 @@ static bool s_id_ok(const char *id)
     return true;
 }
 
+/* Holds of 1 s under order id `order` in promotions (a coupon use) and the
+ * catalog (stock), then 4 s: past their end, several maintenance ticks and
+ * heartbeats. */
+static void s_short_holds(const char *order, const char *customer)
+{
+    CHECK_INT(jcall(&s_pro, "Redeem", "{\"orderId\":\"%s\",\"holdSeconds\":1,\"quote\":{"
+                    "\"customerId\":\"%s\",\"lines\":[{\"sku\":\"TEA-A\",\"quantity\":1}],"
+                    "\"couponCodes\":[\"WELCOME10\"]}}", order, customer), STATUS_OK);
+    CHECK_INT(jcall(&s_cat, "ReserveStock", "{\"orderId\":\"%s\",\"ttlSeconds\":1,\"lines\":[{"
+                    "\"sku\":\"TEA-A\",\"quantity\":1}]}", order), STATUS_OK);
+    util_sleep_ms(4000);
+}
+
+/* Both of s_short_holds' holds still held, though past their end. */
+static void s_holds_kept(const char *order)
+{
+    CHECK_INT(s_sql("SELECT count(*) FROM catalog.reservation WHERE order_id = '%s' "
+                    "AND state = 'held' AND expires_at < now()", order), 1);
+    CHECK_INT(s_sql("SELECT count(*) FROM promotions.redemption WHERE order_id = '%s' "
+                    "AND state = 'redeemed' AND expires_at < now()", order), 1);
+}
+
+/* Both given back soon, each counted as an anomaly (`expired` in all). */
+static void s_holds_end(const char *order, long long expired)
+{
+    CHECK_INT(s_sql_until(1, "SELECT count(*) FROM catalog.reservation WHERE order_id = '%s' "
+                             "AND state = 'expired'", order), 1);
+    CHECK_INT(s_sql_until(1, "SELECT count(*) FROM promotions.redemption WHERE order_id = '%s' "
+                             "AND state = 'released'", order), 1);
+    CHECK_INT(s_metric(&s_cat_svc, "shop_anomalies_total{kind=\"reservation_expired\"}"), expired);
+    CHECK_INT(s_metric(&s_pro_svc, "shop_anomalies_total{kind=\"hold_expired\"}"), expired);
+}
+
 /* A hold does not end while the consumer that would apply its order's
  * events runs behind: a payment it has yet to apply could make the hold
  * permanent. Here both consumers of the orders stream are held back (their
@@ -362,29 +395,15 @@ static void s_hold_while_behind(void)
     CHECK_INT(s_place(id, "k-behind", "c-behind", "{\"sku\":\"CUP-1\",\"quantity\":1}", NULL),
               STATUS_OK);
     CHECK_INT(s_sql_until(1, "SELECT (max(position) > %lld)::int FROM orders.outbox", behind), 1);
-    CHECK_INT(jcall(&s_pro, "Redeem", "{\"orderId\":\"O-BEHIND\",\"holdSeconds\":1,\"quote\":{"
-                    "\"customerId\":\"c-behind\",\"lines\":[{\"sku\":\"TEA-A\",\"quantity\":1}],"
-                    "\"couponCodes\":[\"WELCOME10\"]}}"), STATUS_OK);
-    CHECK_INT(jcall(&s_cat, "ReserveStock", "{\"orderId\":\"O-BEHIND\",\"ttlSeconds\":1,\"lines\":[{"
-                    "\"sku\":\"TEA-A\",\"quantity\":1}]}"), STATUS_OK);
-    util_sleep_ms(4000);   /* both past their end, several maintenance ticks and heartbeats */
+    s_short_holds("O-BEHIND", "c-behind");
     CHECK_INT(s_sql("SELECT position FROM catalog.consumer_cursor WHERE stream = 'orders'"), behind);
-    CHECK_INT(s_sql("SELECT count(*) FROM catalog.reservation WHERE order_id = 'O-BEHIND' "
-                    "AND state = 'held' AND expires_at < now()"), 1);
-    CHECK_INT(s_sql("SELECT count(*) FROM promotions.redemption WHERE order_id = 'O-BEHIND' "
-                    "AND state = 'redeemed' AND expires_at < now()"), 1);
+    s_holds_kept("O-BEHIND");
     r = PQexec(lock, "COMMIT");
     PQclear(r);
     PQfinish(lock);
-    /* caught up: the holds end */
-    CHECK_INT(s_sql_until(1, "SELECT count(*) FROM catalog.reservation WHERE order_id = 'O-BEHIND' "
-                             "AND state = 'expired'"), 1);
-    CHECK_INT(s_sql_until(1, "SELECT count(*) FROM promotions.redemption WHERE order_id = 'O-BEHIND' "
-                             "AND state = 'released'"), 1);
+    s_holds_end("O-BEHIND", 2);   /* caught up */
     CHECK_INT(s_sql("SELECT count(*) FROM catalog.reservation WHERE order_id = '%s' AND state = 'held'",
                     id), 1);
-    CHECK_INT(s_metric(&s_cat_svc, "shop_anomalies_total{kind=\"reservation_expired\"}"), 2);
-    CHECK_INT(s_metric(&s_pro_svc, "shop_anomalies_total{kind=\"hold_expired\"}"), 2);
 }
 
 /* A transaction left open in the cluster keeps the relays from numbering
@@ -402,32 +421,19 @@ static void s_hold_while_unnumbered(void)
     long long head = s_sql("SELECT coalesce(max(position), 0) FROM orders.outbox");
     CHECK_INT(s_place(id, "k-unnumbered", "c-unnumbered", "{\"sku\":\"CUP-1\",\"quantity\":1}", NULL),
               STATUS_OK);
-    CHECK_INT(jcall(&s_pro, "Redeem", "{\"orderId\":\"O-UNNUMBERED\",\"holdSeconds\":1,\"quote\":{"
-                    "\"customerId\":\"c-unnumbered\",\"lines\":[{\"sku\":\"TEA-A\",\"quantity\":1}],"
-                    "\"couponCodes\":[\"WELCOME10\"]}}"), STATUS_OK);
-    CHECK_INT(jcall(&s_cat, "ReserveStock", "{\"orderId\":\"O-UNNUMBERED\",\"ttlSeconds\":1,\"lines\":[{"
-                    "\"sku\":\"TEA-A\",\"quantity\":1}]}"), STATUS_OK);
-    util_sleep_ms(4000);   /* both past their end, several maintenance ticks and heartbeats */
+    s_short_holds("O-UNNUMBERED", "c-unnumbered");
     CHECK_INT(s_sql("SELECT count(*) FROM orders.outbox WHERE position IS NULL"), 1);   /* OrderPlaced */
     CHECK_INT(s_sql("SELECT coalesce(max(position), 0) FROM orders.outbox"), head);
     CHECK_INT(s_sql("SELECT count(*) FROM catalog.consumer_cursor WHERE stream = 'orders' "
                     "AND position = %lld", head), 1);   /* the consumer is at the head */
-    CHECK_INT(s_sql("SELECT count(*) FROM catalog.reservation WHERE order_id = 'O-UNNUMBERED' "
-                    "AND state = 'held' AND expires_at < now()"), 1);
-    CHECK_INT(s_sql("SELECT count(*) FROM promotions.redemption WHERE order_id = 'O-UNNUMBERED' "
-                    "AND state = 'redeemed' AND expires_at < now()"), 1);
+    s_holds_kept("O-UNNUMBERED");
     r = PQexec(open_tx, "COMMIT");
     PQclear(r);
     PQfinish(open_tx);
-    CHECK_INT(s_sql_until(1, "SELECT count(*) FROM catalog.reservation WHERE order_id = 'O-UNNUMBERED' "
-                             "AND state = 'expired'"), 1);
-    CHECK_INT(s_sql_until(1, "SELECT count(*) FROM promotions.redemption WHERE order_id = 'O-UNNUMBERED' "
-                             "AND state = 'released'"), 1);
+    s_holds_end("O-UNNUMBERED", 3);
     CHECK_INT(s_sql_until(0, "SELECT count(*) FROM orders.outbox WHERE position IS NULL"), 0);
     CHECK_INT(s_sql("SELECT count(*) FROM catalog.reservation WHERE order_id = '%s' AND state = 'held'",
                     id), 1);
-    CHECK_INT(s_metric(&s_cat_svc, "shop_anomalies_total{kind=\"reservation_expired\"}"), 3);
-    CHECK_INT(s_metric(&s_pro_svc, "shop_anomalies_total{kind=\"hold_expired\"}"), 3);
 }
 
 static void s_order_ids(void)
