@@ -372,8 +372,8 @@ static void s_holds_end(const char *order, long long expired)
 /* A hold does not end while the consumer that would apply its order's
  * events runs behind: a payment it has yet to apply could make the hold
  * permanent. Here both consumers of the orders stream are held back (their
- * cursor rows locked) while OrderPlaced waits for them; holds of 1 s stay
- * held, and go back once the consumers have caught up. */
+ * cursor tables locked against writes) while OrderPlaced waits for them;
+ * holds of 1 s stay held, and go back once the consumers have caught up. */
 static void s_hold_while_behind(void)
 {
     PGconn *lock = PQconnectdb(s_admin);
