@@ -372,16 +372,16 @@ static int s_recv(sub_t *s, Shop__Common__V1__Envelope **env)
             NULL, zmq_msg_size(&body), zmq_msg_data(&body));
         if (hb) {
             if (strcmp(hb->source, s->stream_name) == 0) {
-                /* sent_at_ms from a publisher older than complete_before_ms,
-                 * until one that numbers the stream says it (more than 1:
-                 * an instance waiting for the relay's lock sends 1): from
-                 * then on, an older one (a rolling deploy) says nothing of
-                 * the time */
+                /* 1: a publisher that does not know yet (it waits for the
+                 * relay's lock, or just started); 0: one older than the
+                 * field, whose sent_at_ms serves until a newer one has
+                 * been heard saying more (then, in a rolling deploy, the
+                 * older ones say nothing of the time) */
                 int64_t at = hb->complete_before_ms;
                 if (at > 1)
                     s->tells_complete = true;
-                else if (!s->tells_complete)
-                    at = hb->sent_at_ms;
+                else
+                    at = at == 0 && !s->tells_complete ? hb->sent_at_ms : 0;
                 if (at)
                     s_heard(s, hb->head_sequence, at);
                 if (hb->head_sequence > s->head)
