@@ -41,6 +41,12 @@ static const db_stmt_t s_cursor_move = {
     "sub_cursor_move", "SELECT consumer_cursor_move($1, $2, $3)", 3};
 #define CURSOR_MOVED "SH001"
 /* Never moves back: a heartbeat's time is the publisher's clock. */
+/* Heard from, nothing usable yet (a relay that cannot say, with a
+ * transaction open): holds wait rather than end by the clock alone. */
+static const db_stmt_t s_heard_stmt = {
+    "sub_heard",
+    "UPDATE consumer_cursor SET caught_up_at = '-infinity' WHERE stream = $1 AND caught_up_at IS NULL",
+    1};
 static const db_stmt_t s_caught_up = {
     "sub_caught_up",
     "UPDATE consumer_cursor SET caught_up_at = greatest(caught_up_at, "
@@ -78,6 +84,7 @@ struct sub {
      * consumer_cursor says; `tells_complete`: a heartbeat of the stream
      * carried complete_before_ms. */
     bool tells_complete;
+    bool heard, heard_stored;   /* a heartbeat of the stream; consumer_cursor says so */
     int64_t reached_ms;
     uint64_t wait_head;
     int64_t wait_ms;
@@ -315,6 +322,16 @@ static void s_store_reached(sub_t *s)
             s->reached_ms = s->wait_ms;
         s->wait_head = 0;
     }
+    if (s->locked && s->heard && !s->heard_stored && s->reached_ms == 0) {
+        const char *p[1] = {s->stream_name};
+        if (db_exec_ok(s->db, &s_heard_stmt, p) == 0) {
+            s->heard_stored = true;
+        } else {
+            slog_warn("consumer %s: cannot store that the stream is heard: %s", s->stream_name,
+                      db_error(s->db));
+            db_rollback(s->db);
+        }
+    }
     if (!s->locked || s->reached_ms <= s->stored_ms ||
         util_mono_ms() - s->stored_at_ms < SUB_CAUGHT_UP_MS)
         return;
@@ -372,6 +389,7 @@ static int s_recv(sub_t *s, Shop__Common__V1__Envelope **env)
             NULL, zmq_msg_size(&body), zmq_msg_data(&body));
         if (hb) {
             if (strcmp(hb->source, s->stream_name) == 0) {
+                s->heard = true;
                 /* 1: a publisher that does not know yet (it waits for the
                  * relay's lock, or just started); 0: one older than the
                  * field, whose sent_at_ms serves until a newer one has

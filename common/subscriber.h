@@ -40,7 +40,8 @@ typedef struct {
 
 /* SQL: true once the consumed `stream` is applied past the time `at` (an
  * SQL expression), as consumer_cursor.caught_up_at records it from the
- * publisher's heartbeats; also true while none has been heard (a stream
+ * publisher's heartbeats ('-infinity' once heard from, before any says up
+ * to when it is complete); also true while none has been heard (a stream
  * not deployed: the clock alone decides). For a hold that the stream's
  * events end: it may end by the clock only when this holds at its end, so
  * a consumer running behind never gives back what an event it has yet to

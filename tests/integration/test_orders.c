@@ -937,11 +937,14 @@ static void s_release_batch(const char *cat_conn, const char *const *cat_env,
                     "('%s', '%s')", a, b), 2);
 }
 
-/* Just after both restart, the orders service cannot yet say up to when
- * its stream is complete (it says 1) and the catalog has not heard it say
- * more: with a transaction open in the cluster, holds must still wait. */
+/* Just after all three restart, the orders service cannot yet say up to
+ * when its stream is complete (it says 1), and the consumers have not heard
+ * it say more, nor anything before (their caught_up_at cleared, as on a
+ * first deployment): with a transaction open in the cluster, holds must
+ * still wait. */
 static void s_hold_after_restarts(const char *ord_conn, const char *const *ord_env,
-                                  const char *cat_conn, const char *const *cat_env)
+                                  const char *cat_conn, const char *const *cat_env,
+                                  const char *pro_conn, const char *const *pro_env)
 {
     PGconn *open_tx = PQconnectdb(s_admin);
     char id[40];
@@ -955,17 +958,28 @@ static void s_hold_after_restarts(const char *ord_conn, const char *const *ord_e
     CHECK(s_sql("SELECT pg_current_xact_id()::text::bigint") > 0);
     CHECK_INT(harness_stop(&s_ord_svc.proc, 10000), 0);
     CHECK_INT(harness_stop(&s_cat_svc.proc, 10000), 0);
+    CHECK_INT(harness_stop(&s_pro_svc.proc, 10000), 0);
+    CHECK_INT(s_sql("WITH c AS (UPDATE catalog.consumer_cursor SET caught_up_at = NULL RETURNING 1), "
+                    "p AS (UPDATE promotions.consumer_cursor SET caught_up_at = NULL RETURNING 1) "
+                    "SELECT (SELECT count(*) FROM c) + (SELECT count(*) FROM p)"), 3);   /* orders; catalog, orders */
     CHECK_INT(harness_launch(&s_cat_svc, "shop-catalog", cat_conn, cat_env), 0);
+    CHECK_INT(harness_launch(&s_pro_svc, "shop-promotions", pro_conn, pro_env), 0);
     CHECK_INT(harness_launch(&s_ord_svc, "shop-orders", ord_conn, ord_env), 0);
     CHECK_INT(s_place(id, "k-restarted", "c-restarted", "{\"sku\":\"CUP-1\",\"quantity\":1}", NULL),
               STATUS_OK);
     s_short_holds("O-RESTARTED", "c-restarted");
     CHECK_INT(s_sql("SELECT count(*) FROM orders.outbox WHERE position IS NULL"), 1);   /* OrderPlaced */
     s_holds_kept("O-RESTARTED");
+    CHECK_INT(s_sql("SELECT count(*) FROM (SELECT caught_up_at FROM catalog.consumer_cursor WHERE stream = "
+                    "'orders' UNION ALL SELECT caught_up_at FROM promotions.consumer_cursor WHERE stream = "
+                    "'orders') c WHERE caught_up_at = '-infinity'"), 2);   /* heard, nothing known */
     r = PQexec(open_tx, "COMMIT");
     PQclear(r);
     PQfinish(open_tx);
-    s_holds_end("O-RESTARTED", 1);   /* both counters count since their restart */
+    s_holds_end("O-RESTARTED", 1);   /* the counters count since the restart */
+    CHECK_INT(s_sql_until(0, "SELECT count(*) FROM orders.outbox WHERE position IS NULL"), 0);
+    CHECK_INT(s_sql("SELECT count(*) FROM catalog.reservation WHERE order_id = '%s' AND state = 'held'",
+                    id), 1);
 }
 
 int main(void)
@@ -1028,7 +1042,7 @@ int main(void)
         s_order_ids();
         s_unflushed();
         s_release_batch(cat_conn, cat_env, pro_conn, pro_env);
-        s_hold_after_restarts(conninfo, ord_env, cat_conn, cat_env);
+        s_hold_after_restarts(conninfo, ord_env, cat_conn, cat_env, pro_conn, pro_env);
         /* the invariants: stock adds up, nothing below zero */
         CHECK_INT(s_sql("SELECT count(*) FROM catalog.sku WHERE reserved < 0 OR reserved > on_hand"), 0);
         CHECK_INT(s_sql("SELECT count(*) FROM catalog.sku s WHERE reserved <> (SELECT coalesce(sum(l.quantity), 0) "
