@@ -406,18 +406,35 @@ static void s_hold_while_behind(void)
                     id), 1);
 }
 
+/* A transaction holding an xid, left open: no relay of the cluster numbers
+ * what commits after it until s_commit. */
+static PGconn *s_open_xid(void)
+{
+    PGconn *c = PQconnectdb(s_admin);
+    PGresult *r = PQexec(c, "BEGIN; SELECT pg_current_xact_id()");
+
+    CHECK(PQresultStatus(r) == PGRES_TUPLES_OK);
+    PQclear(r);
+    return c;
+}
+
+static void s_commit(PGconn *c)
+{
+    PGresult *r = PQexec(c, "COMMIT");
+
+    CHECK(PQresultStatus(r) == PGRES_COMMAND_OK);
+    PQclear(r);
+    PQfinish(c);
+}
+
 /* A transaction left open in the cluster keeps the relays from numbering
  * what commits after it: OrderPlaced waits unnumbered, and the heartbeats
  * (their head unchanged, the consumers at it) must not let holds end. */
 static void s_hold_while_unnumbered(void)
 {
-    PGconn *open_tx = PQconnectdb(s_admin);
+    PGconn *open_tx = s_open_xid();
     char id[40];
 
-    CHECK(PQstatus(open_tx) == CONNECTION_OK);
-    PGresult *r = PQexec(open_tx, "BEGIN; SELECT pg_current_xact_id()");
-    CHECK(PQresultStatus(r) == PGRES_TUPLES_OK);
-    PQclear(r);
     long long head = s_sql("SELECT coalesce(max(position), 0) FROM orders.outbox");
     CHECK_INT(s_place(id, "k-unnumbered", "c-unnumbered", "{\"sku\":\"CUP-1\",\"quantity\":1}", NULL),
               STATUS_OK);
@@ -427,9 +444,7 @@ static void s_hold_while_unnumbered(void)
     CHECK_INT(s_sql("SELECT count(*) FROM catalog.consumer_cursor WHERE stream = 'orders' "
                     "AND position = %lld", head), 1);   /* the consumer is at the head */
     s_holds_kept("O-UNNUMBERED");
-    r = PQexec(open_tx, "COMMIT");
-    PQclear(r);
-    PQfinish(open_tx);
+    s_commit(open_tx);
     s_holds_end("O-UNNUMBERED", 3);
     CHECK_INT(s_sql_until(0, "SELECT count(*) FROM orders.outbox WHERE position IS NULL"), 0);
     CHECK_INT(s_sql("SELECT count(*) FROM catalog.reservation WHERE order_id = '%s' AND state = 'held'",
@@ -946,13 +961,9 @@ static void s_hold_after_restarts(const char *ord_conn, const char *const *ord_e
                                   const char *cat_conn, const char *const *cat_env,
                                   const char *pro_conn, const char *const *pro_env)
 {
-    PGconn *open_tx = PQconnectdb(s_admin);
+    PGconn *open_tx = s_open_xid();
     char id[40];
 
-    CHECK(PQstatus(open_tx) == CONNECTION_OK);
-    PGresult *r = PQexec(open_tx, "BEGIN; SELECT pg_current_xact_id()");
-    CHECK(PQresultStatus(r) == PGRES_TUPLES_OK);
-    PQclear(r);
     /* a later xid committed: the snapshots' xmax passes the open one's, so
      * the new relay's first note cannot be passed while it stays open */
     CHECK(s_sql("SELECT pg_current_xact_id()::text::bigint") > 0);
@@ -973,9 +984,7 @@ static void s_hold_after_restarts(const char *ord_conn, const char *const *ord_e
     CHECK_INT(s_sql("SELECT count(*) FROM (SELECT caught_up_at FROM catalog.consumer_cursor WHERE stream = "
                     "'orders' UNION ALL SELECT caught_up_at FROM promotions.consumer_cursor WHERE stream = "
                     "'orders') c WHERE caught_up_at = '-infinity'"), 2);   /* heard, nothing known */
-    r = PQexec(open_tx, "COMMIT");
-    PQclear(r);
-    PQfinish(open_tx);
+    s_commit(open_tx);
     s_holds_end("O-RESTARTED", 1);   /* the counters count since the restart */
     CHECK_INT(s_sql_until(0, "SELECT count(*) FROM orders.outbox WHERE position IS NULL"), 0);
     CHECK_INT(s_sql("SELECT count(*) FROM catalog.reservation WHERE order_id = '%s' AND state = 'held'",
