@@ -95,6 +95,24 @@ struct sub {
 /* Outcome of applying a batch. */
 typedef enum { S_APPLIED, S_GAP, S_FAILED } s_outcome_t;
 
+/* Stores that the stream is heard from (see s_heard_stmt); a failure is
+ * logged and tried again later, a lost connection gives the lock up. */
+static void s_mark_heard(sub_t *s)
+{
+    const char *params[1] = {s->stream_name};
+
+    s->heard = true;
+    if (db_exec_ok(s->db, &s_heard_stmt, params) == 0) {
+        s->heard_stored = true;
+        return;
+    }
+    slog_warn("consumer %s: cannot store that the stream is heard: %s", s->stream_name, db_error(s->db));
+    if (db_lost(s->db))
+        s->locked = false;
+    else
+        db_rollback(s->db);
+}
+
 /* Takes the per-stream lock and loads the cursor. Returns true when held. */
 static bool s_take_lock(sub_t *s)
 {
@@ -127,6 +145,14 @@ static bool s_take_lock(sub_t *s)
     slog_info("consumer %s: applying from sequence %" PRIu64, s->stream_name, s->cursor);
     s->lock_logged = false;
     got = true;
+    /* a stream applied before is deployed: from here on (a backlog to catch
+     * up on, say) holds wait for a heartbeat's time, not the clock */
+    if (s->cursor > 0 && !s->heard_stored) {
+        PQclear(res);
+        res = NULL;
+        s_mark_heard(s);
+        got = !db_lost(s->db);   /* (the lock went with the connection) */
+    }
 fail:
     if (res)
         PQclear(res);
@@ -322,15 +348,10 @@ static void s_store_reached(sub_t *s)
             s->reached_ms = s->wait_ms;
         s->wait_head = 0;
     }
-    if (s->locked && s->heard && !s->heard_stored && s->reached_ms == 0) {
-        const char *p[1] = {s->stream_name};
-        if (db_exec_ok(s->db, &s_heard_stmt, p) == 0) {
-            s->heard_stored = true;
-        } else {
-            slog_warn("consumer %s: cannot store that the stream is heard: %s", s->stream_name,
-                      db_error(s->db));
-            db_rollback(s->db);
-        }
+    if (s->locked && s->heard && !s->heard_stored && s->reached_ms == 0 &&
+        util_mono_ms() - s->stored_at_ms >= SUB_CAUGHT_UP_MS) {
+        s->stored_at_ms = util_mono_ms();
+        s_mark_heard(s);
     }
     if (!s->locked || s->reached_ms <= s->stored_ms ||
         util_mono_ms() - s->stored_at_ms < SUB_CAUGHT_UP_MS)

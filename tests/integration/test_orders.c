@@ -975,6 +975,11 @@ static void s_hold_after_restarts(const char *ord_conn, const char *const *ord_e
                     "SELECT (SELECT count(*) FROM c) + (SELECT count(*) FROM p)"), 3);   /* orders; catalog, orders */
     CHECK_INT(harness_launch(&s_cat_svc, "shop-catalog", cat_conn, cat_env), 0);
     CHECK_INT(harness_launch(&s_pro_svc, "shop-promotions", pro_conn, pro_env), 0);
+    /* both consumers applied the stream before: heard from, nothing known,
+     * though the orders service is still down (no heartbeat yet) */
+    CHECK_INT(s_sql_until(2, "SELECT count(*) FROM (SELECT caught_up_at FROM catalog.consumer_cursor WHERE "
+                             "stream = 'orders' UNION ALL SELECT caught_up_at FROM promotions.consumer_cursor "
+                             "WHERE stream = 'orders') c WHERE caught_up_at = '-infinity'"), 2);
     CHECK_INT(harness_launch(&s_ord_svc, "shop-orders", ord_conn, ord_env), 0);
     CHECK_INT(s_place(id, "k-restarted", "c-restarted", "{\"sku\":\"CUP-1\",\"quantity\":1}", NULL),
               STATUS_OK);
