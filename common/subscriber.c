@@ -40,13 +40,13 @@ static const db_stmt_t s_cursor_get = {
 static const db_stmt_t s_cursor_move = {
     "sub_cursor_move", "SELECT consumer_cursor_move($1, $2, $3)", 3};
 #define CURSOR_MOVED "SH001"
-/* Never moves back: a heartbeat's time is the publisher's clock. */
 /* Heard from, nothing usable yet (a relay that cannot say, with a
  * transaction open): holds wait rather than end by the clock alone. */
 static const db_stmt_t s_heard_stmt = {
     "sub_heard",
     "UPDATE consumer_cursor SET caught_up_at = '-infinity' WHERE stream = $1 AND caught_up_at IS NULL",
     1};
+/* Never moves back: a heartbeat's time is the publisher's clock. */
 static const db_stmt_t s_caught_up = {
     "sub_caught_up",
     "UPDATE consumer_cursor SET caught_up_at = greatest(caught_up_at, "
@@ -330,8 +330,7 @@ static void s_heard(sub_t *s, uint64_t head, int64_t at_ms)
     if (head < s->head || at_ms <= s->reached_ms)
         return;   /* (nor would waiting for it tell anything new) */
     if (s->cursor >= head) {
-        if (at_ms > s->reached_ms)
-            s->reached_ms = at_ms;
+        s->reached_ms = at_ms;
     } else if (s->wait_head == 0) {
         s->wait_head = head;
         s->wait_ms = at_ms;

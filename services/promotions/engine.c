@@ -137,15 +137,16 @@ static bool s_fixed_targets(const eng_rule_t *r, char *buf, size_t len)
     return true;
 }
 
-/* "TEA-A, TEA-B" of the lines marked, or the categories, or "the order". */
-static void s_targets(const ctx_t *c, const eng_rule_t *r, const bool *mark, char *buf, size_t len)
+/* "TEA-A, TEA-B" of the lines the discounts d give to, or the categories,
+ * or "the order". */
+static void s_targets(const ctx_t *c, const eng_rule_t *r, const int64_t *d, char *buf, size_t len)
 {
     size_t used = 0;
 
     if (s_fixed_targets(r, buf, len))
         return;
     for (size_t i = 0, k = 0; i < c->n && used < len; i++)
-        if (mark[i])
+        if (d[i] > 0)
             used += util_fmt(buf + used, len - used, "%s%s", k++ ? ", " : "", c->lines[i].sku);
 }
 
@@ -429,12 +430,9 @@ static void s_rule(ctx_t *c, int k)
         }
     }
     int cut = s_margin(c, d, r->allow_loss);
-    bool shown[MAX_LINES];
-    for (size_t i = 0; i < c->n; i++)
-        shown[i] = d[i] > 0;
     const char *said = r->reason;   /* the same for every cart, made once */
     if (!said) {
-        s_targets(c, r, shown, targets, sizeof targets);
+        s_targets(c, r, d, targets, sizeof targets);
         s_detail(r, c->currency, sets, free_units, detail, sizeof detail);
         s_reason(r, detail, targets, reason, sizeof reason);
         said = eng_strndup(c->mem, reason, strlen(reason));
