@@ -9,6 +9,7 @@
 #include <string.h>
 #include <zmq.h>
 
+#include "pbpack.h"
 #include "shop/common/v1/common.pb-c.h"
 #include "slog.h"
 #include "util.h"
@@ -213,12 +214,13 @@ static uint8_t *s_frame(const char *method, const ProtobufCMessage *request,
                       char id[37], size_t *len)
 {
     Shop__Common__V1__Request req = SHOP__COMMON__V1__REQUEST__INIT;
-    size_t body_len = protobuf_c_message_get_packed_size(request);
-    uint8_t *body = malloc(body_len ? body_len : 1), *frame = NULL;
+    size_t body_len;
+    const uint8_t *packed = pbpack(request, &body_len);
+    uint8_t *body = packed ? malloc(body_len ? body_len : 1) : NULL, *frame = NULL;
 
     if (!body)
         return NULL;
-    protobuf_c_message_pack(request, body);
+    memcpy(body, packed, body_len);   /* the envelope is packed next, in the same buffer */
     util_uuid(id);
     req.request_id = id;
     req.method = (char *)method;
@@ -227,9 +229,8 @@ static uint8_t *s_frame(const char *method, const ProtobufCMessage *request,
     req.commit_with = (char *)commit_with;
     req.body.data = body;
     req.body.len = body_len;
-    *len = shop__common__v1__request__get_packed_size(&req);
-    if ((frame = malloc(*len)))
-        shop__common__v1__request__pack(&req, frame);
+    if ((packed = pbpack(&req.base, len)) && (frame = malloc(*len ? *len : 1)))
+        memcpy(frame, packed, *len);
     free(body);
     return frame;
 }

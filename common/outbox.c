@@ -12,6 +12,7 @@
 #include <time.h>
 #include <zmq.h>
 
+#include "pbpack.h"
 #include "slog.h"
 #include "util.h"
 
@@ -164,21 +165,12 @@ static void s_envelope_clear(Shop__Common__V1__Envelope *env)
 /* Sends one envelope as [type][packed Envelope]. Returns 0/-1. */
 static int s_send(void *push, const Shop__Common__V1__Envelope *env)
 {
-    int rc = -1;
-    size_t len = shop__common__v1__envelope__get_packed_size(env);
-    uint8_t *buf = malloc(len ? len : 1);
+    size_t len;
+    const uint8_t *buf = pbpack(&env->base, &len);
 
-    if (!buf)
-        goto fail;
-    shop__common__v1__envelope__pack(env, buf);
-    if (zmq_send(push, env->type, strlen(env->type), ZMQ_SNDMORE) == -1)
-        goto fail;
-    if (zmq_send(push, buf, len, 0) == -1)
-        goto fail;
-    rc = 0;
-fail:
-    free(buf);
-    return rc;
+    if (!buf || zmq_send(push, env->type, strlen(env->type), ZMQ_SNDMORE) == -1)
+        return -1;
+    return zmq_send(push, buf, len, 0) == -1 ? -1 : 0;
 }
 
 typedef struct {

@@ -27,6 +27,7 @@
 #include "intake.h"
 #include "metrics.h"
 #include "outbox.h"
+#include "pbpack.h"
 #include "router.h"
 #include "slog.h"
 #include "util.h"
@@ -328,12 +329,13 @@ Shop__Common__V1__Money *call_money(call_t *call, int64_t minor_units, const cha
 
 uint8_t *call_pack(call_t *call, const ProtobufCMessage *msg, size_t *len)
 {
-    uint8_t *buf;
+    const uint8_t *packed = pbpack(msg, len);
 
-    *len = protobuf_c_message_get_packed_size(msg);
-    buf = call_alloc(call, *len ? *len : 1);
-    protobuf_c_message_pack(msg, buf);
-    return buf;
+    if (!packed) {
+        slog_error("out of memory packing a %s", msg->descriptor->name);
+        abort();
+    }
+    return memcpy(call_alloc_uninit(call, *len ? *len : 1), packed, *len);
 }
 
 static void *s_call_alloc(void *data, size_t size) { return call_alloc(data, size); }
@@ -389,19 +391,14 @@ status_t call_db_fail(call_t *call, const char *what)
 }
 
 static int s_emit(db_t *db, const ProtobufCMessage *event, const char *correlation_id,
-                  const char *traceparent, arena_t *arena)
+                  const char *traceparent)
 {
-    size_t len = protobuf_c_message_get_packed_size(event);
-    uint8_t *buf = arena ? arena_alloc(arena, len ? len : 1) : malloc(len ? len : 1);
-    int rc;
+    size_t len;
+    const uint8_t *buf = pbpack(event, &len);
 
     if (!buf)
         return -1;
-    protobuf_c_message_pack(event, buf);
-    rc = outbox_add(db, event->descriptor->name, buf, len, correlation_id, NULL, traceparent);
-    if (!arena)
-        free(buf);
-    return rc;
+    return outbox_add(db, event->descriptor->name, buf, len, correlation_id, NULL, traceparent);
 }
 
 int call_emit(call_t *call, const ProtobufCMessage *event)
@@ -409,12 +406,12 @@ int call_emit(call_t *call, const ProtobufCMessage *event)
     if (!call->db)
         return -1;
     return s_emit(call->db, event, call->request_id[0] ? call->request_id : NULL,
-                  call->traceparent[0] ? call->traceparent : NULL, call->arena);
+                  call->traceparent[0] ? call->traceparent : NULL);
 }
 
 int server_emit(db_t *db, const ProtobufCMessage *event, const char *correlation_id)
 {
-    return s_emit(db, event, correlation_id, NULL, NULL);
+    return s_emit(db, event, correlation_id, NULL);
 }
 
 /* --- the runtime's own method: Replay ------------------------------------ */
@@ -544,9 +541,7 @@ static status_t s_handle(call_t *call, const uint8_t *frame, size_t len, int64_t
         db_rollback(db);
     }
     if (out) {
-        body->len = protobuf_c_message_get_packed_size(out);
-        body->data = call_alloc(call, body->len ? body->len : 1);
-        protobuf_c_message_pack(out, body->data);
+        body->data = call_pack(call, out, &body->len);   /* the Reply is packed next */
         if (call->cleanup)
             call->cleanup(out);
         call->cleanup = NULL;
@@ -570,9 +565,11 @@ static int s_pack_reply(zmq_msg_t *msg, const char *request_id, status_t code, c
     reply.request_id = (char *)request_id;
     reply.status = &status;
     reply.body = body;
-    if (zmq_msg_init_size(msg, shop__common__v1__reply__get_packed_size(&reply)) != 0)
+    size_t len;
+    const uint8_t *packed = pbpack(&reply.base, &len);
+    if (!packed || zmq_msg_init_size(msg, len) != 0)
         return -1;
-    shop__common__v1__reply__pack(&reply, zmq_msg_data(msg));
+    memcpy(zmq_msg_data(msg), packed, len);
     return 0;
 }
 
@@ -989,11 +986,13 @@ static void s_on_heartbeat(evutil_socket_t fd, short what, void *arg)
     if (zmq_msg_init_size(&parts[0], topic) != 0)
         return;
     memcpy(zmq_msg_data(&parts[0]), HEARTBEAT_TOPIC, topic);
-    if (zmq_msg_init_size(&parts[1], shop__common__v1__heartbeat__get_packed_size(&hb)) != 0) {
+    size_t len;
+    const uint8_t *packed = pbpack(&hb.base, &len);
+    if (!packed || zmq_msg_init_size(&parts[1], len) != 0) {
         zmq_msg_close(&parts[0]);
         return;
     }
-    shop__common__v1__heartbeat__pack(&hb, zmq_msg_data(&parts[1]));
+    memcpy(zmq_msg_data(&parts[1]), packed, len);
     s_send_frames(srv->pub, parts, 2);
 }
 
