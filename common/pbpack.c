@@ -49,9 +49,15 @@ static void s_unmap(void *m)
         munmap(m, ((head_t *)m)->cap);
 }
 
+static void s_thread_end(void *m)
+{
+    s_unmap(m);
+    t_map = NULL;   /* should anything on the way out pack again */
+}
+
 static void s_make_key(void)
 {
-    s_have_key = pthread_key_create(&s_key, s_unmap) == 0;
+    s_have_key = pthread_key_create(&s_key, s_thread_end) == 0;
 }
 
 static void s_keep(uint8_t *m)
@@ -207,7 +213,8 @@ static size_t s_elt_size(ProtobufCType type)
 static void s_message(w_t *w, const ProtobufCMessage *m);
 
 /* One field's value with its tag. A NULL string or message is written
- * empty, as protobuf-c does for a required or repeated one. */
+ * empty, as protobuf-c does for a required one (in a repeated one, where
+ * protobuf-c would crash, too). */
 static inline void s_value(w_t *w, const ProtobufCFieldDescriptor *f, const void *member)
 {
     ProtobufCWireType wire = PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED;

@@ -117,7 +117,8 @@ static void s_value(arena_t *a, const ProtobufCFieldDescriptor *f, void *member,
     case PROTOBUF_C_TYPE_BYTES: {
         ProtobufCBinaryData *bd = member;
         bd->len = s_len();
-        bd->data = bd->len ? arena_alloc(a, bd->len) : NULL;
+        /* empty is a length of 0, whatever the pointer */
+        bd->data = bd->len || s_one_in(2) ? arena_alloc(a, bd->len + 1) : NULL;
         for (size_t i = 0; i < bd->len; i++)
             bd->data[i] = (uint8_t)s_rand();
         break;
@@ -182,21 +183,39 @@ static ProtobufCMessage *s_message(arena_t *a, const ProtobufCMessageDescriptor 
             if (!s_one_in(4))   /* else its default: the default value's own pointer */
                 s_value(a, f, member, depth, true);
         } else if (f->label == PROTOBUF_C_LABEL_REQUIRED) {
-            s_value(a, f, member, depth, false);
+            s_value(a, f, member, depth, true);   /* NULL: written empty */
         } else if (!s_one_in(3)) {   /* proto3: else left at zero */
             s_value(a, f, member, depth, true);
         }
     }
-    if (depth == 0 && s_one_in(10)) {   /* fields a newer sender added */
-        size_t n = 1 + s_rand() % 2;
+    if (s_one_in(10)) {   /* fields a newer sender added: each wire type */
+        size_t n = 1 + s_rand() % 3;
         ProtobufCMessageUnknownField *u = arena_alloc(a, n * sizeof *u);
         for (size_t k = 0; k < n; k++) {
-            u[k].tag = 1000 + (uint32_t)k;
-            u[k].wire_type = PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED;
-            u[k].len = 2;
-            u[k].data = arena_alloc(a, 2);
-            u[k].data[0] = 1;
-            u[k].data[1] = (uint8_t)s_rand();
+            static const ProtobufCWireType wires[] = {
+                PROTOBUF_C_WIRE_TYPE_VARINT, PROTOBUF_C_WIRE_TYPE_64BIT,
+                PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED, PROTOBUF_C_WIRE_TYPE_32BIT};
+            u[k].tag = 1000 + (uint32_t)(s_rand() % ((1u << 29) - 2000));   /* no known id */
+            u[k].wire_type = wires[s_rand() % 4];
+            u[k].data = arena_alloc(a, 11 + 300);
+            if (u[k].wire_type == PROTOBUF_C_WIRE_TYPE_VARINT) {
+                uint64_t v = s_bits();
+                for (u[k].len = 0; v >= 0x80; v >>= 7)
+                    u[k].data[u[k].len++] = (uint8_t)(v | 0x80);
+                u[k].data[u[k].len++] = (uint8_t)v;
+            } else if (u[k].wire_type == PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED) {
+                size_t body = s_rand() % 300;   /* its length prefix, then its bytes */
+                u[k].len = body < 0x80 ? 1 : 2;
+                u[k].data[0] = (uint8_t)(body < 0x80 ? body : (body & 0x7f) | 0x80);
+                if (body >= 0x80)
+                    u[k].data[1] = (uint8_t)(body >> 7);
+                for (size_t i = 0; i < body; i++)
+                    u[k].data[u[k].len++] = (uint8_t)s_rand();
+            } else {
+                u[k].len = u[k].wire_type == PROTOBUF_C_WIRE_TYPE_64BIT ? 8 : 4;
+                for (size_t i = 0; i < u[k].len; i++)
+                    u[k].data[i] = (uint8_t)s_rand();
+            }
         }
         m->n_unknown_fields = (unsigned)n;
         m->unknown_fields = u;
@@ -283,7 +302,7 @@ int main(void)
     CHECK(pbpack(&big.base, &len) != NULL);
     CHECK_INT(len, 11);   /* a tag, and -1 in ten bytes */
 
-    /* a thread's buffer goes with the thread (the sanitizer build checks) */
+    /* another thread packs into a buffer of its own */
     pthread_t th;
     void *ok = NULL;
     CHECK(pthread_create(&th, NULL, s_thread, &big.base) == 0 && pthread_join(th, &ok) == 0);
