@@ -65,6 +65,8 @@ typedef struct {
     const char *sku, *category, *currency;
     int64_t list_price, cost_price;
     bool active;
+    /* the rules it brings in: runs of the view's sku_keys and category_keys */
+    uint32_t sku_key_at, sku_key_n, category_key_at, category_key_n;
 } cache_sku_t;
 typedef struct {
     const char *name;
@@ -79,6 +81,8 @@ typedef struct {
     size_t n_rules;
     const cache_sku_t *skus;   /* by code */
     size_t n_skus;
+    const uint32_t *sku_index;   /* open addressing: entry number + 1, 0 empty */
+    size_t sku_index_mask;       /* its size - 1, a power of two less one */
     const cache_tier_t *tiers;
     size_t n_tiers;
     const cache_key_t *sku_keys, *category_keys;   /* see cache_candidates */
@@ -97,8 +101,9 @@ void cache_release(cache_snap_t *snap);
 const cache_sku_t *cache_sku(const cache_view_t *v, const char *code);
 const cache_tier_t *cache_tier(const cache_view_t *v, const char *name);
 /* mark[i] (v->n_rules of them) set for each rule that covers one of the
- * lines (by SKU, category or bundle item) or the whole order. */
-void cache_candidates(const cache_view_t *v, const eng_line_t *lines, size_t n, bool *mark);
+ * n SKUs (by SKU, category or bundle item; the SKUs as cache_sku found
+ * them) or the whole order. */
+void cache_candidates(const cache_view_t *v, const cache_sku_t *const *skus, size_t n, bool *mark);
 /* The newest terms version known to be committed, or -1 when unknown (the
  * listener is not connected): then read it with store_rule_version. */
 int64_t cache_wanted(void);

@@ -38,6 +38,7 @@ typedef struct {
     uint32_t mark;          /* usage_mark() before its reads */
     cache_snap_t *snap;     /* the terms, held until cache_release */
     cache_view_t view;
+    const cache_sku_t **skus;   /* each line's, in the view */
 } quote_t;
 
 static int s_line_cmp(const void *a, const void *b)
@@ -49,7 +50,7 @@ static int s_line_cmp(const void *a, const void *b)
  * SKU they do not have. */
 static status_t s_lines(quote_t *qt)
 {
-    const cache_sku_t **found = call_alloc_uninit(qt->call, qt->n * sizeof *found);
+    const cache_sku_t **found = qt->skus = call_alloc_uninit(qt->call, qt->n * sizeof *found);
 
     qt->currency = NULL;
     for (size_t i = 0; i < qt->n; i++) {
@@ -135,7 +136,7 @@ static status_t s_rules(quote_t *qt)
 
     bool *mark = call_alloc_uninit(qt->call, n_all + 1);   /* cache_candidates clears it */
 
-    cache_candidates(&qt->view, qt->lines, qt->n, mark);
+    cache_candidates(&qt->view, qt->skus, qt->n, mark);
     size_t n_marked = 0;
     for (size_t i = 0; i < n_all; i++)
         n_marked += mark[i];
