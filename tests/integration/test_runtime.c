@@ -1,5 +1,6 @@
 /* test_runtime: the call server of a real service binary over real sockets —
- * malformed, unknown, oversized and late calls, Replay, the admin port,
+ * malformed, unknown, oversized and late calls, Replay, a burst of calls
+ * queued for the workers, the admin port,
  * PostgreSQL restarting under it, SIGTERM draining calls in flight, and the
  * service starting itself again without GnuTLS's implicit initialization,
  * with its threads named. */
@@ -153,6 +154,67 @@ static void s_check_replay(void *s)
         }
     }
     CHECK_INT(s_status(r), SHOP__COMMON__V1__CODE__CODE_OK);
+}
+
+/* Replies to the burst's calls, up to `want` of them: counted by id, and
+ * any that came more than 48 places after a later call's counted in *late
+ * (the calls wait in order; a worker held up while the other answers may
+ * let a few overtake one). */
+static void s_burst_replies(void *s, int want, int *seen, int n, int *ok, int *last, int *late)
+{
+    zmq_pollitem_t item = {s, 0, ZMQ_POLLIN, 0};
+
+    for (int got = 0; got < want && zmq_poll(&item, 1, 5000) > 0; got++) {
+        zmq_msg_t msg;
+        zmq_msg_init(&msg);
+        if (zmq_msg_recv(&msg, s, 0) >= 0) {
+            Shop__Common__V1__Reply *r =
+                shop__common__v1__reply__unpack(NULL, zmq_msg_size(&msg), zmq_msg_data(&msg));
+            int k = -1;
+            if (r && sscanf(r->request_id, "burst-%d", &k) == 1 && k >= 0 && k < n) {
+                seen[k]++;
+                *late += k < *last - 48;
+                *last = k > *last ? k : *last;
+            }
+            *ok += r && r->status && r->status->code == SHOP__COMMON__V1__CODE__CODE_OK;
+            if (r)
+                shop__common__v1__reply__free_unpacked(r, NULL);
+        }
+        zmq_msg_close(&msg);
+    }
+}
+
+/* Bursts far past the waiting ring's first size (64) and the service's two
+ * workers, the second while the first drains (so the ring, grown, wraps
+ * and grows again): every call is answered once, OK, in turn. */
+static void s_check_burst(void *s)
+{
+    enum { FIRST = 100, N = 400 };
+    Shop__Common__V1__ReplayRequest rr = SHOP__COMMON__V1__REPLAY_REQUEST__INIT;
+    Shop__Common__V1__Request req = SHOP__COMMON__V1__REQUEST__INIT;
+    uint8_t body[32], buf[256];
+    char id[16];
+    int seen[N] = {0}, ok = 0, last = -1, late = 0;
+
+    rr.limit = 10;
+    req.method = REPLAY;
+    req.body.data = body;
+    req.body.len = shop__common__v1__replay_request__pack(&rr, body);
+    req.request_id = id;
+    for (int i = 0; i < N; i++) {
+        if (i == FIRST)
+            s_burst_replies(s, FIRST / 2, seen, N, &ok, &last, &late);
+        snprintf(id, sizeof id, "burst-%d", i);
+        size_t n = shop__common__v1__request__pack(&req, buf);
+        CHECK(zmq_send(s, buf, n, 0) == (int)n);
+    }
+    s_burst_replies(s, N - FIRST / 2, seen, N, &ok, &last, &late);
+    int once = 0;
+    for (int i = 0; i < N; i++)
+        once += seen[i] == 1;
+    CHECK_INT(once, N);
+    CHECK_INT(ok, N);
+    CHECK_INT(late, 0);
 }
 
 static void s_check_admin(int admin)
@@ -347,6 +409,7 @@ int main(void)
         s_check_thread_names(harness_pid(p));
         s_check_bad_input(s);
         s_check_replay(s);
+        s_check_burst(s);
         s_check_admin(admin);
         s_check_pg_restart(s);
 
