@@ -13,7 +13,7 @@
 #include "slog.h"
 
 #define USAGE_MAX 65536      /* entries; a full table starts over */
-#define REFRESH_SLICE 1000   /* codes per statement of a refresh */
+#define REFRESH_SLICE 1000   /* codes per statement of a refresh, read at once */
 
 typedef struct {
     uint32_t hash;
@@ -284,6 +284,14 @@ static void s_batch_free(batch_t *b)
     free(b->text);
 }
 
+static size_t s_n_now(void)
+{
+    pthread_mutex_lock(&s_mu);
+    size_t n = s_n;
+    pthread_mutex_unlock(&s_mu);
+    return n;
+}
+
 static int s_seen_cmp(const void *a, const void *b)
 {
     return strcmp(((const seen_t *)a)->code, ((const seen_t *)b)->code);
@@ -294,26 +302,28 @@ static bool s_counted(const entry_t *e, bool coupon)
     return e->known && e->coupon == coupon && (!coupon || e->total_limit);
 }
 
-/* The codes of the known entries of one kind (a coupon only if a limit
- * makes its count matter), with their generations, sorted. 0, or -1 out
- * of memory. */
-static int s_collect(bool coupon, batch_t *b)
+/* The codes of up to REFRESH_SLICE known entries of one kind (a coupon
+ * only if a limit makes its count matter) from entry *from on, with their
+ * generations, sorted; *from moves past them. 0, or -1 out of memory. A
+ * slice at a time keeps a refresh's memory small whatever the count (all
+ * 10,000 of the bench's coupons at once took 280 KiB of heap). */
+static int s_collect(bool coupon, size_t *from, batch_t *b)
 {
-    size_t len = 0;
+    size_t len = 0, end;
     int rc = 0;
 
     memset(b, 0, sizeof *b);
     pthread_mutex_lock(&s_mu);
-    for (size_t i = 0; i < s_n; i++)
-        if (s_counted(&s_entries[i], coupon)) {
-            len += strlen(s_text + s_entries[i].code) + 1;
+    for (end = *from; end < s_n && b->n < REFRESH_SLICE; end++)
+        if (s_counted(&s_entries[end], coupon)) {
+            len += strlen(s_text + s_entries[end].code) + 1;
             b->n++;
         }
     if (b->n && (!(b->seen = malloc(b->n * sizeof *b->seen)) || !(b->text = malloc(len))))
         rc = -1;
     size_t k = 0;
     char *t = b->text;
-    for (size_t i = 0; rc == 0 && i < s_n && k < b->n; i++) {
+    for (size_t i = *from; rc == 0 && i < end; i++) {
         const entry_t *e = &s_entries[i];
         if (!s_counted(e, coupon))
             continue;
@@ -324,6 +334,7 @@ static int s_collect(bool coupon, batch_t *b)
         t += l;
     }
     pthread_mutex_unlock(&s_mu);
+    *from = end;
     if (rc != 0) {
         b->n = 0;
         return -1;
@@ -371,15 +382,16 @@ int usage_refresh(db_t *db, void *settings)
 {
     (void)settings;
     for (int coupon = 0; coupon < 2; coupon++) {
-        batch_t b;
-        int rc = s_collect(coupon, &b);
-        /* a slice at a time: a small result, whatever the count */
-        for (size_t at = 0; rc == 0 && at < b.n; at += REFRESH_SLICE) {
-            size_t n = b.n - at < REFRESH_SLICE ? b.n - at : REFRESH_SLICE;
-            rc = coupon ? store_coupon_used(db, b.codes + at, n, s_on_coupon, &b)
-                        : store_rule_usage(db, b.codes + at, n, s_on_rule, &b);
-        }
-        s_batch_free(&b);
+        size_t from = 0;
+        int rc = 0;
+        do {
+            batch_t b;
+            rc = s_collect(coupon, &from, &b);
+            if (rc == 0 && b.n)
+                rc = coupon ? store_coupon_used(db, b.codes, b.n, s_on_coupon, &b)
+                            : store_rule_usage(db, b.codes, b.n, s_on_rule, &b);
+            s_batch_free(&b);
+        } while (rc == 0 && from < s_n_now());
         if (rc != 0)
             return -1;
     }
