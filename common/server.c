@@ -803,9 +803,6 @@ static void s_dispatch(server_t *srv, size_t worker, zmq_msg_t *id, zmq_msg_t *f
     srv->inflight++;
 }
 
-/* A call from `id`: its one frame, or NULL when it came in `frames`
- * frames or `bytes` over SHOP_MAX_MESSAGE_BYTES (refused unread). Takes
- * both messages. */
 /* The waiting ring twice as large, unwrapped; false at QUEUE_CAP or out
  * of memory. It starts small: a ring cycles through all its slots under
  * steady load, and 4,096 of them kept 557 KiB resident in every service. */
@@ -824,6 +821,9 @@ static bool s_queue_grow(server_t *srv)
     return true;
 }
 
+/* A call from `id`: its one frame, or NULL when it came in `frames`
+ * frames or `bytes` over SHOP_MAX_MESSAGE_BYTES (refused unread). Takes
+ * both messages. */
 static void s_on_call(server_t *srv, zmq_msg_t *id, zmq_msg_t *frame, size_t frames, size_t bytes)
 {
     char text[160];

@@ -579,7 +579,6 @@ static void s_lock_order(void)
     CHECK_INT(s_sql("SELECT used FROM promotions.coupon WHERE code = 'LOCK-B'"), 1);
 }
 
-/* Rule upkeep and coupons issued in bulk or to one customer. */
 /* The usage cache is refreshed a slice of 1,000 codes at a time: with the
  * 2,500 codes just issued (the last reply's) quoted into it, a use made
  * elsewhere of the one put last shows too. */
@@ -618,6 +617,7 @@ static void s_refresh_in_slices(void)
                     codes[N - 1]), 0);
 }
 
+/* Rule upkeep and coupons issued in bulk or to one customer. */
 static void s_upkeep(void)
 {
     int64_t t0 = s_now + 180 * DAY, at = t0 + 1000;

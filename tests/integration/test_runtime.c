@@ -158,8 +158,8 @@ static void s_check_replay(void *s)
 
 /* Replies to the burst's calls, up to `want` of them: counted by id, and
  * any that came more than 48 places after a later call's counted in *late
- * (the calls wait in order; a worker held up while the other answers may
- * let a few overtake one). */
+ * (the calls wait in order, but a worker held up on one while the other
+ * answers lets later ones overtake it: that one is late). */
 static void s_burst_replies(void *s, int want, int *seen, int n, int *ok, int *last, int *late)
 {
     zmq_pollitem_t item = {s, 0, ZMQ_POLLIN, 0};
@@ -185,16 +185,19 @@ static void s_burst_replies(void *s, int want, int *seen, int n, int *ok, int *l
 }
 
 /* Bursts far past the waiting ring's first size (64) and the service's two
- * workers, the second while the first drains (so the ring, grown, wraps
- * and grows again): every call is answered once, OK, in turn. */
+ * workers, the second while the first drains (so the ring, grown to 1,024
+ * and wrapped, grows again): every call is answered once, OK, and in turn
+ * but for a few a stalled worker held (taking the ring's slots in their
+ * order when it grows makes about a hundred late). */
 static void s_check_burst(void *s)
 {
-    enum { FIRST = 100, N = 400 };
+    enum { FIRST = 1000, N = 1800 };
     Shop__Common__V1__ReplayRequest rr = SHOP__COMMON__V1__REPLAY_REQUEST__INIT;
     Shop__Common__V1__Request req = SHOP__COMMON__V1__REQUEST__INIT;
     uint8_t body[32], buf[256];
     char id[16];
-    int seen[N] = {0}, ok = 0, last = -1, late = 0;
+    static int seen[N];
+    int ok = 0, last = -1, late = 0;
 
     rr.limit = 10;
     req.method = REPLAY;
@@ -214,7 +217,7 @@ static void s_check_burst(void *s)
         once += seen[i] == 1;
     CHECK_INT(once, N);
     CHECK_INT(ok, N);
-    CHECK_INT(late, 0);
+    CHECK(late < 10);
 }
 
 static void s_check_admin(int admin)
