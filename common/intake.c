@@ -16,6 +16,14 @@
 
 #define INTAKE_POLL_MS 200
 #define INTAKE_CALL_MS 10000
+/* A call refused for a passing reason (the database or a service the
+ * method calls unavailable, a concurrent attempt) is made again after
+ * 100 ms, 200, 400 ... at most 5 s apart, for up to a minute: the message
+ * exists nowhere else, and the methods taken in this way are idempotent
+ * (ImportOrder by channel and external id). */
+#define INTAKE_RETRY_FIRST_MS 100
+#define INTAKE_RETRY_MAX_MS 5000
+#define INTAKE_RETRY_FOR_MS 60000
 
 struct intake {
     void *sub;
@@ -27,6 +35,20 @@ struct intake {
     bool started;
     atomic_bool stop;
 };
+
+static bool s_passing(status_t st)
+{
+    return st == STATUS_UNAVAILABLE || st == STATUS_ABORTED || st == STATUS_DEADLINE_EXCEEDED ||
+           st == STATUS_RESOURCE_EXHAUSTED;
+}
+
+/* Waits `ms`, a poll interval at a time; false if told to stop meanwhile. */
+static bool s_pause(intake_t *in, int64_t ms)
+{
+    for (int64_t left = ms; left > 0 && !atomic_load(&in->stop); left -= INTAKE_POLL_MS)
+        util_sleep_ms(left < INTAKE_POLL_MS ? left : INTAKE_POLL_MS);
+    return !atomic_load(&in->stop);
+}
 
 /* One message: [topic, body]. */
 static void s_take(intake_t *in, zmq_msg_t *parts, int n)
@@ -48,13 +70,29 @@ static void s_take(intake_t *in, zmq_msg_t *parts, int n)
     }
     ProtobufCMessage *resp = NULL;
     char *msg = NULL;
-    status_t st = client_call(in->self, in->full_method, req, in->method->output, &resp, NULL,
-                              INTAKE_CALL_MS, 1, &msg);
+    int64_t wait_ms = INTAKE_RETRY_FIRST_MS, give_up_us = util_mono_us() + INTAKE_RETRY_FOR_MS * 1000LL;
+    status_t st;
+    for (;;) {
+        st = client_call(in->self, in->full_method, req, in->method->output, &resp, NULL,
+                         INTAKE_CALL_MS, 1, &msg);
+        if (!s_passing(st) || util_mono_us() + wait_ms * 1000 > give_up_us)
+            break;
+        slog_info("intake %s: %s: %s: %s; trying again in %lld ms", in->topic, in->method->name,
+                  status_name(st), msg ? msg : "", (long long)wait_ms);
+        free(msg);
+        msg = NULL;
+        if (resp)
+            protobuf_c_message_free_unpacked(resp, NULL);
+        resp = NULL;
+        if (!s_pause(in, wait_ms))
+            break;   /* stopping: dropped, as said below */
+        wait_ms = wait_ms * 2 < INTAKE_RETRY_MAX_MS ? wait_ms * 2 : INTAKE_RETRY_MAX_MS;
+    }
     if (st == STATUS_OK)
         slog_debug("intake %s: taken in", in->topic);
     else
-        slog_warn("intake %s: %s refused it: %s: %s", in->topic, in->method->name, status_name(st),
-                  msg ? msg : "");
+        slog_warn("intake %s: %s refused it: %s: %s; dropped", in->topic, in->method->name,
+                  status_name(st), msg ? msg : "");
     free(msg);
     if (resp)
         protobuf_c_message_free_unpacked(resp, NULL);
