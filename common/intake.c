@@ -20,7 +20,8 @@
  * method calls unavailable, a concurrent attempt) is made again after
  * 100 ms, 200, 400 ... at most 5 s apart, for up to a minute: the message
  * exists nowhere else, and the methods taken in this way are idempotent
- * (ImportOrder by channel and external id). */
+ * (ImportOrder by channel and external id). Not RESOURCE_EXHAUSTED: it
+ * also says a message is too large, which no try changes. */
 #define INTAKE_RETRY_FIRST_MS 100
 #define INTAKE_RETRY_MAX_MS 5000
 #define INTAKE_RETRY_FOR_MS 60000
@@ -38,8 +39,7 @@ struct intake {
 
 static bool s_passing(status_t st)
 {
-    return st == STATUS_UNAVAILABLE || st == STATUS_ABORTED || st == STATUS_DEADLINE_EXCEEDED ||
-           st == STATUS_RESOURCE_EXHAUSTED;
+    return st == STATUS_UNAVAILABLE || st == STATUS_ABORTED || st == STATUS_DEADLINE_EXCEEDED;
 }
 
 /* Waits `ms`, a poll interval at a time; false if told to stop meanwhile. */
@@ -73,6 +73,10 @@ static void s_take(intake_t *in, zmq_msg_t *parts, int n)
     int64_t wait_ms = INTAKE_RETRY_FIRST_MS, give_up_us = util_mono_us() + INTAKE_RETRY_FOR_MS * 1000LL;
     status_t st;
     for (;;) {
+        if (atomic_load(&in->stop)) {   /* the service drains: its front is no longer read */
+            st = STATUS_UNAVAILABLE;
+            break;
+        }
         st = client_call(in->self, in->full_method, req, in->method->output, &resp, NULL,
                          INTAKE_CALL_MS, 1, &msg);
         if (!s_passing(st) || util_mono_us() + wait_ms * 1000 > give_up_us)
@@ -173,6 +177,12 @@ fail:
     free(list);
     intake_destroy(&in);
     return NULL;
+}
+
+void intake_stop(intake_t *in)
+{
+    if (in)
+        atomic_store(&in->stop, true);
 }
 
 void intake_destroy(intake_t **p)

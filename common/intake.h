@@ -5,7 +5,9 @@
  * would arrive. PUB/SUB delivers each publish at most once and keeps no
  * backlog while disconnected: what makes a publisher's repeat harmless is
  * the method's own deduplication (ImportOrder keys on the channel's order
- * id), and what the method refuses is logged as a warning. */
+ * id). A refusal for a passing reason (UNAVAILABLE, ABORTED,
+ * DEADLINE_EXCEEDED) is tried again with growing pauses for up to a
+ * minute; what the method refuses for good is logged as a warning. */
 #ifndef SHOP_INTAKE_H
 #define SHOP_INTAKE_H
 
@@ -22,6 +24,10 @@ typedef struct intake intake_t;
 intake_t *intake_new(void *zctx, const char *endpoints, const char *topic, const char *self,
                      const ProtobufCMethodDescriptor *method, const char *full_method,
                      size_t max_bytes);
+
+/* Tells the thread to start no further call (a service that drains):
+ * one under way finishes, a pause between tries ends. Accepts NULL. */
+void intake_stop(intake_t *in);
 
 /* Stops and joins. Accepts NULL. */
 void intake_destroy(intake_t **p);

@@ -1041,6 +1041,7 @@ static void s_on_signal(evutil_socket_t sig, short what, void *arg)
     slog_info("signal %d: draining %zu calls in flight", (int)sig, srv->inflight + srv->q_len);
     srv->draining = true;
     router_pause(srv->router);
+    intake_stop(srv->intake);   /* its calls come through the front, no longer read */
     event_del(srv->ev_front);
     srv->drain_deadline_us = util_mono_us() + srv->cfg.drain_timeout_ms * 1000;
     event_add(srv->ev_drain, &tick);
