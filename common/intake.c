@@ -17,14 +17,17 @@
 #define INTAKE_POLL_MS 200
 #define INTAKE_CALL_MS 10000
 /* A call refused for a passing reason (the database or a service the
- * method calls unavailable, a concurrent attempt) is made again after
- * 100 ms, 200, 400 ... at most 5 s apart, for up to a minute: the message
- * exists nowhere else, and the methods taken in this way are idempotent
- * (ImportOrder by channel and external id). Not RESOURCE_EXHAUSTED: it
- * also says a message is too large, which no try changes. */
+ * method calls unavailable, a concurrent attempt, the service overloaded)
+ * is made again after pauses of 100 ms, 200, 400 ... at most 5 s, no new
+ * try starting after a minute: the message exists nowhere else, and the
+ * methods taken in this way are idempotent (ImportOrder by channel and
+ * external id). */
 #define INTAKE_RETRY_FIRST_MS 100
 #define INTAKE_RETRY_MAX_MS 5000
 #define INTAKE_RETRY_FOR_MS 60000
+/* Room for the Request envelope around a body (request id, method,
+ * deadline and the fields' tags and lengths), besides the method's name. */
+#define INTAKE_ENVELOPE 128
 
 struct intake {
     void *sub;
@@ -39,7 +42,10 @@ struct intake {
 
 static bool s_passing(status_t st)
 {
-    return st == STATUS_UNAVAILABLE || st == STATUS_ABORTED || st == STATUS_DEADLINE_EXCEEDED;
+    /* RESOURCE_EXHAUSTED is also "too large", but a body that would be
+     * is dropped before any call (see s_take) */
+    return st == STATUS_UNAVAILABLE || st == STATUS_ABORTED || st == STATUS_DEADLINE_EXCEEDED ||
+           st == STATUS_RESOURCE_EXHAUSTED;
 }
 
 /* Waits `ms`, a poll interval at a time; false if told to stop meanwhile. */
@@ -57,10 +63,10 @@ static void s_take(intake_t *in, zmq_msg_t *parts, int n)
         slog_warn("intake %s: a message of %d frames (expected topic and body); dropped", in->topic, n);
         return;
     }
-    size_t len = zmq_msg_size(&parts[1]);
-    if (len > in->max_bytes) {
+    size_t len = zmq_msg_size(&parts[1]), room = strlen(in->full_method) + INTAKE_ENVELOPE;
+    if (len + room > in->max_bytes) {   /* the call, with its envelope, would be too large */
         slog_warn("intake %s: a message of %zu bytes (at most %zu); dropped", in->topic, len,
-                  in->max_bytes);
+                  in->max_bytes > room ? in->max_bytes - room : 0);
         return;
     }
     ProtobufCMessage *req = protobuf_c_message_unpack(in->method->input, NULL, len, zmq_msg_data(&parts[1]));
@@ -71,12 +77,11 @@ static void s_take(intake_t *in, zmq_msg_t *parts, int n)
     ProtobufCMessage *resp = NULL;
     char *msg = NULL;
     int64_t wait_ms = INTAKE_RETRY_FIRST_MS, give_up_us = util_mono_us() + INTAKE_RETRY_FOR_MS * 1000LL;
-    status_t st;
+    status_t st = STATUS_UNAVAILABLE;
+    bool stopping = false;
     for (;;) {
-        if (atomic_load(&in->stop)) {   /* the service drains: its front is no longer read */
-            st = STATUS_UNAVAILABLE;
+        if ((stopping = atomic_load(&in->stop)))
             break;
-        }
         st = client_call(in->self, in->full_method, req, in->method->output, &resp, NULL,
                          INTAKE_CALL_MS, 1, &msg);
         if (!s_passing(st) || util_mono_us() + wait_ms * 1000 > give_up_us)
@@ -88,11 +93,13 @@ static void s_take(intake_t *in, zmq_msg_t *parts, int n)
         if (resp)
             protobuf_c_message_free_unpacked(resp, NULL);
         resp = NULL;
-        if (!s_pause(in, wait_ms))
-            break;   /* stopping: dropped, as said below */
+        if ((stopping = !s_pause(in, wait_ms)))
+            break;
         wait_ms = wait_ms * 2 < INTAKE_RETRY_MAX_MS ? wait_ms * 2 : INTAKE_RETRY_MAX_MS;
     }
-    if (st == STATUS_OK)
+    if (stopping)
+        slog_warn("intake %s: the service is stopping; a message not taken in is dropped", in->topic);
+    else if (st == STATUS_OK)
         slog_debug("intake %s: taken in", in->topic);
     else
         slog_warn("intake %s: %s refused it: %s: %s; dropped", in->topic, in->method->name,

@@ -6,8 +6,9 @@
  * backlog while disconnected: what makes a publisher's repeat harmless is
  * the method's own deduplication (ImportOrder keys on the channel's order
  * id). A refusal for a passing reason (UNAVAILABLE, ABORTED,
- * DEADLINE_EXCEEDED) is tried again with growing pauses for up to a
- * minute; what the method refuses for good is logged as a warning. */
+ * DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED) is tried again with growing
+ * pauses, no new try starting after a minute; what the method refuses for
+ * good is logged as a warning. */
 #ifndef SHOP_INTAKE_H
 #define SHOP_INTAKE_H
 
@@ -25,8 +26,9 @@ intake_t *intake_new(void *zctx, const char *endpoints, const char *topic, const
                      const ProtobufCMethodDescriptor *method, const char *full_method,
                      size_t max_bytes);
 
-/* Tells the thread to start no further call (a service that drains):
- * one under way finishes, a pause between tries ends. Accepts NULL. */
+/* Tells the thread to start no further call (a service that drains, and
+ * answers one that comes anyway with UNAVAILABLE): one under way gets its
+ * answer, a pause between tries ends. Accepts NULL. */
 void intake_stop(intake_t *in);
 
 /* Stops and joins. Accepts NULL. */

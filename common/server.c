@@ -748,7 +748,7 @@ static bool s_readable(void *sock)
 static void s_kick(server_t *srv)
 {
     srv->touched = false;
-    if (!srv->draining && s_readable(srv->front))
+    if (s_readable(srv->front))
         event_active(srv->ev_front, EV_READ, 0);
     if (s_readable(srv->back))
         event_active(srv->ev_back, EV_READ, 0);
@@ -896,7 +896,7 @@ static void s_on_front(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    for (int i = 0; i < DRAIN_CAP && !srv->draining; i++) {
+    for (int i = 0; i < DRAIN_CAP; i++) {
         zmq_msg_t parts[3];
         if (!s_readable(srv->front))
             goto out;
@@ -912,10 +912,15 @@ static void s_on_front(evutil_socket_t fd, short what, void *arg)
             zmq_msg_close(&parts[1]);
             zmq_msg_close(&parts[2]);
         }
+        if (srv->draining) {   /* answered at once, not left waiting for its time-out */
+            if (n == 2)
+                zmq_msg_close(&parts[1]);
+            s_reply_direct(srv, &parts[0], STATUS_UNAVAILABLE, "shutting down; call again");
+            continue;
+        }
         s_on_call(srv, &parts[0], n == 2 ? &parts[1] : NULL, (size_t)n - 1, bytes);
     }
-    if (!srv->draining)
-        event_active(srv->ev_front, EV_READ, 0);   /* cap reached: yield, then go on */
+    event_active(srv->ev_front, EV_READ, 0);   /* cap reached: yield, then go on */
 out:
     s_kick(srv);
 }
@@ -1041,8 +1046,7 @@ static void s_on_signal(evutil_socket_t sig, short what, void *arg)
     slog_info("signal %d: draining %zu calls in flight", (int)sig, srv->inflight + srv->q_len);
     srv->draining = true;
     router_pause(srv->router);
-    intake_stop(srv->intake);   /* its calls come through the front, no longer read */
-    event_del(srv->ev_front);
+    intake_stop(srv->intake);   /* no new call; one that comes anyway gets UNAVAILABLE */
     srv->drain_deadline_us = util_mono_us() + srv->cfg.drain_timeout_ms * 1000;
     event_add(srv->ev_drain, &tick);
 }

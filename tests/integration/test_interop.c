@@ -88,8 +88,8 @@ static void s_published_while_down(void *zctx, const char *market, PGconn *pg,
     CHECK_INT(harness_sql(pg, "SELECT count(*) FROM orders.orders WHERE channel = 'cmarket'"), 1);
     CHECK_INT(harness_sql(pg, "SELECT reserved FROM catalog.sku WHERE code = 'PY-CUP'"), 3);
 
-    /* stopped while it tries one again, the orders service starts no
-     * further try (its calls would go unread while it drains) */
+    /* stopped while its intake waits to try one again, the orders
+     * service stops in good time */
     CHECK_INT(harness_stop(&cat->proc, 10000), 0);
     r.external_id = "CM-DOWN-2";
     len = shop__orders__v1__import_order_request__pack(&r, body);
