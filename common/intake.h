@@ -28,7 +28,8 @@ intake_t *intake_new(void *zctx, const char *endpoints, const char *topic, const
 
 /* Tells the thread to start no further call (a service that drains, and
  * answers one that comes anyway with UNAVAILABLE): one under way gets its
- * answer, a pause between tries ends. Accepts NULL. */
+ * answer unless the drain times out first, a pause between tries ends.
+ * Accepts NULL. */
 void intake_stop(intake_t *in);
 
 /* Stops and joins. Accepts NULL. */

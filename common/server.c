@@ -1026,7 +1026,8 @@ static void s_on_drain_tick(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    if (srv->inflight == 0 && srv->q_len == 0 && router_unsent(srv->router) == 0) {
+    if (srv->inflight == 0 && srv->q_len == 0 && router_unsent(srv->router) == 0 &&
+        !s_readable(srv->front)) {   /* the intake's last call answered too */
         event_base_loopbreak(srv->base);
     } else if (util_mono_us() > srv->drain_deadline_us) {
         slog_warn("drain timeout: %zu calls still in flight, %zu queued, %zu bytes of replies unsent",
