@@ -21,6 +21,7 @@
 #include "pbjson.h"
 #include "shop/common/v1/common.pb-c.h"
 #include "status.h"
+#include "util.h"
 
 #define EXIT_USAGE       1
 #define EXIT_STATUS      2
@@ -399,14 +400,33 @@ static int s_events(const opts_t *o, const char *service, int64_t from, int64_t 
             sub = NULL;
         }
     }
+    int64_t behind_since = 0;   /* when Replay last returned nothing below its head */
     while (!s_stop && left != 0) {
         int n = s_replay(o, c, &cursor, &left, &head);
         if (n < 0) {
             rc = EXIT_UNREACHABLE;
             break;
         }
-        if (n > 0 || cursor < head)
+        if (n > 0) {
+            behind_since = 0;
             continue;
+        }
+        if (cursor < head) {
+            /* numbered, not yet read back (the head is read after the
+             * events): again in a moment, not in a tight loop, and with
+             * --count not for longer than the call time-out */
+            int64_t now = util_mono_us();
+            if (!behind_since)
+                behind_since = now;
+            else if (count >= 0 && now - behind_since > (int64_t)o->timeout_ms * 1000) {
+                fprintf(stderr, "error: Replay: the head is at %" PRIu64 " but nothing after %" PRIu64
+                                " comes back\n", head, cursor);
+                rc = EXIT_UNREACHABLE;
+                break;
+            }
+            zmq_poll(NULL, 0, 10);
+            continue;
+        }
         if (count >= 0)
             break;   /* at the head: --count stops here */
         if (sub) {
