@@ -11,6 +11,7 @@
 #include "check.h"
 #include "harness.h"
 #include "slog.h"
+#include "util.h"
 
 static char s_out[65536];
 
@@ -39,6 +40,40 @@ static int s_count(const char *needle)
     for (const char *p = strstr(s_out, needle); p; p = strstr(p + 1, needle))
         n++;
     return n;
+}
+
+/* What holds numbering back (see the waits below): the cluster's sessions
+ * with a transaction id, printed when a wait gives up. */
+static void s_show_xid_holders(void)
+{
+    char cmd[1024];
+
+    snprintf(cmd, sizeof cmd,
+             "psql '%s' -X -At -c \"SELECT concat_ws(' ', 'xid holder:', pid, datname, usename, "
+             "application_name, state, 'xid', backend_xid, 'since', xact_start, left(query, 120)) "
+             "FROM pg_stat_activity WHERE backend_xid IS NOT NULL\" >&2",
+             harness_pg_admin());
+    fflush(NULL);
+    if (system(cmd) != 0)
+        fprintf(stderr, "(could not list the xid holders)\n");
+}
+
+/* Runs `events catalog --from 0 --count 100` until it shows `want` events
+ * or 60 s pass (numbering waits for every transaction open in the cluster
+ * when the events committed, another test's included); its exit status. */
+static int s_wait_events(int want)
+{
+    int rc = -1;
+    int64_t until = util_mono_us() + 60 * 1000000LL;
+
+    while (util_mono_us() < until) {
+        if ((rc = s_run("events catalog --from 0 --count 100")) == 0 && s_count("\"sequence\"") == want)
+            return 0;
+        usleep(50 * 1000);
+    }
+    fprintf(stderr, "test_shopctl: %d events not read back within 60 s (last exit %d)\n", want, rc);
+    s_show_xid_holders();
+    return rc;
 }
 
 int main(void)
@@ -107,13 +142,7 @@ int main(void)
     /* events: ProductCreated, StockChanged x2, ReservationRejected, in order
      * (numbered a moment after they commit; later still while a transaction
      * stays open elsewhere in the cluster, as another test's may) */
-    int rc = -1;
-    for (int i = 0; i < 200; i++) {   /* an attempt may fail; the last one counts */
-        if ((rc = s_run("events catalog --from 0 --count 100")) == 0 && s_count("\"sequence\"") == 4)
-            break;
-        usleep(50 * 1000);
-    }
-    CHECK_INT(rc, 0);
+    CHECK_INT(s_wait_events(4), 0);
     CHECK_INT(s_count("\"sequence\""), 4);
     CHECK(strstr(s_out, "\"sequence\":\"1\",") != NULL && strstr(s_out, "\"sequence\":\"4\",") != NULL);
     CHECK(strstr(s_out, "\"type\":\"shop.catalog.v1.ReservationRejected\"") != NULL);
@@ -125,12 +154,7 @@ int main(void)
                     "\"reason\":\"damage\"}'"), 0);
     /* the relay numbers committed events a moment later; "from now" means
      * from the head, so wait until the head includes this one */
-    for (int i = 0; i < 200; i++) {
-        if ((rc = s_run("events catalog --from 0 --count 100")) == 0 && s_count("\"sequence\"") == 5)
-            break;
-        usleep(50 * 1000);
-    }
-    CHECK_INT(rc, 0);
+    CHECK_INT(s_wait_events(5), 0);
     CHECK_INT(s_count("\"sequence\""), 5);
     /* following: new events appear; the follower is stopped once the new
      * one is out (it may wait for another test's open transaction to be
