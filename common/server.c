@@ -554,6 +554,18 @@ done:
     return code;
 }
 
+/* Packs `m` into a new zmq message. Returns 0 or -1. */
+static int s_pack_msg(zmq_msg_t *msg, const ProtobufCMessage *m)
+{
+    size_t len;
+    const uint8_t *packed = pbpack(m, &len);
+
+    if (!packed || zmq_msg_init_size(msg, len) != 0)
+        return -1;
+    memcpy(zmq_msg_data(msg), packed, len);
+    return 0;
+}
+
 /* Packs a Reply into a new zmq message. Returns 0 or -1. */
 static int s_pack_reply(zmq_msg_t *msg, const char *request_id, status_t code, const char *text,
                         ProtobufCBinaryData body)
@@ -566,12 +578,7 @@ static int s_pack_reply(zmq_msg_t *msg, const char *request_id, status_t code, c
     reply.request_id = (char *)request_id;
     reply.status = &status;
     reply.body = body;
-    size_t len;
-    const uint8_t *packed = pbpack(&reply.base, &len);
-    if (!packed || zmq_msg_init_size(msg, len) != 0)
-        return -1;
-    memcpy(zmq_msg_data(msg), packed, len);
-    return 0;
+    return s_pack_msg(msg, &reply.base);
 }
 
 static int s_send_frames(void *sock, zmq_msg_t *parts, size_t n)
@@ -1010,13 +1017,10 @@ static void s_on_heartbeat(evutil_socket_t fd, short what, void *arg)
     if (zmq_msg_init_size(&parts[0], topic) != 0)
         return;
     memcpy(zmq_msg_data(&parts[0]), HEARTBEAT_TOPIC, topic);
-    size_t len;
-    const uint8_t *packed = pbpack(&hb.base, &len);
-    if (!packed || zmq_msg_init_size(&parts[1], len) != 0) {
+    if (s_pack_msg(&parts[1], &hb.base) != 0) {
         zmq_msg_close(&parts[0]);
         return;
     }
-    memcpy(zmq_msg_data(&parts[1]), packed, len);
     s_send_frames(srv->pub, parts, 2);
 }
 

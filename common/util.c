@@ -54,6 +54,15 @@ void util_uuid(char out[37])
              b[13], b[14], b[15]);
 }
 
+uint32_t util_hash(uint32_t basis, const char *s)
+{
+    uint32_t h = basis;
+
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        h = (h ^ *p) * 16777619u;
+    return h;
+}
+
 bool util_valid_code(const char *s, size_t max)
 {
     size_t n = strlen(s);

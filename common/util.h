@@ -34,6 +34,11 @@ void util_uuid(char out[37]);
 /* True if `s` is 1 to `max` of A-Z a-z 0-9 . _ - (SKU codes, rule codes). */
 bool util_valid_code(const char *s, size_t max);
 
+/* FNV-1a of a string, for hash tables: start from UTIL_HASH_BASIS, or
+ * another basis to keep two kinds of key apart. */
+#define UTIL_HASH_BASIS 2166136261u
+uint32_t util_hash(uint32_t basis, const char *s);
+
 /* snprintf for hot paths, without stdio: only %s, %d, %ld, %lld, %u, %lu,
  * %llu, %zu and %% (anything else is written as '?'; PRId64 and PRIu64
  * are among them). Like snprintf it writes at most

@@ -22,6 +22,7 @@
 #include "arena.h"
 #include "promotions.h"
 #include "slog.h"
+#include "util.h"
 
 struct cache_snap {
     int64_t version;
@@ -196,15 +197,6 @@ static void s_index(cache_snap_t *s)
     }
 }
 
-static uint32_t s_hash(const char *code)
-{
-    uint32_t h = 2166136261u;   /* FNV-1a */
-
-    for (const unsigned char *p = (const unsigned char *)code; *p; p++)
-        h = (h ^ *p) * 16777619u;
-    return h;
-}
-
 /* The SKUs by hash, at most half full: a quote finds each of its lines
  * with one string compare where a binary search of 2,000 took eleven. */
 static void s_index_skus(cache_snap_t *s)
@@ -217,7 +209,7 @@ static void s_index_skus(cache_snap_t *s)
         abort();
     s->sku_index_mask = cap - 1;
     for (size_t i = 0; i < s->n_skus; i++) {
-        size_t at = s_hash(s->skus[i].sku) & s->sku_index_mask;
+        size_t at = util_hash(UTIL_HASH_BASIS, s->skus[i].sku) & s->sku_index_mask;
         while (s->sku_index[at])
             at = (at + 1) & s->sku_index_mask;
         s->sku_index[at] = (uint32_t)i + 1;
@@ -324,7 +316,7 @@ const cache_sku_t *cache_sku(const cache_view_t *v, const char *code)
 {
     if (!v->sku_index)
         return NULL;
-    for (size_t at = s_hash(code) & v->sku_index_mask;; at = (at + 1) & v->sku_index_mask) {
+    for (size_t at = util_hash(UTIL_HASH_BASIS, code) & v->sku_index_mask;; at = (at + 1) & v->sku_index_mask) {
         uint32_t k = v->sku_index[at];
         if (!k)
             return NULL;

@@ -11,6 +11,7 @@
 
 #include "promotions.h"
 #include "slog.h"
+#include "util.h"
 
 #define USAGE_MAX 65536      /* entries; a full table starts over */
 #define REFRESH_SLICE 1000   /* codes per statement of a refresh, read at once */
@@ -40,11 +41,7 @@ static uint32_t s_gen;      /* moves at every put and forget */
 
 static uint32_t s_hash(bool coupon, const char *code)
 {
-    uint32_t h = coupon ? 2166136261u : 2166136263u;   /* FNV-1a, seeded by kind */
-
-    for (const unsigned char *p = (const unsigned char *)code; *p; p++)
-        h = (h ^ *p) * 16777619u;
-    return h;
+    return util_hash(coupon ? UTIL_HASH_BASIS : UTIL_HASH_BASIS + 2, code);   /* seeded by kind */
 }
 
 /* The index slot of (coupon, code): its entry's, or the empty one it would take. */
