@@ -265,11 +265,30 @@ void call_without_transaction(call_t *call)
         db_autocommit(call->db);
 }
 
+/* A call to `service` with one of `clients` (in the def's `calls` order). */
+static status_t s_remote(const server_t *srv, client_t **clients, const char *service,
+                         const char *method, const ProtobufCMessage *request,
+                         const ProtobufCMessageDescriptor *response_type,
+                         ProtobufCMessage **response, int timeout_ms, const char *commit_with,
+                         char **message)
+{
+    const char *const *calls = srv->def->calls;
+
+    for (size_t i = 0; calls && calls[i]; i++) {
+        if (strcmp(calls[i], service) != 0)
+            continue;
+        client_commit_with(clients[i], commit_with);
+        return client_call(clients[i], method, request, response_type, response, NULL,
+                           timeout_ms, 2, message);
+    }
+    slog_error("%s is not among the services %s calls", service, srv->def->name);
+    return STATUS_INTERNAL;
+}
+
 status_t call_remote(call_t *call, const char *service, const char *method,
                      const ProtobufCMessage *request, const ProtobufCMessageDescriptor *response_type,
                      ProtobufCMessage **response, int timeout_ms, char **message)
 {
-    const char *const *calls = call->srv->def->calls;
     int64_t left = call->deadline_ms - util_now_ms();
 
     *response = NULL;
@@ -277,20 +296,39 @@ status_t call_remote(call_t *call, const char *service, const char *method,
         *message = NULL;
     if (!call->clients)
         return STATUS_DEFER;   /* on the loop thread: a worker makes the call */
-    for (size_t i = 0; calls && calls[i]; i++) {
-        if (strcmp(calls[i], service) != 0)
-            continue;
-        if (left <= 0)
-            return STATUS_DEADLINE_EXCEEDED;
-        if (left < timeout_ms)
-            timeout_ms = (int)left;
-        client_commit_with(call->clients[i],
-                           call->commits_after && call->db ? db_cluster(call->db) : NULL);
-        return client_call(call->clients[i], method, request, response_type, response, NULL,
-                           timeout_ms, 2, message);
+    if (left <= 0)
+        return STATUS_DEADLINE_EXCEEDED;
+    if (left < timeout_ms)
+        timeout_ms = (int)left;
+    return s_remote(call->srv, call->clients, service, method, request, response_type, response,
+                    timeout_ms, call->commits_after && call->db ? db_cluster(call->db) : NULL,
+                    message);
+}
+
+static int s_new_clients(server_t *srv, client_t ***out);
+static void s_free_clients(server_t *srv, client_t ***clients);
+
+/* The maintenance thread's clients (see server_remote). */
+static _Thread_local client_t **s_maint_clients;
+static _Thread_local server_t *s_maint_srv;
+
+status_t server_remote(const char *service, const char *method, const ProtobufCMessage *request,
+                       const ProtobufCMessageDescriptor *response_type,
+                       ProtobufCMessage **response, int timeout_ms, char **message)
+{
+    *response = NULL;
+    if (message)
+        *message = NULL;
+    if (!s_maint_srv) {
+        slog_error("server_remote: only the maintenance thread calls with it");
+        return STATUS_INTERNAL;
     }
-    slog_error("call_remote: %s is not among the services %s calls", service, call->srv->def->name);
-    return STATUS_INTERNAL;
+    if (!s_maint_clients && s_new_clients(s_maint_srv, &s_maint_clients) != 0) {
+        s_free_clients(s_maint_srv, &s_maint_clients);
+        return STATUS_UNAVAILABLE;
+    }
+    return s_remote(s_maint_srv, s_maint_clients, service, method, request, response_type,
+                    response, timeout_ms, NULL, message);
 }
 
 void *call_alloc_uninit(call_t *call, size_t size)
@@ -695,6 +733,7 @@ static void *s_maint_main(void *arg)
     server_t *srv = arg;
 
     util_thread_name("maintenance");
+    s_maint_srv = srv;
     db_t *db = db_new(srv->cfg.database_url, srv->def->name, "maintenance",
                       (int)srv->cfg.statement_timeout_ms);
 
@@ -718,6 +757,7 @@ static void *s_maint_main(void *arg)
         util_nap_ms(&srv->stop, srv->cfg.maintenance_ms);
     }
     db_destroy(&db);
+    s_free_clients(srv, &s_maint_clients);
     return NULL;
 }
 
@@ -1162,17 +1202,18 @@ static void s_peer_var(char *buf, size_t len, const char *service, const char *w
     snprintf(buf, len, "SHOP_%s_%s", upper, what);
 }
 
-/* The worker's clients to the services the def calls; -1 (logged) if an
- * endpoint is not configured. */
-static int s_worker_clients(server_t *srv, worker_t *w)
+/* Clients to the services the def calls, in *out (NULL-terminated), for
+ * the thread that makes the calls; -1 (logged) if an endpoint is not
+ * configured. */
+static int s_new_clients(server_t *srv, client_t ***out)
 {
     const char *const *calls = srv->def->calls;
     size_t n = 0;
 
     while (calls && calls[n])
         n++;
-    w->call.clients = calloc(n + 1, sizeof *w->call.clients);
-    if (!w->call.clients)
+    client_t **clients = *out = calloc(n + 1, sizeof *clients);
+    if (!clients)
         return -1;
     for (size_t i = 0; i < n; i++) {
         char var[96];
@@ -1182,10 +1223,18 @@ static int s_worker_clients(server_t *srv, worker_t *w)
             slog_error("%s: required to call the %s service but not set", var, calls[i]);
             return -1;
         }
-        if (!(w->call.clients[i] = client_new(srv->zctx, endpoint)))
+        if (!(clients[i] = client_new(srv->zctx, endpoint)))
             return -1;
     }
     return 0;
+}
+
+static void s_free_clients(server_t *srv, client_t ***clients)
+{
+    for (size_t k = 0; *clients && srv->def->calls && srv->def->calls[k]; k++)
+        client_destroy(&(*clients)[k]);
+    free(*clients);
+    *clients = NULL;
 }
 
 static int s_start_workers(server_t *srv)
@@ -1212,7 +1261,7 @@ static int s_start_workers(server_t *srv)
                             (int)srv->cfg.statement_timeout_ms, srv->def->db_settings);
         w->call.db = w->db;
         w->sock = s_socket(srv, ZMQ_DEALER);
-        if (!w->call.arena || !w->db || !w->sock || s_worker_clients(srv, w) != 0)
+        if (!w->call.arena || !w->db || !w->sock || s_new_clients(srv, &w->call.clients) != 0)
             goto done;
         if (zmq_setsockopt(w->sock, ZMQ_ROUTING_ID, wid, (size_t)n) != 0 ||
             zmq_connect(w->sock, srv->back_endpoint) != 0)
@@ -1414,9 +1463,7 @@ static void s_stop(server_t *srv)
             if (w->started)
                 pthread_join(w->thread, NULL);
             s_close(&w->sock);
-            for (size_t k = 0; w->call.clients && srv->def->calls && srv->def->calls[k]; k++)
-                client_destroy(&w->call.clients[k]);
-            free(w->call.clients);
+            s_free_clients(srv, &w->call.clients);
             db_destroy(&w->db);
             arena_destroy(&w->call.arena);
         }

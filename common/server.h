@@ -185,6 +185,14 @@ status_t call_remote(call_t *call, const char *service, const char *method,
                      const ProtobufCMessage *request, const ProtobufCMessageDescriptor *response_type,
                      ProtobufCMessage **response, int timeout_ms, char **message);
 
+/* The same for the def's `maintain`, on the maintenance thread only (its
+ * own clients, made at the first call): within `timeout_ms`, and before the
+ * tick writes anything, so its transaction holds no lock meanwhile. Called
+ * from any other thread it is STATUS_INTERNAL. */
+status_t server_remote(const char *service, const char *method, const ProtobufCMessage *request,
+                       const ProtobufCMessageDescriptor *response_type,
+                       ProtobufCMessage **response, int timeout_ms, char **message);
+
 /* The same outside a call (maintenance, consumers): in `db`'s transaction. */
 int server_emit(db_t *db, const ProtobufCMessage *event, const char *correlation_id)
     __attribute__((warn_unused_result));

@@ -32,6 +32,7 @@ CATALOG_HANDLER(catalog_reserve_stock);
 CATALOG_HANDLER(catalog_confirm_reservation);
 CATALOG_HANDLER(catalog_release_reservation);
 CATALOG_HANDLER(catalog_list_low_stock);
+CATALOG_HANDLER(catalog_list_held_reservations);
 /* reports.c */
 CATALOG_HANDLER(catalog_best_sellers);
 CATALOG_HANDLER(catalog_pareto_report);

@@ -21,6 +21,8 @@ static const server_method_t s_methods[] = {
     {&shop__catalog__v1__confirm_reservation_request__descriptor, catalog_confirm_reservation},
     {&shop__catalog__v1__release_reservation_request__descriptor, catalog_release_reservation},
     {&shop__catalog__v1__list_low_stock_request__descriptor, catalog_list_low_stock},
+    {&shop__catalog__v1__list_held_reservations_request__descriptor,
+     catalog_list_held_reservations},
     {&shop__catalog__v1__best_sellers_request__descriptor, catalog_best_sellers},
     {&shop__catalog__v1__pareto_report_request__descriptor, catalog_pareto_report},
 };

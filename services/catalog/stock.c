@@ -451,6 +451,63 @@ status_t catalog_list_low_stock(call_t *call, const ProtobufCMessage *request,
     return STATUS_OK;
 }
 
+typedef struct {
+    call_t *call;
+    Shop__Catalog__V1__ListHeldReservationsResponse *resp;
+    int64_t *expires_us;   /* each one's paging key */
+} held_t;
+
+static void s_held_row(void *arg, const char *order_id, int64_t created_ms, int64_t expires_ms,
+                       int64_t expires_us)
+{
+    held_t *h = arg;
+    Shop__Catalog__V1__Reservation *r = s_reservation(
+        h->call, order_id, SHOP__CATALOG__V1__RESERVATION_STATE__RESERVATION_STATE_HELD, NULL, 0,
+        expires_ms);
+
+    r->created_at_ms = created_ms;
+    h->expires_us[h->resp->n_reservations] = expires_us;
+    h->resp->reservations[h->resp->n_reservations++] = r;
+}
+
+status_t catalog_list_held_reservations(call_t *call, const ProtobufCMessage *request,
+                                        ProtobufCMessage *response)
+{
+    const Shop__Catalog__V1__ListHeldReservationsRequest *req = (const void *)request;
+    Shop__Catalog__V1__ListHeldReservationsResponse *resp = (void *)response;
+    uint32_t size = req->page_size ? req->page_size : 100;
+    int64_t after_us = 0;
+    const char *after_id = "";
+
+    if (size > 1000)
+        return call_fail(call, STATUS_INVALID_ARGUMENT, "page_size: at most 1000");
+    if (req->expiring_before_ms < 0 || req->expiring_before_ms > INT64_MAX / 1000)
+        return call_fail(call, STATUS_INVALID_ARGUMENT, "expiring_before_ms: 0 or a Unix time in ms");
+    if (req->page_token[0]) {
+        /* "<expires µs>.<order id>" of the last reservation of the page before */
+        char *end;
+        long long us = strtoll(req->page_token, &end, 10);
+        size_t idlen = *end == '.' ? strlen(end + 1) : 0;
+        if (end == req->page_token || req->page_token[0] == '-' || idlen < 1 || idlen > 128)
+            return call_fail(call, STATUS_INVALID_ARGUMENT, "page_token: not one this list returned");
+        after_us = us;
+        after_id = end + 1;
+    }
+    held_t h = {call, resp, call_alloc(call, size * sizeof *h.expires_us)};
+    resp->reservations = call_alloc(call, size * sizeof *resp->reservations);
+    if (store_held(call_db(call), req->expiring_before_ms * 1000, after_us, after_id, (int)size,
+                   s_held_row, &h) != 0)
+        return call_db_fail(call, "list held reservations");
+    if (resp->n_reservations > 0) {   /* where the next page starts, now or later */
+        char token[200];
+        size_t last = resp->n_reservations - 1;
+        snprintf(token, sizeof token, "%" PRId64 ".%s", h.expires_us[last],
+                 resp->reservations[last]->order_id);
+        resp->next_page_token = call_strdup(call, token);
+    }
+    return STATUS_OK;
+}
+
 /* --- expiry (maintenance) --------------------------------------------------- */
 
 typedef struct {

@@ -434,6 +434,38 @@ int store_expired(db_t *db, int limit, store_id_fn fn, void *arg)
     return db_exec_each(db, &s_expired, p, fn, arg);
 }
 
+/* Times as whole µs from the epoch, both ways, so a page ends exactly where
+ * the next begins. */
+static const db_stmt_t s_held = {
+    "cat_held",
+    "SELECT order_id, (extract(epoch FROM created_at) * 1000)::bigint, "
+    "       (extract(epoch FROM expires_at) * 1000)::bigint, "
+    "       (extract(epoch FROM expires_at) * 1000000)::bigint "
+    "FROM reservation WHERE state = 'held' "
+    "AND ($1::bigint = 0 OR expires_at < 'epoch'::timestamptz + $1::bigint * interval '1 us') "
+    "AND (expires_at, order_id) > ('epoch'::timestamptz + $2::bigint * interval '1 us', $3) "
+    "ORDER BY expires_at, order_id LIMIT $4",
+    4};
+
+int store_held(db_t *db, int64_t before_us, int64_t after_us, const char *after_id, int limit,
+               store_held_fn fn, void *arg)
+{
+    char b[24], a[24], l[16];
+    const char *p[4] = {b, a, after_id, l};
+
+    snprintf(b, sizeof b, "%" PRId64, before_us);
+    snprintf(a, sizeof a, "%" PRId64, after_us);
+    snprintf(l, sizeof l, "%d", limit);
+    PGresult *r = db_exec(db, &s_held, p);
+    if (!r)
+        return -1;
+    for (int i = 0; i < PQntuples(r); i++)
+        fn(arg, PQgetvalue(r, i, 0), strtoll(PQgetvalue(r, i, 1), NULL, 10),
+           strtoll(PQgetvalue(r, i, 2), NULL, 10), strtoll(PQgetvalue(r, i, 3), NULL, 10));
+    PQclear(r);
+    return 0;
+}
+
 /* --- products -------------------------------------------------------------- */
 
 #define PRODUCT_COLS                                                                   \

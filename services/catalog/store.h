@@ -87,6 +87,14 @@ int store_rating_add(db_t *db, const char *sku, int32_t rating) __attribute__((w
 typedef void (*store_id_fn)(void *arg, const char *order_id);
 int store_expired(db_t *db, int limit, store_id_fn fn, void *arg) __attribute__((warn_unused_result));
 
+/* Held reservations expiring before `before_us` (Unix µs; 0 = any), after
+ * (`after_us`, `after_id`) in (expires_at, order_id) order, up to `limit`:
+ * each with its creation (ms) and expiry (ms and µs, the paging key). */
+typedef void (*store_held_fn)(void *arg, const char *order_id, int64_t created_ms,
+                              int64_t expires_ms, int64_t expires_us);
+int store_held(db_t *db, int64_t before_us, int64_t after_us, const char *after_id, int limit,
+               store_held_fn fn, void *arg) __attribute__((warn_unused_result));
+
 /* --- products ------------------------------------------------------------ */
 
 /* A product row; strings are valid only during the callback. */

@@ -289,6 +289,11 @@ int orders_maintain(db_t *db, void *settings)
     const orders_settings_t *set = settings;
     char why[300], reason[96];
 
+    /* Placements that stopped after reserving, with no order: given back.
+     * First, while the transaction holds nothing. */
+    if (orders_sweep_orphans(db, set) != 0)
+        return -1;
+
     /* Placements a crash (or a stuck call) left pending: given back. */
     ids.n = 0;
     if (store_stale(db, "pending", set->pending_timeout_s, TICK_LIMIT, s_on_id, &ids) != 0)

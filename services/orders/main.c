@@ -28,7 +28,7 @@ static const server_method_t s_methods[] = {
 /* Placement reserves stock in the catalog and prices through promotions. */
 static const char *const s_calls[] = {"catalog", "promotions", NULL};
 
-static const char *const s_anomalies[] = {"placement_abandoned", NULL};
+static const char *const s_anomalies[] = {"placement_abandoned", "placement_orphaned", NULL};
 
 #define SET(field) offsetof(orders_settings_t, field)
 static const cfg_var_t s_settings[] = {
@@ -39,7 +39,8 @@ static const cfg_var_t s_settings[] = {
      "an order not paid this long after placement is cancelled (stock and coupons go back); "
      "at most 600000"},
     {"ORDERS_PENDING_TIMEOUT_S", CFG_INT, "60", 5, 3600, SET(pending_timeout_s),
-     "a placement not finished this long (a crash mid-way) is given up and what it took given back"},
+     "a placement not stored this long after its reservation gives up; what one that stopped "
+     "half-way (a crash) holds is given back once twice this has passed"},
     {"ORDERS_CALL_TIMEOUT_MS", CFG_INT, "3000", 100, 60000, SET(call_timeout_ms),
      "longest wait for the catalog or promotions during a placement"},
     {"ORDERS_TIMEZONE", CFG_STR, "UTC", 0, 0, SET(timezone),

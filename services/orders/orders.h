@@ -48,6 +48,9 @@ ORDERS_HANDLER(orders_refund);
 /* Cancels orders left unpaid and gives back placements left pending (the
  * maintenance tick). */
 int orders_maintain(db_t *db, void *settings);
+/* place.c: gives back what placements that stopped half-way hold (see
+ * there); on the maintenance thread, before the tick writes anything. */
+int orders_sweep_orphans(db_t *db, const orders_settings_t *set);
 /* queries.c */
 ORDERS_HANDLER(orders_get);
 ORDERS_HANDLER(orders_list);

@@ -32,6 +32,7 @@
 #include "orders.h"
 #include "shop/catalog/v1/catalog.pb-c.h"
 #include "shop/promotions/v1/promotions.pb-c.h"
+#include "slog.h"
 #include "util.h"
 
 #define RESERVE_METHOD "shop.catalog.v1.CatalogService/ReserveStock"
@@ -53,6 +54,8 @@ typedef struct {
     /* Shortages of a failed reservation, in the call's arena. */
     shortage_t **shortages;
     size_t n_shortages;
+    /* When the reservation made for it ends (Unix ms; 0 before step 2). */
+    int64_t expires_ms;
 } saga_t;
 
 /* A deep copy of `msg` in the call's memory (through its wire form). */
@@ -306,15 +309,19 @@ static status_t s_step(saga_t *s, const char *service, const char *method,
     return st;
 }
 
-/* Whether the reservation in `r` was made more than ORDERS_PENDING_TIMEOUT_S
- * ago (its hold is orders_hold_s from its making): too old to place an
- * order with. False when the reply has none. */
+/* Whether a reservation ending at `expires_ms` was made more than
+ * ORDERS_PENDING_TIMEOUT_S ago (its hold is orders_hold_s from its making):
+ * too old to place an order with. */
+static bool s_too_old(const saga_t *s, int64_t expires_ms)
+{
+    int64_t left_ms = expires_ms - util_now_ms();
+    return left_ms < (orders_hold_s(s->set) - s->set->pending_timeout_s) * 1000;
+}
+
+/* The same for the reservation in a reply; false when it has none. */
 static bool s_started_long_ago(const saga_t *s, const Shop__Catalog__V1__ReserveStockResponse *r)
 {
-    if (!r || !r->reservation)
-        return false;
-    int64_t left_ms = r->reservation->expires_at_ms - util_now_ms();
-    return left_ms < (orders_hold_s(s->set) - s->set->pending_timeout_s) * 1000;
+    return r && r->reservation && s_too_old(s, r->reservation->expires_at_ms);
 }
 
 /* Step 2: the stock, all lines or none. */
@@ -346,6 +353,13 @@ static status_t s_reserve(saga_t *s, Shop__Catalog__V1__ReservationLine **lines,
         else
             code = call_fail(s->call, STATUS_ABORTED, "order %s is being placed with other lines "
                              "by another attempt; try again later", s->id);
+    } else if (st == STATUS_FAILED_PRECONDITION && (!r || !r->n_shortages)) {
+        /* No shortage: the reservation under this id has ended (given back
+         * with the placement that made it, which stopped half-way). Given
+         * up here too, so the next attempt with the key gets an id, and
+         * holds, of its own. */
+        code = s_fail(s, STATUS_ABORTED, "order %s was started before and given up (%s); "
+                      "try again", s->id, msg ? msg : "its reservation ended");
     } else if (st != STATUS_OK) {
         if (r && r->n_shortages) {
             s->shortages = call_alloc(s->call, r->n_shortages * sizeof *s->shortages);
@@ -363,6 +377,8 @@ static status_t s_reserve(saga_t *s, Shop__Catalog__V1__ReservationLine **lines,
         if (!r || !r->reservation || s_started_long_ago(s, r))
             code = s_fail(s, STATUS_ABORTED, "order %s was started more than %lld s ago and is "
                           "given up; try again", s->id, (long long)s->set->pending_timeout_s);
+        else
+            s->expires_ms = r->reservation->expires_at_ms;
     }
     free(msg);
     if (out)
@@ -492,6 +508,15 @@ static status_t s_finish(saga_t *s, const char *state, const uint8_t *body, size
 {
     db_t *db = call_db(s->call);
     placed_t p = {s->call, NULL};
+
+    /* Past ORDERS_PENDING_TIMEOUT_S from its reservation, a placement may
+     * already count as stopped half-way (orders_sweep_orphans, at twice
+     * that): then what it holds is being given back, and it must not be
+     * placed. Checked before the insert, and after it (which may have
+     * waited), so only the COMMIT that follows lies past the check. */
+    if (s_too_old(s, s->expires_ms))
+        return s_fail(s, STATUS_ABORTED, "order %s took more than %lld s to place and is given "
+                      "up; try again", s->id, (long long)s->set->pending_timeout_s);
     int rc = store_insert_placed(db, &s->pl, state, body, body_len, currency, total, payment_ref,
                                  s_on_placed, &p);
 
@@ -540,6 +565,9 @@ static status_t s_finish(saga_t *s, const char *state, const uint8_t *body, size
     }
     if (!p.order)
         return call_fail(s->call, STATUS_INTERNAL, "order %s does not read back", s->id);
+    if (s_too_old(s, s->expires_ms))   /* the insert rolls back; the sweep gives back */
+        return call_fail(s->call, STATUS_ABORTED, "order %s took more than %lld s to store and is "
+                         "given up; try again", s->id, (long long)s->set->pending_timeout_s);
     Shop__Orders__V1__OrderPlaced placed = SHOP__ORDERS__V1__ORDER_PLACED__INIT;
     placed.order = p.order;
     if (server_emit(db, &placed.base, s->id) != 0)
@@ -788,4 +816,133 @@ ORDERS_HANDLER(orders_import)
     return s_finish(&s, req->paid ? "paid" : "placed", body, body_len,
                     req->lines[0]->unit_price->currency, total, req->payment_reference,
                     &resp->order);
+}
+
+/* --- holds a stopped placement left behind ------------------------------------ */
+
+/* A placement that stops between its reservation and its order (the
+ * process killed, and no retry with its key) leaves stock, and perhaps
+ * coupon uses, held under an order id that has no order. The maintenance
+ * tick lists the catalog's held reservations made more than twice
+ * ORDERS_PENDING_TIMEOUT_S ago and emits OrderAbandoned for each under an
+ * id of this service's form that has no order row: the catalog and
+ * promotions give back what it holds, within minutes rather than at the end
+ * of its hold. Nothing can place it after that: an attempt past
+ * ORDERS_PENDING_TIMEOUT_S from its reservation gives up (s_finish,
+ * s_reserve), and so does a retry that finds the reservation ended. No row
+ * is written here, so that retry records the failure with the key and the
+ * next one gets an id of its own. */
+
+#define SWEEP_PAGE      500
+#define SWEEP_PAGES     4      /* per tick */
+#define SWEEP_TIMEOUT_MS 1000
+
+#define LIST_HELD_METHOD "shop.catalog.v1.CatalogService/ListHeldReservations"
+
+/* An id s_id_from makes: "O" and 20 of Crockford's base32. */
+static bool s_our_id(const char *id)
+{
+    if (id[0] != 'O' || strlen(id) != 21)
+        return false;
+    for (int i = 1; i < 21; i++)
+        if (!strchr("0123456789ABCDEFGHJKMNPQRSTVWXYZ", id[i]))
+            return false;
+    return true;
+}
+
+typedef struct {
+    db_t *db;
+    int n;   /* given back */
+    int rc;
+} orphans_t;
+
+static void s_on_orphan(void *arg, const char *id)
+{
+    orphans_t *o = arg;
+    const char *why = "the placement stopped after reserving stock";
+
+    if (o->rc != 0)
+        return;
+    if (orders_emit_abandoned(o->db, id, why) != 0 ||
+        server_anomaly_on_commit(o->db, "placement_orphaned", "order %s: %s; its stock and "
+                                 "coupons are given back", id, why) != 0)
+        o->rc = -1;
+    else
+        o->n++;
+}
+
+/* The maintenance thread's: where the last page given back ended (moved
+ * on only once the tick has committed what it gave back), and whether the
+ * catalog answered last time (its silence is logged once). */
+static char s_token[200];
+static bool s_quiet;
+
+static void s_moved_on(void *arg, const char *token)
+{
+    (void)arg;
+    snprintf(s_token, sizeof s_token, "%s", token);
+}
+
+int orders_sweep_orphans(db_t *db, const orders_settings_t *set)
+{
+    char token[sizeof s_token];
+    int64_t age_ms = 2 * set->pending_timeout_s * 1000;
+
+    snprintf(token, sizeof token, "%s", s_token);
+
+    for (int page = 0; page < SWEEP_PAGES; page++) {
+        Shop__Catalog__V1__ListHeldReservationsRequest req =
+            SHOP__CATALOG__V1__LIST_HELD_RESERVATIONS_REQUEST__INIT;
+        ProtobufCMessage *out = NULL;
+        char *msg = NULL;
+        int64_t now = util_now_ms();
+
+        /* this service's reservations end orders_hold_s after their making */
+        req.expiring_before_ms = now + orders_hold_s(set) * 1000 - age_ms;
+        req.page_size = SWEEP_PAGE;
+        req.page_token = token;
+        status_t st = server_remote("catalog", LIST_HELD_METHOD, &req.base,
+                                    &shop__catalog__v1__list_held_reservations_response__descriptor,
+                                    &out, SWEEP_TIMEOUT_MS, &msg);
+        if (st != STATUS_OK) {
+            if (!s_quiet)
+                slog_warn("orders: cannot list the catalog's held reservations (%s: %s); "
+                          "holds of stopped placements wait", status_name(st), msg ? msg : "");
+            s_quiet = true;
+            free(msg);
+            if (out)
+                protobuf_c_message_free_unpacked(out, NULL);
+            break;   /* the rest of the tick goes on */
+        }
+        s_quiet = false;
+        free(msg);
+        const Shop__Catalog__V1__ListHeldReservationsResponse *r = (const void *)out;
+        const char **ids = malloc((r->n_reservations + 1) * sizeof *ids);
+        size_t n = 0;
+        if (!ids) {
+            protobuf_c_message_free_unpacked(out, NULL);
+            return -1;
+        }
+        /* Ours and old enough. One of ours made with another hold (the
+         * settings changed since) may come too early: it is left to end its
+         * hold. */
+        for (size_t i = 0; i < r->n_reservations; i++)
+            if (s_our_id(r->reservations[i]->order_id) &&
+                r->reservations[i]->created_at_ms < now - age_ms)
+                ids[n++] = r->reservations[i]->order_id;
+        orphans_t o = {db, 0, 0};
+        int rc = n ? store_unknown_ids(db, ids, n, s_on_orphan, &o) : 0;
+        free(ids);
+        bool more = r->n_reservations == SWEEP_PAGE;
+        if (rc == 0 && o.rc == 0 && r->next_page_token[0])
+            snprintf(token, sizeof token, "%s", r->next_page_token);
+        protobuf_c_message_free_unpacked(out, NULL);
+        if (rc != 0 || o.rc != 0)
+            return -1;
+        if (!more)
+            break;
+    }
+    if (strcmp(token, s_token) != 0 && db_after_commit(db, s_moved_on, NULL, token) != 0)
+        return -1;
+    return 0;
 }

@@ -269,6 +269,23 @@ int store_stale(db_t *db, const char *state, int64_t age_s, int limit, store_id_
                         fn, arg);
 }
 
+static const db_stmt_t s_unknown = {
+    "ord_unknown",
+    "SELECT u FROM unnest($1::text[]) u WHERE NOT EXISTS (SELECT 1 FROM orders WHERE id = u)",
+    1};
+
+int store_unknown_ids(db_t *db, const char *const *ids, size_t n, store_id_fn fn, void *arg)
+{
+    char *arr = db_text_array(ids, n);
+    const char *p[1] = {arr};
+
+    if (!arr)
+        return -1;
+    int rc = db_exec_each(db, &s_unknown, p, fn, arg);
+    free(arr);
+    return rc;
+}
+
 static const db_stmt_t s_list = {
     "ord_list",
     "SELECT " ORDER_COLS ", "

@@ -73,6 +73,10 @@ typedef void (*store_id_fn)(void *arg, const char *id);
 int store_stale(db_t *db, const char *state, int64_t age_s, int limit, store_id_fn fn, void *arg)
     __attribute__((warn_unused_result));
 
+/* Those of the n `ids` that no order row has (placed, failed or any). */
+int store_unknown_ids(db_t *db, const char *const *ids, size_t n, store_id_fn fn, void *arg)
+    __attribute__((warn_unused_result));
+
 /* Filters of a list; "" and 0 mean "any". */
 typedef struct {
     const char *customer_id, *state;

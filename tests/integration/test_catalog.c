@@ -352,6 +352,61 @@ static void s_reservations(void)
                     "WHERE r.state = 'held' AND l.sku = s.code) OR s.reserved > s.on_hand"), 0);
 }
 
+/* Held reservations, soonest to expire first, paged; a page's token
+ * continues after it later too (what a sweep keeps). */
+static void s_held_list(void)
+{
+    char token[200], last[200];
+
+    for (int i = 1; i <= 3; i++)
+        CHECK_INT(s_call("ReserveStock", "{\"orderId\":\"h-%d\",\"ttlSeconds\":%d,\"lines\":[{"
+                         "\"sku\":\"LJ-50\",\"quantity\":1}]}", i, 100 * i), STATUS_OK);
+    CHECK_INT(s_call("ListHeldReservations", "{}"), STATUS_OK);
+    CHECK_INT(s_len("reservations"), 3);
+    CHECK_STR(s_str("reservations[0].orderId"), "h-1");
+    CHECK_STR(s_str("reservations[2].orderId"), "h-3");
+    CHECK_STR(s_str("reservations[1].state"), "RESERVATION_STATE_HELD");
+    CHECK_INT(s_len("reservations[1].lines"), 0);
+    CHECK(s_num("reservations[1].createdAtMs") > util_now_ms() - 60000);
+    CHECK(s_num("reservations[1].expiresAtMs") > util_now_ms() + 190000);
+    /* pages of two */
+    CHECK_INT(s_call("ListHeldReservations", "{\"pageSize\":2}"), STATUS_OK);
+    CHECK_INT(s_len("reservations"), 2);
+    CHECK_STR(s_str("reservations[1].orderId"), "h-2");
+    snprintf(token, sizeof token, "%s", s_str("nextPageToken"));
+    CHECK_INT(s_call("ListHeldReservations", "{\"pageSize\":2,\"pageToken\":\"%s\"}", token),
+              STATUS_OK);
+    CHECK_INT(s_len("reservations"), 1);
+    CHECK_STR(s_str("reservations[0].orderId"), "h-3");
+    snprintf(last, sizeof last, "%s", s_str("nextPageToken"));
+    CHECK_INT(s_call("ListHeldReservations", "{\"pageToken\":\"%s\"}", last), STATUS_OK);
+    CHECK_INT(s_len("reservations"), 0);
+    CHECK_STR(s_str("nextPageToken"), "");
+    /* only those expiring before a time; only those held */
+    CHECK_INT(s_call("ListHeldReservations", "{\"expiringBeforeMs\":\"%lld\"}",
+                     (long long)util_now_ms() + 150000), STATUS_OK);
+    CHECK_INT(s_len("reservations"), 1);
+    CHECK_STR(s_str("reservations[0].orderId"), "h-1");
+    CHECK_INT(s_call("ReleaseReservation", "{\"orderId\":\"h-2\"}"), STATUS_OK);
+    CHECK_INT(s_call("ListHeldReservations", "{}"), STATUS_OK);
+    CHECK_INT(s_len("reservations"), 2);
+    CHECK_STR(s_str("reservations[1].orderId"), "h-3");
+    /* the last page's token, later: what came since */
+    CHECK_INT(s_call("ReserveStock", "{\"orderId\":\"h-4\",\"ttlSeconds\":400,\"lines\":[{"
+                     "\"sku\":\"LJ-50\",\"quantity\":1}]}"), STATUS_OK);
+    CHECK_INT(s_call("ListHeldReservations", "{\"pageToken\":\"%s\"}", last), STATUS_OK);
+    CHECK_INT(s_len("reservations"), 1);
+    CHECK_STR(s_str("reservations[0].orderId"), "h-4");
+    /* bad input */
+    CHECK_INT(s_call("ListHeldReservations", "{\"pageSize\":1001}"), STATUS_INVALID_ARGUMENT);
+    CHECK_INT(s_call("ListHeldReservations", "{\"pageToken\":\"h-1\"}"), STATUS_INVALID_ARGUMENT);
+    CHECK_INT(s_call("ListHeldReservations", "{\"pageToken\":\"12.\"}"), STATUS_INVALID_ARGUMENT);
+    CHECK_INT(s_call("ListHeldReservations", "{\"expiringBeforeMs\":\"-1\"}"),
+              STATUS_INVALID_ARGUMENT);
+    for (int i = 1; i <= 4; i++)
+        CHECK_INT(s_call("ReleaseReservation", "{\"orderId\":\"h-%d\"}", i), STATUS_OK);
+}
+
 static void s_reports(void)
 {
     long long since = util_now_ms() - 1;
@@ -449,6 +504,7 @@ int main(void)
         s_products();
         s_stock();
         s_reservations();
+        s_held_list();
         s_reports();
         /* a method the service does not have */
         char *message = NULL;

@@ -33,7 +33,8 @@ static PGconn *s_pg;
 static harness_service_t s_cat, s_pro, s_ord;
 static char *s_conn[3];   /* orders, catalog, promotions */
 static char s_env[8][160];
-static const char *s_cat_env[3], *s_pro_env[5], *s_ord_env[6];
+static const char *s_cat_env[3], *s_pro_env[5], *s_ord_env[7];
+static const char *s_admin;
 static atomic_bool s_stop;
 
 /* What the buyers saw: per key, the order id placed ("" = refused). */
@@ -42,6 +43,7 @@ static struct {
     bool placed, refused;
 } s_keys[MAX_KEYS];
 static atomic_int s_n_keys;
+static int s_orphans_placed;   /* s_orphan's buyer's order, placed after all */
 
 #define s_sql(...) harness_sql(s_pg, __VA_ARGS__)
 
@@ -112,6 +114,19 @@ static void s_burst(const char *victim_name, harness_service_t *victim, const ch
         pthread_join(t[i], NULL);
 }
 
+static long long s_metric(const harness_service_t *svc, const char *name)
+{
+    char *text = NULL, line[160], *at;
+    long long v = -1;
+
+    snprintf(line, sizeof line, "\n%s ", name);
+    if (harness_http_get(svc->admin_port, "/metrics", &text) == 200 && text &&
+        (at = strstr(text, line)))
+        v = strtoll(at + strlen(line), NULL, 10);
+    free(text);
+    return v;
+}
+
 static long long s_until(long long want, const char *sql)
 {
     long long v = -1;
@@ -121,6 +136,92 @@ static long long s_until(long long want, const char *sql)
         util_sleep_ms(100);
     }
     return v;
+}
+
+static void *s_place_slow(void *arg)
+{
+    jcall_t *j = arg;
+
+    return (void *)(intptr_t)jcall(j, "PlaceOrder", "{\"customerId\":\"slow\",\"lines\":[{\"sku\":"
+                                   "\"K-1\",\"quantity\":4}],\"shippingAddress\":{\"name\":\"A\","
+                                   "\"line1\":\"B\",\"city\":\"C\",\"country\":\"CN\"}}");
+}
+
+/* A placement that stops after reserving: promotions stopped while it
+ * prices, so it answers UNAVAILABLE, and its buyer goes away. The orders
+ * service finds its hold (the catalog's, with no order) once it is twice
+ * ORDERS_PENDING_TIMEOUT_S old and gives it back, with its coupon use (the
+ * invariants check the coupon's count), counting an anomaly. The buyer
+ * coming back with the same key is told to try again once, and then
+ * places with an id of its own. */
+static void s_orphan(void)
+{
+    jcall_t j = {.service = "shop.orders.v1.OrdersService", .timeout_ms = 5000, .key = "orphan-1"};
+    const char *order = "{\"customerId\":\"orphan\",\"lines\":[{\"sku\":\"K-0\",\"quantity\":3}],"
+                        "\"couponCodes\":[\"KILL5\"],\"shippingAddress\":{\"name\":\"A\","
+                        "\"line1\":\"B\",\"city\":\"C\",\"country\":\"CN\"}}";
+    /* its reservation: the only one of 3 units, with no order */
+    const char *held = "SELECT count(*) FROM catalog.reservation r WHERE r.state = 'held' AND EXISTS "
+                       "(SELECT 1 FROM catalog.reservation_line l WHERE l.order_id = r.order_id AND "
+                       "l.quantity = 3) AND NOT EXISTS (SELECT 1 FROM orders.orders o WHERE o.id = r.order_id)";
+
+    j.client = client_new(s_zctx, s_ord.rpc);
+    CHECK_INT(kill(harness_pid(s_pro.proc), SIGSTOP), 0);
+    CHECK_INT(jcall(&j, "PlaceOrder", "%s", order), STATUS_UNAVAILABLE);
+    CHECK_INT(kill(harness_pid(s_pro.proc), SIGCONT), 0);
+    CHECK_INT(s_sql("%s", held), 1);
+    char id[40] = "";
+    PGresult *r = PQexec(s_pg, "SELECT order_id FROM catalog.reservation_line WHERE quantity = 3");
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1)
+        snprintf(id, sizeof id, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    CHECK(id[0] == 'O');
+    CHECK_INT(s_until(0, held), 0);   /* given back within 30 s */
+    CHECK_INT(s_sql("SELECT count(*) FROM catalog.reservation WHERE order_id = '%s' "
+                    "AND state = 'released'", id), 1);
+    CHECK_INT(s_sql("SELECT count(*) FROM orders.outbox WHERE type = 'shop.orders.v1.OrderAbandoned' "
+                    "AND correlation_id = '%s'", id), 1);
+    CHECK_INT(s_metric(&s_ord, "shop_anomalies_total{kind=\"placement_orphaned\"}"), 1);
+    CHECK_INT(jcall(&j, "PlaceOrder", "%s", order), STATUS_ABORTED);
+    CHECK_INT(jcall(&j, "PlaceOrder", "%s", order), STATUS_OK);
+    CHECK_INT(s_sql("SELECT count(*) FROM orders.orders WHERE idem_key = 'orphan-1' AND state = 'placed' "
+                    "AND id <> '%s'", id), 1);
+    s_orphans_placed = 1;
+    jcall_done(&j);
+    client_destroy(&j.client);
+}
+
+/* A placement whose insert waits (the orders table locked) until it is
+ * past ORDERS_PENDING_TIMEOUT_S from its reservation: not placed, since
+ * the sweep may give its holds back, which it then does. */
+static void s_slow_store(void)
+{
+    jcall_t j = {.service = "shop.orders.v1.OrdersService", .timeout_ms = 15000, .key = "slow-1"};
+    PGconn *lock = PQconnectdb(s_admin);
+    const char *held = "SELECT count(*) FROM catalog.reservation r WHERE r.state = 'held' AND EXISTS "
+                       "(SELECT 1 FROM catalog.reservation_line l WHERE l.order_id = r.order_id AND "
+                       "l.quantity = 4)";
+
+    CHECK(PQstatus(lock) == CONNECTION_OK);
+    PGresult *r = PQexec(lock, "BEGIN; LOCK TABLE orders.orders IN EXCLUSIVE MODE");
+    CHECK(PQresultStatus(r) == PGRES_COMMAND_OK);
+    PQclear(r);
+    j.client = client_new(s_zctx, s_ord.rpc);
+    pthread_t t;
+    /* the placement, from a thread, while this one lets the lock go after 6.5 s */
+    CHECK_INT(pthread_create(&t, NULL, s_place_slow, &j), 0);
+    util_sleep_ms(6500);
+    CHECK_INT(s_sql("%s", held), 1);   /* reserved, waiting to store */
+    r = PQexec(lock, "COMMIT");
+    PQclear(r);
+    PQfinish(lock);
+    void *out = NULL;
+    pthread_join(t, &out);
+    CHECK_INT((status_t)(intptr_t)out, STATUS_ABORTED);
+    CHECK_INT(s_sql("SELECT count(*) FROM orders.orders WHERE idem_key = 'slow-1'"), 0);
+    CHECK_INT(s_until(0, held), 0);   /* given back by the sweep */
+    jcall_done(&j);
+    client_destroy(&j.client);
 }
 
 static void s_invariants(void)
@@ -148,6 +249,7 @@ static void s_invariants(void)
             fprintf(stderr, "test: key %s order %s: %lld placed rows\n", s_keys[k].key, s_keys[k].id, c);
         CHECK_INT(c, 1);
     }
+    placed += s_orphans_placed;
     CHECK_INT(s_sql("SELECT count(*) FROM orders.orders WHERE state = 'placed'"), placed);
     /* one OrderPlaced per placed order, none for others */
     CHECK_INT(s_sql("SELECT count(*) FROM orders.outbox WHERE type = 'shop.orders.v1.OrderPlaced'"), placed);
@@ -189,6 +291,7 @@ int main(void)
     s_conn[1] = harness_conninfo("t_orders_kill", "catalog");
     s_conn[2] = harness_conninfo("t_orders_kill", "promotions");
     char *admin = harness_conninfo("t_orders_kill", "postgres");
+    s_admin = admin;
     CHECK(s_conn[0] != NULL);
     if (!s_conn[0])
         return check_done();
@@ -204,7 +307,9 @@ int main(void)
     const char *cat_env[] = {s_env[0], s_env[1], NULL};
     const char *pro_env[] = {s_env[0], s_env[1], s_env[2], s_env[3], NULL};
     const char *ord_env[] = {s_env[2], s_env[4], "SHOP_MAINTENANCE_MS=200", "ORDERS_PENDING_TIMEOUT_S=5",
-                             "ORDERS_CALL_TIMEOUT_MS=1000", NULL};
+                             "ORDERS_CALL_TIMEOUT_MS=1000",
+                             /* s_slow_store's insert waits longer than the pending timeout */
+                             "SHOP_STATEMENT_TIMEOUT_MS=20000", NULL};
     memcpy(s_cat_env, cat_env, sizeof cat_env);
     memcpy(s_pro_env, pro_env, sizeof pro_env);
     memcpy(s_ord_env, ord_env, sizeof ord_env);
@@ -231,6 +336,8 @@ int main(void)
         s_burst("shop-orders", &s_ord, "shop-orders", s_conn[0], s_ord_env);
         s_burst("shop-catalog", &s_cat, "shop-catalog", s_conn[1], s_cat_env);
         s_burst("shop-promotions", &s_pro, "shop-promotions", s_conn[2], s_pro_env);
+        s_orphan();
+        s_slow_store();
         s_invariants();
     }
     PQfinish(s_pg);
