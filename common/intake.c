@@ -35,6 +35,7 @@ struct intake {
     char *topic, *full_method;
     const ProtobufCMethodDescriptor *method;
     size_t max_bytes;
+    metrics_t *metrics;
     pthread_t thread;
     bool started;
     atomic_bool stop;
@@ -61,17 +62,20 @@ static void s_take(intake_t *in, zmq_msg_t *parts, int n)
 {
     if (n != 2) {
         slog_warn("intake %s: a message of %d frames (expected topic and body); dropped", in->topic, n);
+        metrics_intake_dropped(in->metrics, METRICS_DROP_MALFORMED);
         return;
     }
     size_t len = zmq_msg_size(&parts[1]), room = strlen(in->full_method) + INTAKE_ENVELOPE;
     if (len + room > in->max_bytes) {   /* the call, with its envelope, would be too large */
         slog_warn("intake %s: a message of %zu bytes (at most %zu); dropped", in->topic, len,
                   in->max_bytes > room ? in->max_bytes - room : 0);
+        metrics_intake_dropped(in->metrics, METRICS_DROP_TOO_LARGE);
         return;
     }
     ProtobufCMessage *req = protobuf_c_message_unpack(in->method->input, NULL, len, zmq_msg_data(&parts[1]));
     if (!req) {
         slog_warn("intake %s: a body that is not a %s; dropped", in->topic, in->method->input->name);
+        metrics_intake_dropped(in->metrics, METRICS_DROP_MALFORMED);
         return;
     }
     ProtobufCMessage *resp = NULL;
@@ -97,13 +101,16 @@ static void s_take(intake_t *in, zmq_msg_t *parts, int n)
             break;
         wait_ms = wait_ms * 2 < INTAKE_RETRY_MAX_MS ? wait_ms * 2 : INTAKE_RETRY_MAX_MS;
     }
-    if (stopping)
+    if (stopping) {
         slog_warn("intake %s: the service is stopping; a message not taken in is dropped", in->topic);
-    else if (st == STATUS_OK)
+        metrics_intake_dropped(in->metrics, METRICS_DROP_STOPPING);
+    } else if (st == STATUS_OK) {
         slog_debug("intake %s: taken in", in->topic);
-    else
+    } else {
         slog_warn("intake %s: %s refused it: %s: %s; dropped", in->topic, in->method->name,
                   status_name(st), msg ? msg : "");
+        metrics_intake_dropped(in->metrics, METRICS_DROP_REFUSED);
+    }
     free(msg);
     if (resp)
         protobuf_c_message_free_unpacked(resp, NULL);
@@ -145,7 +152,7 @@ static void *s_main(void *arg)
 
 intake_t *intake_new(void *zctx, const char *endpoints, const char *topic, const char *self,
                      const ProtobufCMethodDescriptor *method, const char *full_method,
-                     size_t max_bytes)
+                     size_t max_bytes, metrics_t *metrics)
 {
     intake_t *in = calloc(1, sizeof *in);
     int linger = 0;
@@ -157,6 +164,7 @@ intake_t *intake_new(void *zctx, const char *endpoints, const char *topic, const
         goto fail;
     in->method = method;
     in->max_bytes = max_bytes;
+    in->metrics = metrics;
     if (!(in->sub = zmq_socket(zctx, ZMQ_SUB)))
         goto fail;
     zmq_setsockopt(in->sub, ZMQ_LINGER, &linger, sizeof linger);

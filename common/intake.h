@@ -14,17 +14,18 @@
 
 #include <protobuf-c/protobuf-c.h>
 #include <stddef.h>
+#include "metrics.h"
 
 typedef struct intake intake_t;
 
 /* Starts the thread: SUB connected to each of the comma-separated
  * `endpoints`, subscribed to `topic`; each message [topic, body] is unpacked
  * as `method`'s input (at most `max_bytes`) and called on `self` (an
- * endpoint of the service's own ROUTER) as `full_method`. NULL on failure
- * (logged). */
+ * endpoint of the service's own ROUTER) as `full_method`. What it drops is
+ * counted in `metrics` (may be NULL). NULL on failure (logged). */
 intake_t *intake_new(void *zctx, const char *endpoints, const char *topic, const char *self,
                      const ProtobufCMethodDescriptor *method, const char *full_method,
-                     size_t max_bytes);
+                     size_t max_bytes, metrics_t *metrics);
 
 /* Tells the thread to start no further call (a service that drains, and
  * answers one that comes anyway with UNAVAILABLE): one under way gets its

@@ -2,6 +2,7 @@
 #include "metrics.h"
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,8 @@ struct metrics {
     _Atomic int64_t relay_lag_ms;
     _Atomic uint64_t connections;
     _Atomic uint64_t unflushed;
+    bool intake;
+    _Atomic uint64_t dropped[METRICS_DROP_KINDS];
 };
 
 metrics_t *metrics_new(const char *service, const char *const *methods, size_t n_methods,
@@ -170,6 +173,17 @@ void metrics_unflushed(metrics_t *m)
     atomic_fetch_add(&m->unflushed, 1);
 }
 
+void metrics_intake_on(metrics_t *m)
+{
+    m->intake = true;
+}
+
+void metrics_intake_dropped(metrics_t *m, metrics_drop_t why)
+{
+    if (m && why < METRICS_DROP_KINDS)
+        atomic_fetch_add(&m->dropped[why], 1);
+}
+
 static void s_family(FILE *f, const char *name, const char *type, const char *help)
 {
     fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
@@ -262,6 +276,15 @@ char *metrics_render(const metrics_t *m)
             s_label(f, m->streams[i].name);
             fprintf(f, "\"} %llu\n", (unsigned long long)atomic_load(&m->streams[i].errors));
         }
+    }
+    if (m->intake) {
+        static const char *const why[METRICS_DROP_KINDS] = {"malformed", "too_large", "refused",
+                                                            "stopping"};
+        s_family(f, "shop_intake_dropped_total", "counter",
+                 "Published messages the intake dropped (each also logged), by reason.");
+        for (int i = 0; i < METRICS_DROP_KINDS; i++)
+            fprintf(f, "shop_intake_dropped_total{reason=\"%s\"} %llu\n", why[i],
+                    (unsigned long long)atomic_load(&m->dropped[i]));
     }
     if (m->n_anomalies) {
         s_family(f, "shop_anomalies_total", "counter",

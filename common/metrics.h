@@ -33,6 +33,18 @@ void metrics_consumer_error(metrics_t *m, size_t stream_index);
 
 /* A call committed without waiting for the WAL flush (Request.commit_with). */
 void metrics_unflushed(metrics_t *m);
+/* Why the intake dropped a published message (shop_intake_dropped_total,
+ * shown once metrics_intake_on has been called). */
+typedef enum {
+    METRICS_DROP_MALFORMED,   /* not two frames, or not the method's request */
+    METRICS_DROP_TOO_LARGE,   /* over SHOP_MAX_MESSAGE_BYTES with its envelope */
+    METRICS_DROP_REFUSED,     /* refused for good, or still refused after the retries */
+    METRICS_DROP_STOPPING,    /* not taken in before the service stopped */
+    METRICS_DROP_KINDS
+} metrics_drop_t;
+void metrics_intake_on(metrics_t *m);
+void metrics_intake_dropped(metrics_t *m, metrics_drop_t why);
+
 /* Callers' connections open now. */
 void metrics_connections(metrics_t *m, uint64_t open);
 

@@ -65,7 +65,8 @@ static int s_state(db_t *db, const char *order_id, char *state, size_t len)
 {
     char lines[8];
     int64_t expires;
-    int rc = store_reservation_get(db, order_id, state, len, lines, sizeof lines, &expires);
+    int rc = store_reservation_get(db, order_id, state, len, lines, sizeof lines, &expires,
+                                   NULL);
 
     if (rc == 1)
         state[0] = '\0';

@@ -183,24 +183,41 @@ static Shop__Catalog__V1__Reservation *s_reservation(call_t *call, const char *o
     return r;
 }
 
+static Shop__Catalog__V1__ReservationState s_state_of(const char *state)
+{
+    return strcmp(state, "held") == 0        ? SHOP__CATALOG__V1__RESERVATION_STATE__RESERVATION_STATE_HELD
+           : strcmp(state, "confirmed") == 0 ? SHOP__CATALOG__V1__RESERVATION_STATE__RESERVATION_STATE_CONFIRMED
+           : strcmp(state, "released") == 0  ? SHOP__CATALOG__V1__RESERVATION_STATE__RESERVATION_STATE_RELEASED
+           : strcmp(state, "expired") == 0   ? SHOP__CATALOG__V1__RESERVATION_STATE__RESERVATION_STATE_EXPIRED
+                                             : SHOP__CATALOG__V1__RESERVATION_STATE__RESERVATION_STATE_UNSPECIFIED;
+}
+
 static status_t s_existing(call_t *call, const char *order_id, const char *state,
                            const char *stored, const char *wanted, const store_line_t *lines,
-                           size_t n, int64_t expires_ms, Shop__Catalog__V1__ReserveStockResponse *resp)
+                           size_t n, int64_t expires_ms, int64_t created_ms,
+                           Shop__Catalog__V1__ReserveStockResponse *resp)
 {
-    if (strcmp(state, "held") != 0 && strcmp(state, "confirmed") != 0)
+    Shop__Catalog__V1__ReservationState st = s_state_of(state);
+
+    if (st != SHOP__CATALOG__V1__RESERVATION_STATE__RESERVATION_STATE_HELD &&
+        st != SHOP__CATALOG__V1__RESERVATION_STATE__RESERVATION_STATE_CONFIRMED) {
+        /* its state (not its lines), for a caller that tells an ended
+         * reservation from other refusals */
+        resp->reservation = s_reservation(call, order_id, st, NULL, 0, expires_ms);
+        resp->reservation->created_at_ms = created_ms;
         return call_fail(call, STATUS_FAILED_PRECONDITION, "the reservation of order %s was %s",
                          order_id, state);
-    Shop__Catalog__V1__ReservationState st =
-        strcmp(state, "held") == 0 ? SHOP__CATALOG__V1__RESERVATION_STATE__RESERVATION_STATE_HELD
-                                   : SHOP__CATALOG__V1__RESERVATION_STATE__RESERVATION_STATE_CONFIRMED;
+    }
     if (strcmp(stored, wanted) != 0) {
         /* the other reservation's state and end, for a caller that decides
          * whether to wait for it (not its lines: they are not this call's) */
         resp->reservation = s_reservation(call, order_id, st, NULL, 0, expires_ms);
+        resp->reservation->created_at_ms = created_ms;
         return call_fail(call, STATUS_ALREADY_EXISTS,
                          "order %s already has a reservation with other lines", order_id);
     }
     resp->reservation = s_reservation(call, order_id, st, lines, n, expires_ms);
+    resp->reservation->created_at_ms = created_ms;
     return STATUS_OK;
 }
 
@@ -211,15 +228,16 @@ static status_t s_made_before(call_t *call, const char *order_id, const store_li
 {
     size_t cap = n * 80 + 1;
     char *wanted = call_alloc(call, cap), *stored = call_alloc(call, cap + 64), state[16];
-    int64_t expires_ms = 0;
+    int64_t expires_ms = 0, created_ms = 0;
 
     s_lines_text(lines, n, wanted, cap);
     int rc = store_reservation_get(call_db(call), order_id, state, sizeof state, stored, cap + 64,
-                                   &expires_ms);
+                                   &expires_ms, &created_ms);
     if (rc < 0)
         return call_db_fail(call, "read reservation");
     *found = rc == 0;
-    return *found ? s_existing(call, order_id, state, stored, wanted, lines, n, expires_ms, resp)
+    return *found ? s_existing(call, order_id, state, stored, wanted, lines, n, expires_ms,
+                               created_ms, resp)
                   : STATUS_OK;
 }
 
@@ -311,6 +329,7 @@ status_t catalog_reserve_stock(call_t *call, const ProtobufCMessage *request,
     resp->reservation = s_reservation(call, req->order_id,
                                       SHOP__CATALOG__V1__RESERVATION_STATE__RESERVATION_STATE_HELD,
                                       lines, n, expires_ms);
+    resp->reservation->created_at_ms = expires_ms - (int64_t)ttl * 1000;   /* expires = made + ttl */
     Shop__Catalog__V1__StockReserved ev = SHOP__CATALOG__V1__STOCK_RESERVED__INIT;
     ev.order_id = req->order_id;
     ev.lines = resp->reservation->lines;
@@ -371,7 +390,8 @@ static status_t s_finish(call_t *call, const char *order_id, const char *state, 
     if (rc == 2)
         return call_fail(call, STATUS_NOT_FOUND, "no reservation for order %s", order_id);
     if (rc == 1) {
-        if (store_reservation_get(db, order_id, cur, sizeof cur, lines, sizeof lines, &expires) != 0)
+        if (store_reservation_get(db, order_id, cur, sizeof cur, lines, sizeof lines, &expires,
+                                  NULL) != 0)
             return call_db_fail(call, "read reservation");
         if (strcmp(cur, state) == 0 || (!confirm && strcmp(cur, "expired") == 0)) {
             c.r->state = confirm ? SHOP__CATALOG__V1__RESERVATION_STATE__RESERVATION_STATE_CONFIRMED
@@ -481,22 +501,27 @@ status_t catalog_list_held_reservations(call_t *call, const ProtobufCMessage *re
 
     if (size > 1000)
         return call_fail(call, STATUS_INVALID_ARGUMENT, "page_size: at most 1000");
-    if (req->expiring_before_ms < 0 || req->expiring_before_ms > INT64_MAX / 1000)
+    /* times within PostgreSQL's range (up to the year 294276) */
+    const int64_t max_ms = 9000000000000000;
+    if (req->expiring_before_ms < 0 || req->expiring_before_ms > max_ms)
         return call_fail(call, STATUS_INVALID_ARGUMENT, "expiring_before_ms: 0 or a Unix time in ms");
+    if (req->created_before_ms < 0 || req->created_before_ms > max_ms)
+        return call_fail(call, STATUS_INVALID_ARGUMENT, "created_before_ms: 0 or a Unix time in ms");
     if (req->page_token[0]) {
         /* "<expires µs>.<order id>" of the last reservation of the page before */
         char *end;
         long long us = strtoll(req->page_token, &end, 10);
         size_t idlen = *end == '.' ? strlen(end + 1) : 0;
-        if (end == req->page_token || req->page_token[0] == '-' || idlen < 1 || idlen > 128)
+        if (end == req->page_token || req->page_token[0] == '-' || us > max_ms * 1000 ||
+            idlen < 1 || idlen > 128)
             return call_fail(call, STATUS_INVALID_ARGUMENT, "page_token: not one this list returned");
         after_us = us;
         after_id = end + 1;
     }
     held_t h = {call, resp, call_alloc(call, size * sizeof *h.expires_us)};
     resp->reservations = call_alloc(call, size * sizeof *resp->reservations);
-    if (store_held(call_db(call), req->expiring_before_ms * 1000, after_us, after_id, (int)size,
-                   s_held_row, &h) != 0)
+    if (store_held(call_db(call), req->expiring_before_ms * 1000, req->created_before_ms * 1000,
+                   after_us, after_id, (int)size, s_held_row, &h) != 0)
         return call_db_fail(call, "list held reservations");
     if (resp->n_reservations > 0) {   /* where the next page starts, now or later */
         char token[200];

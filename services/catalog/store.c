@@ -50,7 +50,8 @@ static const db_stmt_t s_adjust = {
 static const db_stmt_t s_reservation_get = {
     "cat_reservation_get",
     "SELECT r.state, (extract(epoch FROM r.expires_at) * 1000)::bigint, "
-    "       coalesce(string_agg(l.sku || ':' || l.quantity, ',' ORDER BY l.sku), '') "
+    "       coalesce(string_agg(l.sku || ':' || l.quantity, ',' ORDER BY l.sku), ''), "
+    "       (extract(epoch FROM r.created_at) * 1000)::bigint "
     "FROM reservation r LEFT JOIN reservation_line l ON l.order_id = r.order_id "
     "WHERE r.order_id = $1 GROUP BY r.order_id",
     1};
@@ -300,7 +301,7 @@ int store_adjust(db_t *db, const char *sku, int32_t delta, const char *reason, c
 }
 
 int store_reservation_get(db_t *db, const char *order_id, char *state, size_t statelen,
-                          char *lines, size_t lineslen, int64_t *expires_ms)
+                          char *lines, size_t lineslen, int64_t *expires_ms, int64_t *created_ms)
 {
     const char *p[1] = {order_id};
     PGresult *r = db_exec(db, &s_reservation_get, p);
@@ -312,6 +313,8 @@ int store_reservation_get(db_t *db, const char *order_id, char *state, size_t st
         snprintf(state, statelen, "%s", PQgetvalue(r, 0, 0));
         *expires_ms = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
         snprintf(lines, lineslen, "%s", PQgetvalue(r, 0, 2));
+        if (created_ms)
+            *created_ms = strtoll(PQgetvalue(r, 0, 3), NULL, 10);
         rc = 0;
     }
     PQclear(r);
@@ -443,16 +446,18 @@ static const db_stmt_t s_held = {
     "       (extract(epoch FROM expires_at) * 1000000)::bigint "
     "FROM reservation WHERE state = 'held' "
     "AND ($1::bigint = 0 OR expires_at < 'epoch'::timestamptz + $1::bigint * interval '1 us') "
+    "AND ($5::bigint = 0 OR created_at < 'epoch'::timestamptz + $5::bigint * interval '1 us') "
     "AND (expires_at, order_id) > ('epoch'::timestamptz + $2::bigint * interval '1 us', $3) "
     "ORDER BY expires_at, order_id LIMIT $4",
-    4};
+    5};
 
-int store_held(db_t *db, int64_t before_us, int64_t after_us, const char *after_id, int limit,
-               store_held_fn fn, void *arg)
+int store_held(db_t *db, int64_t before_us, int64_t created_before_us, int64_t after_us,
+               const char *after_id, int limit, store_held_fn fn, void *arg)
 {
-    char b[24], a[24], l[16];
-    const char *p[4] = {b, a, after_id, l};
+    char b[24], a[24], l[16], c[24];
+    const char *p[5] = {b, a, after_id, l, c};
 
+    snprintf(c, sizeof c, "%" PRId64, created_before_us);
     snprintf(b, sizeof b, "%" PRId64, before_us);
     snprintf(a, sizeof a, "%" PRId64, after_us);
     snprintf(l, sizeof l, "%d", limit);

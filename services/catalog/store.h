@@ -50,9 +50,10 @@ typedef struct {
 } store_line_t;
 
 /* Existing reservation of `order_id`: 1 if none; else its state (text) and
- * lines ("sku:qty,…" sorted by sku) into the buffers. */
+ * lines ("sku:qty,…" sorted by sku) into the buffers, its end and making
+ * (Unix ms; `created_ms` may be NULL). */
 int store_reservation_get(db_t *db, const char *order_id, char *state, size_t statelen,
-                          char *lines, size_t lineslen, int64_t *expires_ms)
+                          char *lines, size_t lineslen, int64_t *expires_ms, int64_t *created_ms)
     __attribute__((warn_unused_result));
 
 /* Reserves every line (sorted by sku, no duplicates) or none, in one
@@ -87,13 +88,15 @@ int store_rating_add(db_t *db, const char *sku, int32_t rating) __attribute__((w
 typedef void (*store_id_fn)(void *arg, const char *order_id);
 int store_expired(db_t *db, int limit, store_id_fn fn, void *arg) __attribute__((warn_unused_result));
 
-/* Held reservations expiring before `before_us` (Unix µs; 0 = any), after
- * (`after_us`, `after_id`) in (expires_at, order_id) order, up to `limit`:
- * each with its creation (ms) and expiry (ms and µs, the paging key). */
+/* Held reservations expiring before `before_us` and made before
+ * `created_before_us` (Unix µs; 0 = any), after (`after_us`, `after_id`) in
+ * (expires_at, order_id) order, up to `limit`: each with its creation (ms)
+ * and expiry (ms and µs, the paging key). */
 typedef void (*store_held_fn)(void *arg, const char *order_id, int64_t created_ms,
                               int64_t expires_ms, int64_t expires_us);
-int store_held(db_t *db, int64_t before_us, int64_t after_us, const char *after_id, int limit,
-               store_held_fn fn, void *arg) __attribute__((warn_unused_result));
+int store_held(db_t *db, int64_t before_us, int64_t created_before_us, int64_t after_us,
+               const char *after_id, int limit, store_held_fn fn, void *arg)
+    __attribute__((warn_unused_result));
 
 /* --- products ------------------------------------------------------------ */
 

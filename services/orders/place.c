@@ -54,8 +54,8 @@ typedef struct {
     /* Shortages of a failed reservation, in the call's arena. */
     shortage_t **shortages;
     size_t n_shortages;
-    /* When the reservation made for it ends (Unix ms; 0 before step 2). */
-    int64_t expires_ms;
+    /* When the catalog made its reservation (Unix ms; 0 before step 2). */
+    int64_t reserved_ms;
 } saga_t;
 
 /* A deep copy of `msg` in the call's memory (through its wire form). */
@@ -276,8 +276,8 @@ static status_t s_no_verdict(saga_t *s, const char *who, status_t st, const char
         return call_fail(s->call, STATUS_UNAVAILABLE, "%s: %s; order %s is not placed yet: "
                          "retry with the same key", who, msg ? msg : status_name(st), s->id);
     return call_fail(s->call, STATUS_UNAVAILABLE, "%s: %s; order %s is not placed, and what it "
-                     "holds goes back within %lld s: try again", who, msg ? msg : status_name(st),
-                     s->id, (long long)orders_hold_s(set));
+                     "holds goes back in about %lld s: try again", who, msg ? msg : status_name(st),
+                     s->id, (long long)(2 * set->pending_timeout_s));
 }
 
 /* Calls another service for a step, trying again (a few times, briefly)
@@ -309,19 +309,27 @@ static status_t s_step(saga_t *s, const char *service, const char *method,
     return st;
 }
 
-/* Whether a reservation ending at `expires_ms` was made more than
- * ORDERS_PENDING_TIMEOUT_S ago (its hold is orders_hold_s from its making):
- * too old to place an order with. */
-static bool s_too_old(const saga_t *s, int64_t expires_ms)
+/* When the catalog made reservation `r` (Unix ms, its clock): as it says,
+ * or (a catalog older than the field) its end less the hold this service
+ * asks for. */
+static int64_t s_made_ms(const saga_t *s, const Shop__Catalog__V1__Reservation *r)
 {
-    int64_t left_ms = expires_ms - util_now_ms();
-    return left_ms < (orders_hold_s(s->set) - s->set->pending_timeout_s) * 1000;
+    return r->created_at_ms ? r->created_at_ms : r->expires_at_ms - orders_hold_s(s->set) * 1000;
+}
+
+/* Whether a reservation made at `made_ms` is more than
+ * ORDERS_PENDING_TIMEOUT_S old by this service's clock: too old to place
+ * an order with. orders_sweep_orphans reads the same clock against the
+ * same making time. */
+static bool s_too_old(const saga_t *s, int64_t made_ms)
+{
+    return util_now_ms() - made_ms > s->set->pending_timeout_s * 1000;
 }
 
 /* The same for the reservation in a reply; false when it has none. */
 static bool s_started_long_ago(const saga_t *s, const Shop__Catalog__V1__ReserveStockResponse *r)
 {
-    return r && r->reservation && s_too_old(s, r->reservation->expires_at_ms);
+    return r && r->reservation && s_too_old(s, s_made_ms(s, r->reservation));
 }
 
 /* Step 2: the stock, all lines or none. */
@@ -353,11 +361,13 @@ static status_t s_reserve(saga_t *s, Shop__Catalog__V1__ReservationLine **lines,
         else
             code = call_fail(s->call, STATUS_ABORTED, "order %s is being placed with other lines "
                              "by another attempt; try again later", s->id);
-    } else if (st == STATUS_FAILED_PRECONDITION && (!r || !r->n_shortages)) {
-        /* No shortage: the reservation under this id has ended (given back
-         * with the placement that made it, which stopped half-way). Given
-         * up here too, so the next attempt with the key gets an id, and
-         * holds, of its own. */
+    } else if (st == STATUS_FAILED_PRECONDITION && r && r->reservation &&
+               (r->reservation->state == SHOP__CATALOG__V1__RESERVATION_STATE__RESERVATION_STATE_RELEASED ||
+                r->reservation->state == SHOP__CATALOG__V1__RESERVATION_STATE__RESERVATION_STATE_EXPIRED)) {
+        /* The reservation under this id has ended (given back with the
+         * placement that made it, which stopped half-way). Given up here
+         * too, so the next attempt with the key gets an id, and holds, of
+         * its own. */
         code = s_fail(s, STATUS_ABORTED, "order %s was started before and given up (%s); "
                       "try again", s->id, msg ? msg : "its reservation ended");
     } else if (st != STATUS_OK) {
@@ -378,7 +388,7 @@ static status_t s_reserve(saga_t *s, Shop__Catalog__V1__ReservationLine **lines,
             code = s_fail(s, STATUS_ABORTED, "order %s was started more than %lld s ago and is "
                           "given up; try again", s->id, (long long)s->set->pending_timeout_s);
         else
-            s->expires_ms = r->reservation->expires_at_ms;
+            s->reserved_ms = s_made_ms(s, r->reservation);
     }
     free(msg);
     if (out)
@@ -514,7 +524,7 @@ static status_t s_finish(saga_t *s, const char *state, const uint8_t *body, size
      * that): then what it holds is being given back, and it must not be
      * placed. Checked before the insert, and after it (which may have
      * waited), so only the COMMIT that follows lies past the check. */
-    if (s_too_old(s, s->expires_ms))
+    if (s_too_old(s, s->reserved_ms))
         return s_fail(s, STATUS_ABORTED, "order %s took more than %lld s to place and is given "
                       "up; try again", s->id, (long long)s->set->pending_timeout_s);
     int rc = store_insert_placed(db, &s->pl, state, body, body_len, currency, total, payment_ref,
@@ -565,7 +575,7 @@ static status_t s_finish(saga_t *s, const char *state, const uint8_t *body, size
     }
     if (!p.order)
         return call_fail(s->call, STATUS_INTERNAL, "order %s does not read back", s->id);
-    if (s_too_old(s, s->expires_ms))   /* the insert rolls back; the sweep gives back */
+    if (s_too_old(s, s->reserved_ms))   /* the insert rolls back; the sweep gives back */
         return call_fail(s->call, STATUS_ABORTED, "order %s took more than %lld s to store and is "
                          "given up; try again", s->id, (long long)s->set->pending_timeout_s);
     Shop__Orders__V1__OrderPlaced placed = SHOP__ORDERS__V1__ORDER_PLACED__INIT;
@@ -835,7 +845,7 @@ ORDERS_HANDLER(orders_import)
 
 #define SWEEP_PAGE      500
 #define SWEEP_PAGES     4      /* per tick */
-#define SWEEP_TIMEOUT_MS 1000
+#define SWEEP_BUDGET_MS 500   /* for the catalog's answers, per tick */
 
 #define LIST_HELD_METHOD "shop.catalog.v1.CatalogService/ListHeldReservations"
 
@@ -885,64 +895,64 @@ static void s_moved_on(void *arg, const char *token)
 
 int orders_sweep_orphans(db_t *db, const orders_settings_t *set)
 {
+    ProtobufCMessage *pages[SWEEP_PAGES] = {0};
+    const char *ids[SWEEP_PAGES * SWEEP_PAGE];
     char token[sizeof s_token];
-    int64_t age_ms = 2 * set->pending_timeout_s * 1000;
+    size_t n = 0;
+    int n_pages = 0, rc = 0;
+    int64_t age_ms = 2 * set->pending_timeout_s * 1000, start = util_now_ms();
 
+    /* The catalog first, within SWEEP_BUDGET_MS, while this transaction
+     * holds no xid (one held open would keep every event of the cluster
+     * from being numbered); then the writes. */
     snprintf(token, sizeof token, "%s", s_token);
-
-    for (int page = 0; page < SWEEP_PAGES; page++) {
+    while (n_pages < SWEEP_PAGES) {
         Shop__Catalog__V1__ListHeldReservationsRequest req =
             SHOP__CATALOG__V1__LIST_HELD_RESERVATIONS_REQUEST__INIT;
-        ProtobufCMessage *out = NULL;
         char *msg = NULL;
-        int64_t now = util_now_ms();
+        int64_t now = util_now_ms(), left = start + SWEEP_BUDGET_MS - now;
 
+        if (left <= 0)
+            break;
         /* this service's reservations end orders_hold_s after their making */
         req.expiring_before_ms = now + orders_hold_s(set) * 1000 - age_ms;
+        req.created_before_ms = now - age_ms;
         req.page_size = SWEEP_PAGE;
         req.page_token = token;
         status_t st = server_remote("catalog", LIST_HELD_METHOD, &req.base,
                                     &shop__catalog__v1__list_held_reservations_response__descriptor,
-                                    &out, SWEEP_TIMEOUT_MS, &msg);
+                                    &pages[n_pages], (int)left, &msg);
         if (st != STATUS_OK) {
             if (!s_quiet)
                 slog_warn("orders: cannot list the catalog's held reservations (%s: %s); "
                           "holds of stopped placements wait", status_name(st), msg ? msg : "");
             s_quiet = true;
             free(msg);
-            if (out)
-                protobuf_c_message_free_unpacked(out, NULL);
-            break;   /* the rest of the tick goes on */
+            if (pages[n_pages])
+                protobuf_c_message_free_unpacked(pages[n_pages], NULL);
+            pages[n_pages] = NULL;
+            break;   /* what was listed is swept; the rest of the tick goes on */
         }
         s_quiet = false;
         free(msg);
-        const Shop__Catalog__V1__ListHeldReservationsResponse *r = (const void *)out;
-        const char **ids = malloc((r->n_reservations + 1) * sizeof *ids);
-        size_t n = 0;
-        if (!ids) {
-            protobuf_c_message_free_unpacked(out, NULL);
-            return -1;
-        }
-        /* Ours and old enough. One of ours made with another hold (the
-         * settings changed since) may come too early: it is left to end its
-         * hold. */
+        const Shop__Catalog__V1__ListHeldReservationsResponse *r = (const void *)pages[n_pages++];
         for (size_t i = 0; i < r->n_reservations; i++)
-            if (s_our_id(r->reservations[i]->order_id) &&
-                r->reservations[i]->created_at_ms < now - age_ms)
+            if (s_our_id(r->reservations[i]->order_id))
                 ids[n++] = r->reservations[i]->order_id;
-        orphans_t o = {db, 0, 0};
-        int rc = n ? store_unknown_ids(db, ids, n, s_on_orphan, &o) : 0;
-        free(ids);
-        bool more = r->n_reservations == SWEEP_PAGE;
-        if (rc == 0 && o.rc == 0 && r->next_page_token[0])
+        if (r->next_page_token[0])
             snprintf(token, sizeof token, "%s", r->next_page_token);
-        protobuf_c_message_free_unpacked(out, NULL);
-        if (rc != 0 || o.rc != 0)
-            return -1;
-        if (!more)
+        if (r->n_reservations < SWEEP_PAGE)
             break;
     }
-    if (strcmp(token, s_token) != 0 && db_after_commit(db, s_moved_on, NULL, token) != 0)
-        return -1;
-    return 0;
+    orphans_t o = {db, 0, 0};
+    if (n && store_unknown_ids(db, ids, n, s_on_orphan, &o) != 0)
+        rc = -1;
+    if (rc == 0 && o.rc != 0)
+        rc = -1;
+    /* the token moves on only with what this tick gives back */
+    if (rc == 0 && strcmp(token, s_token) != 0 && db_after_commit(db, s_moved_on, NULL, token) != 0)
+        rc = -1;
+    for (int k = 0; k < n_pages; k++)
+        protobuf_c_message_free_unpacked(pages[k], NULL);
+    return rc;
 }

@@ -397,8 +397,36 @@ static void s_held_list(void)
     CHECK_INT(s_call("ListHeldReservations", "{\"pageToken\":\"%s\"}", last), STATUS_OK);
     CHECK_INT(s_len("reservations"), 1);
     CHECK_STR(s_str("reservations[0].orderId"), "h-4");
+    /* only those made before a time */
+    CHECK_INT(s_call("ListHeldReservations", "{\"createdBeforeMs\":\"%lld\"}",
+                     (long long)util_now_ms() - 3600000), STATUS_OK);
+    CHECK_INT(s_len("reservations"), 0);
+    CHECK_INT(s_sql("WITH u AS (UPDATE catalog.reservation SET created_at = created_at - interval '2 hours' "
+                    "WHERE order_id = 'h-3' RETURNING 1) SELECT count(*) FROM u"), 1);
+    CHECK_INT(s_call("ListHeldReservations", "{\"createdBeforeMs\":\"%lld\"}",
+                     (long long)util_now_ms() - 3600000), STATUS_OK);
+    CHECK_INT(s_len("reservations"), 1);
+    CHECK_STR(s_str("reservations[0].orderId"), "h-3");
+    /* the same end: pages of one go through both, by order id */
+    CHECK_INT(s_sql("WITH u AS (UPDATE catalog.reservation SET expires_at = "
+                    "(SELECT expires_at FROM catalog.reservation WHERE order_id = 'h-1') "
+                    "WHERE order_id = 'h-3' RETURNING 1) SELECT count(*) FROM u"), 1);
+    CHECK_INT(s_call("ListHeldReservations", "{\"pageSize\":1}"), STATUS_OK);
+    CHECK_STR(s_str("reservations[0].orderId"), "h-1");
+    snprintf(token, sizeof token, "%s", s_str("nextPageToken"));
+    CHECK_INT(s_call("ListHeldReservations", "{\"pageSize\":1,\"pageToken\":\"%s\"}", token),
+              STATUS_OK);
+    CHECK_STR(s_str("reservations[0].orderId"), "h-3");
+    snprintf(token, sizeof token, "%s", s_str("nextPageToken"));
+    CHECK_INT(s_call("ListHeldReservations", "{\"pageSize\":1,\"pageToken\":\"%s\"}", token),
+              STATUS_OK);
+    CHECK_STR(s_str("reservations[0].orderId"), "h-4");
     /* bad input */
     CHECK_INT(s_call("ListHeldReservations", "{\"pageSize\":1001}"), STATUS_INVALID_ARGUMENT);
+    CHECK_INT(s_call("ListHeldReservations", "{\"pageToken\":\"99999999999999999999.h-1\"}"),
+              STATUS_INVALID_ARGUMENT);
+    CHECK_INT(s_call("ListHeldReservations", "{\"createdBeforeMs\":\"-5\"}"),
+              STATUS_INVALID_ARGUMENT);
     CHECK_INT(s_call("ListHeldReservations", "{\"pageToken\":\"h-1\"}"), STATUS_INVALID_ARGUMENT);
     CHECK_INT(s_call("ListHeldReservations", "{\"pageToken\":\"12.\"}"), STATUS_INVALID_ARGUMENT);
     CHECK_INT(s_call("ListHeldReservations", "{\"expiringBeforeMs\":\"-1\"}"),

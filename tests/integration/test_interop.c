@@ -24,6 +24,52 @@
  * cannot reserve its stock, and the intake, holding the only copy, tries
  * it again until the catalog is back. Then the orders service stopped
  * while its intake waits to try again. */
+/* The shop_intake_dropped_total counter of `reason`, once it reaches
+ * `want` (within 10 s). */
+static long long s_dropped_until(const harness_service_t *ord, const char *reason, long long want)
+{
+    char name[96];
+    long long v = -1;
+
+    snprintf(name, sizeof name, "shop_intake_dropped_total{reason=\"%s\"}", reason);
+    for (int i = 0; i < 100 && (v = harness_metric(ord->admin_port, name)) != want; i++)
+        util_sleep_ms(100);
+    return v;
+}
+
+/* What the intake cannot take in is dropped, logged and counted by reason:
+ * a message of three frames, a body that is not an ImportOrderRequest, one
+ * too large with its call envelope (but within what the socket accepts),
+ * one ImportOrder refuses for good. None places anything. */
+static void s_dropped(void *pub, const char *topic, Shop__Orders__V1__ImportOrderRequest *r,
+                      const harness_service_t *ord, PGconn *pg)
+{
+    static uint8_t big[1048576 - 100];   /* SHOP_MAX_MESSAGE_BYTES less 100 */
+    const uint8_t junk[] = {0xff, 0xff, 0xff, 0xff, 0xff};
+    uint8_t body[512];
+    long long orders = harness_sql(pg, "SELECT count(*) FROM orders.orders");
+
+    CHECK_INT(s_dropped_until(ord, "malformed", 0), 0);
+    CHECK(zmq_send(pub, topic, strlen(topic), ZMQ_SNDMORE) == (int)strlen(topic));
+    CHECK(zmq_send(pub, "x", 1, ZMQ_SNDMORE) == 1);
+    CHECK(zmq_send(pub, "y", 1, 0) == 1);
+    CHECK(zmq_send(pub, topic, strlen(topic), ZMQ_SNDMORE) == (int)strlen(topic));
+    CHECK(zmq_send(pub, junk, sizeof junk, 0) == (int)sizeof junk);
+    CHECK(zmq_send(pub, topic, strlen(topic), ZMQ_SNDMORE) == (int)strlen(topic));
+    CHECK(zmq_send(pub, big, sizeof big, 0) == (int)sizeof big);
+    r->channel = "shop";   /* the shop's own channel: INVALID_ARGUMENT */
+    r->external_id = "CM-BAD-1";
+    size_t len = shop__orders__v1__import_order_request__pack(r, body);
+    r->channel = "cmarket";
+    CHECK(zmq_send(pub, topic, strlen(topic), ZMQ_SNDMORE) == (int)strlen(topic));
+    CHECK(zmq_send(pub, body, len, 0) == (int)len);
+    CHECK_INT(s_dropped_until(ord, "refused", 1), 1);   /* the last, so the others are counted */
+    CHECK_INT(s_dropped_until(ord, "malformed", 2), 2);
+    CHECK_INT(s_dropped_until(ord, "too_large", 1), 1);
+    CHECK_INT(s_dropped_until(ord, "stopping", 0), 0);
+    CHECK_INT(harness_sql(pg, "SELECT count(*) FROM orders.orders"), orders);
+}
+
 static void s_published_while_down(void *zctx, const char *market, PGconn *pg,
                                    harness_service_t *cat, const char *cat_conn,
                                    const char *const *cat_env, harness_service_t *ord)
@@ -87,6 +133,8 @@ static void s_published_while_down(void *zctx, const char *market, PGconn *pg,
     /* one order, no abandoned attempt, one more cup held than before */
     CHECK_INT(harness_sql(pg, "SELECT count(*) FROM orders.orders WHERE channel = 'cmarket'"), 1);
     CHECK_INT(harness_sql(pg, "SELECT reserved FROM catalog.sku WHERE code = 'PY-CUP'"), 3);
+
+    s_dropped(pub, topic, &r, ord, pg);
 
     /* stopped while its intake waits to try one again, the orders
      * service stops in good time */

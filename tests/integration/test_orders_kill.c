@@ -116,15 +116,7 @@ static void s_burst(const char *victim_name, harness_service_t *victim, const ch
 
 static long long s_metric(const harness_service_t *svc, const char *name)
 {
-    char *text = NULL, line[160], *at;
-    long long v = -1;
-
-    snprintf(line, sizeof line, "\n%s ", name);
-    if (harness_http_get(svc->admin_port, "/metrics", &text) == 200 && text &&
-        (at = strstr(text, line)))
-        v = strtoll(at + strlen(line), NULL, 10);
-    free(text);
-    return v;
+    return harness_metric(svc->admin_port, name);
 }
 
 static long long s_until(long long want, const char *sql)
@@ -143,17 +135,19 @@ static void *s_place_slow(void *arg)
     jcall_t *j = arg;
 
     return (void *)(intptr_t)jcall(j, "PlaceOrder", "{\"customerId\":\"slow\",\"lines\":[{\"sku\":"
-                                   "\"K-1\",\"quantity\":4}],\"shippingAddress\":{\"name\":\"A\","
+                                   "\"K-1\",\"quantity\":4}],\"couponCodes\":[\"KILL5\"],"
+                                   "\"shippingAddress\":{\"name\":\"A\","
                                    "\"line1\":\"B\",\"city\":\"C\",\"country\":\"CN\"}}");
 }
 
 /* A placement that stops after reserving: promotions stopped while it
- * prices, so it answers UNAVAILABLE, and its buyer goes away. The orders
- * service finds its hold (the catalog's, with no order) once it is twice
- * ORDERS_PENDING_TIMEOUT_S old and gives it back, with its coupon use (the
- * invariants check the coupon's count), counting an anomaly. The buyer
- * coming back with the same key is told to try again once, and then
- * places with an id of its own. */
+ * prices, so it answers UNAVAILABLE, and its buyer goes away (the Redeem
+ * waiting in promotions is past its deadline when promotions goes on, so
+ * only the stock is held). The orders service finds the hold (the
+ * catalog's, with no order) once it is twice ORDERS_PENDING_TIMEOUT_S old
+ * and gives it back, counting an anomaly. The buyer coming back with the
+ * same key is told to try again once, and then places with an id of its
+ * own. */
 static void s_orphan(void)
 {
     jcall_t j = {.service = "shop.orders.v1.OrdersService", .timeout_ms = 5000, .key = "orphan-1"};
@@ -193,7 +187,8 @@ static void s_orphan(void)
 
 /* A placement whose insert waits (the orders table locked) until it is
  * past ORDERS_PENDING_TIMEOUT_S from its reservation: not placed, since
- * the sweep may give its holds back, which it then does. */
+ * the sweep may give its holds back, which it then does, its coupon use
+ * too (the invariants check the coupon's count). */
 static void s_slow_store(void)
 {
     jcall_t j = {.service = "shop.orders.v1.OrdersService", .timeout_ms = 15000, .key = "slow-1"};
@@ -211,7 +206,9 @@ static void s_slow_store(void)
     /* the placement, from a thread, while this one lets the lock go after 6.5 s */
     CHECK_INT(pthread_create(&t, NULL, s_place_slow, &j), 0);
     util_sleep_ms(6500);
-    CHECK_INT(s_sql("%s", held), 1);   /* reserved, waiting to store */
+    CHECK_INT(s_sql("%s", held), 1);   /* reserved and redeemed, waiting to store */
+    CHECK_INT(s_sql("SELECT count(*) FROM promotions.redemption WHERE state = 'redeemed' AND "
+                    "order_id = (SELECT order_id FROM catalog.reservation_line WHERE quantity = 4)"), 1);
     r = PQexec(lock, "COMMIT");
     PQclear(r);
     PQfinish(lock);
@@ -220,6 +217,8 @@ static void s_slow_store(void)
     CHECK_INT((status_t)(intptr_t)out, STATUS_ABORTED);
     CHECK_INT(s_sql("SELECT count(*) FROM orders.orders WHERE idem_key = 'slow-1'"), 0);
     CHECK_INT(s_until(0, held), 0);   /* given back by the sweep */
+    CHECK_INT(s_until(1, "SELECT count(*) FROM promotions.redemption WHERE state = 'released' AND "
+                         "order_id = (SELECT order_id FROM catalog.reservation_line WHERE quantity = 4)"), 1);
     jcall_done(&j);
     client_destroy(&j.client);
 }

@@ -456,6 +456,18 @@ fail:
     return status;
 }
 
+long long harness_metric(int port, const char *name)
+{
+    char *text = NULL, line[200], *at;
+    long long v = -1;
+
+    snprintf(line, sizeof line, "\n%s ", name);
+    if (harness_http_get(port, "/metrics", &text) == 200 && text && (at = strstr(text, line)))
+        v = strtoll(at + strlen(line), NULL, 10);
+    free(text);
+    return v;
+}
+
 int harness_wait_ready(int admin_port, int timeout_ms)
 {
     long long deadline = s_now_ms() + timeout_ms;

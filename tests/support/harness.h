@@ -39,6 +39,10 @@ int harness_wait_ready(int admin_port, int timeout_ms);
  * malloc'd body in *body (may be NULL), or -1. */
 int harness_http_get(int port, const char *path, char **body);
 
+/* The value of the line `name value` of the /metrics served at `port`
+ * (name with its labels, as printed); -1 if there is none. */
+long long harness_metric(int port, const char *name);
+
 pid_t harness_pid(const harness_proc_t *p);
 
 /* SIGTERM, waits up to `timeout_ms`, then SIGKILL. Returns the exit status
