@@ -37,7 +37,7 @@ static const sub_stream_t s_consumes[] = {
 };
 
 static const char *const s_anomalies[] = {"paid_reservation_lost", "review_of_unknown_sku",
-                                          "reservation_expired", NULL};
+                                          "reservation_expired", "abandoned_order_sold", NULL};
 
 #define SET(field) offsetof(catalog_settings_t, field)
 static const cfg_var_t s_settings[] = {

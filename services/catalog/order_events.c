@@ -115,7 +115,19 @@ static int s_give_back(db_t *db, const char *order_id, const char *why, bool aba
         if (rc == 1)
             rc = store_reservation_finish(db, order_id, "released", s_on_line, &l);
     }
-    if (rc == 1) {   /* not held: sold already? */
+    if (rc == 1 && abandoned) {
+        /* Not held. A placement given up was never placed, so never paid:
+         * a reservation it sold is an inconsistency to report, not stock
+         * to take back. */
+        char state[16];
+        rc = s_state(db, order_id, state, sizeof state);
+        if (rc == 0 && strcmp(state, "confirmed") == 0)
+            rc = server_anomaly_on_commit(db, "abandoned_order_sold", "order %s was given up, but "
+                                          "its reservation is confirmed (sold); its stock is left "
+                                          "as it is", order_id);
+        if (rc == 0)
+            rc = 1;
+    } else if (rc == 1) {   /* not held: sold already? */
         rc = store_reservation_finish(db, order_id, "restocked", s_on_line, &l);
         reason = "returned to stock: the order was cancelled after payment";
     }

@@ -316,6 +316,30 @@ static void s_late_calls(void)
     CHECK_INT(s_sql_until(0, "SELECT count(*) FROM promotions.redemption WHERE order_id = '%s'", id), 0);
 }
 
+/* An OrderAbandoned for an order whose reservation was sold (confirmed)
+ * cannot be: a given-up placement is never paid. The catalog reports it
+ * and leaves the stock as it is (written into the orders outbox here, as a
+ * faulty producer would publish it). */
+static void s_abandoned_sold(void)
+{
+    long long sold = s_metric(&s_cat_svc, "shop_anomalies_total{kind=\"abandoned_order_sold\"}");
+
+    CHECK_INT(jcall(&s_cat, "ReserveStock", "{\"orderId\":\"O-SOLD\",\"lines\":[{\"sku\":"
+                    "\"CUP-1\",\"quantity\":1}]}"), STATUS_OK);
+    CHECK_INT(jcall(&s_cat, "ConfirmReservation", "{\"orderId\":\"O-SOLD\"}"), STATUS_OK);
+    long long on_hand = s_sql("SELECT on_hand FROM catalog.sku WHERE code = 'CUP-1'");
+    /* OrderAbandoned{order_id: "O-SOLD"} */
+    CHECK_INT(s_sql("WITH i AS (INSERT INTO orders.outbox (type, payload, correlation_id) VALUES "
+                    "('shop.orders.v1.OrderAbandoned', '\\x0a064f2d534f4c44'::bytea, 'O-SOLD') "
+                    "RETURNING 1) SELECT count(*) FROM i"), 1);
+    for (int i = 0; i < 100 && s_metric(&s_cat_svc, "shop_anomalies_total{kind=\"abandoned_order_sold\"}") != sold + 1; i++)
+        util_sleep_ms(100);
+    CHECK_INT(s_metric(&s_cat_svc, "shop_anomalies_total{kind=\"abandoned_order_sold\"}"), sold + 1);
+    CHECK_INT(s_sql("SELECT on_hand FROM catalog.sku WHERE code = 'CUP-1'"), on_hand);
+    CHECK_INT(s_sql("SELECT count(*) FROM catalog.reservation WHERE order_id = 'O-SOLD' "
+                    "AND state = 'confirmed'"), 1);
+}
+
 /* Order ids: 100 bits of Crockford's base32 after an O, random without a
  * key, derived from the key otherwise; a placement is written once. */
 static bool s_id_ok(const char *id)
@@ -1046,6 +1070,7 @@ int main(void)
         s_queries();
         s_retry_races();
         s_late_calls();
+        s_abandoned_sold();
         s_order_ids();
         s_unflushed();
         s_release_batch(cat_conn, cat_env, pro_conn, pro_env);
