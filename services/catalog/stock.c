@@ -512,7 +512,7 @@ status_t catalog_list_held_reservations(call_t *call, const ProtobufCMessage *re
         char *end;
         long long us = strtoll(req->page_token, &end, 10);
         size_t idlen = *end == '.' ? strlen(end + 1) : 0;
-        if (end == req->page_token || req->page_token[0] == '-' || us > max_ms * 1000 ||
+        if (req->page_token[0] < '0' || req->page_token[0] > '9' || us > max_ms * 1000 ||
             idlen < 1 || idlen > 128)
             return call_fail(call, STATUS_INVALID_ARGUMENT, "page_token: not one this list returned");
         after_us = us;

@@ -276,8 +276,9 @@ static status_t s_no_verdict(saga_t *s, const char *who, status_t st, const char
         return call_fail(s->call, STATUS_UNAVAILABLE, "%s: %s; order %s is not placed yet: "
                          "retry with the same key", who, msg ? msg : status_name(st), s->id);
     return call_fail(s->call, STATUS_UNAVAILABLE, "%s: %s; order %s is not placed, and what it "
-                     "holds goes back in about %lld s: try again", who, msg ? msg : status_name(st),
-                     s->id, (long long)(2 * set->pending_timeout_s));
+                     "holds goes back in about %lld s (within %lld s if the catalog cannot be "
+                     "reached): try again", who, msg ? msg : status_name(st), s->id,
+                     (long long)(2 * set->pending_timeout_s), (long long)orders_hold_s(set));
 }
 
 /* Calls another service for a step, trying again (a few times, briefly)
@@ -846,6 +847,7 @@ ORDERS_HANDLER(orders_import)
 #define SWEEP_PAGE      500
 #define SWEEP_PAGES     4      /* per tick */
 #define SWEEP_BUDGET_MS 500   /* for the catalog's answers, per tick */
+#define SWEEP_PAGE_MIN_MS 100 /* the least left to ask for another page */
 
 #define LIST_HELD_METHOD "shop.catalog.v1.CatalogService/ListHeldReservations"
 
@@ -900,7 +902,7 @@ int orders_sweep_orphans(db_t *db, const orders_settings_t *set)
     char token[sizeof s_token];
     size_t n = 0;
     int n_pages = 0, rc = 0;
-    int64_t age_ms = 2 * set->pending_timeout_s * 1000, start = util_now_ms();
+    int64_t age_ms = 2 * set->pending_timeout_s * 1000, start_us = util_mono_us();
 
     /* The catalog first, within SWEEP_BUDGET_MS, while this transaction
      * holds no xid (one held open would keep every event of the cluster
@@ -910,9 +912,9 @@ int orders_sweep_orphans(db_t *db, const orders_settings_t *set)
         Shop__Catalog__V1__ListHeldReservationsRequest req =
             SHOP__CATALOG__V1__LIST_HELD_RESERVATIONS_REQUEST__INIT;
         char *msg = NULL;
-        int64_t now = util_now_ms(), left = start + SWEEP_BUDGET_MS - now;
+        int64_t now = util_now_ms(), left = SWEEP_BUDGET_MS - (util_mono_us() - start_us) / 1000;
 
-        if (left <= 0)
+        if (left < SWEEP_PAGE_MIN_MS)   /* the rest next tick */
             break;
         /* this service's reservations end orders_hold_s after their making */
         req.expiring_before_ms = now + orders_hold_s(set) * 1000 - age_ms;
@@ -923,10 +925,12 @@ int orders_sweep_orphans(db_t *db, const orders_settings_t *set)
                                     &shop__catalog__v1__list_held_reservations_response__descriptor,
                                     &pages[n_pages], (int)left, &msg);
         if (st != STATUS_OK) {
-            if (!s_quiet)
+            /* a later page out of this tick's time is no news */
+            bool news = n_pages == 0 || st != STATUS_DEADLINE_EXCEEDED;
+            if (news && !s_quiet)
                 slog_warn("orders: cannot list the catalog's held reservations (%s: %s); "
                           "holds of stopped placements wait", status_name(st), msg ? msg : "");
-            s_quiet = true;
+            s_quiet = s_quiet || news;
             free(msg);
             if (pages[n_pages])
                 protobuf_c_message_free_unpacked(pages[n_pages], NULL);
@@ -936,6 +940,18 @@ int orders_sweep_orphans(db_t *db, const orders_settings_t *set)
         s_quiet = false;
         free(msg);
         const Shop__Catalog__V1__ListHeldReservationsResponse *r = (const void *)pages[n_pages++];
+        bool odd = r->n_reservations > SWEEP_PAGE;
+        for (size_t i = 0; i < r->n_reservations && !odd; i++)
+            /* too young: a catalog that ignores created_before_ms (older
+             * than the field) */
+            odd = r->reservations[i]->created_at_ms >= req.created_before_ms;
+        if (odd) {
+            slog_warn("orders: the catalog's ListHeldReservations answers more than it was asked "
+                      "for; holds of stopped placements wait");
+            n = 0;
+            snprintf(token, sizeof token, "%s", s_token);
+            break;
+        }
         for (size_t i = 0; i < r->n_reservations; i++)
             if (s_our_id(r->reservations[i]->order_id))
                 ids[n++] = r->reservations[i]->order_id;

@@ -361,6 +361,10 @@ static void s_held_list(void)
     for (int i = 1; i <= 3; i++)
         CHECK_INT(s_call("ReserveStock", "{\"orderId\":\"h-%d\",\"ttlSeconds\":%d,\"lines\":[{"
                          "\"sku\":\"LJ-50\",\"quantity\":1}]}", i, 100 * i), STATUS_OK);
+    /* the reply says when it was made, as the catalog keeps it */
+    CHECK_INT(s_num("reservation.createdAtMs"),
+              s_sql("SELECT (extract(epoch FROM created_at) * 1000)::bigint FROM catalog.reservation "
+                    "WHERE order_id = 'h-3'"));
     CHECK_INT(s_call("ListHeldReservations", "{}"), STATUS_OK);
     CHECK_INT(s_len("reservations"), 3);
     CHECK_STR(s_str("reservations[0].orderId"), "h-1");

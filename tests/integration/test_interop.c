@@ -20,10 +20,6 @@
 #include "slog.h"
 #include "util.h"
 
-/* An order published once while the catalog is down: the orders service
- * cannot reserve its stock, and the intake, holding the only copy, tries
- * it again until the catalog is back. Then the orders service stopped
- * while its intake waits to try again. */
 /* The shop_intake_dropped_total counter of `reason`, once it reaches
  * `want` (within 10 s). */
 static long long s_dropped_until(const harness_service_t *ord, const char *reason, long long want)
@@ -70,6 +66,10 @@ static void s_dropped(void *pub, const char *topic, Shop__Orders__V1__ImportOrde
     CHECK_INT(harness_sql(pg, "SELECT count(*) FROM orders.orders"), orders);
 }
 
+/* An order published once while the catalog is down: the orders service
+ * cannot reserve its stock, and the intake, holding the only copy, tries
+ * it again until the catalog is back. Then what it drops (s_dropped), and
+ * the orders service stopped while its intake waits to try again. */
 static void s_published_while_down(void *zctx, const char *market, PGconn *pg,
                                    harness_service_t *cat, const char *cat_conn,
                                    const char *const *cat_env, harness_service_t *ord)
