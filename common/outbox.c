@@ -95,6 +95,7 @@ struct relay {
     int64_t noted_mono_ms;
     char cluster[64];              /* the marks' (db_cluster) */
     _Atomic int64_t complete_ms;   /* everything committed before it is stamped */
+    atomic_bool locked;            /* it holds the stream's lock: it numbers */
 };
 
 int outbox_add(db_t *db, const char *type, const uint8_t *payload, size_t len,
@@ -330,12 +331,12 @@ static void *s_relay_run(void *arg)
     util_thread_name("relay");
     while (!atomic_load(&r->stop)) {
         if (!db_ensure(r->db)) {
-            locked = false;
+            atomic_store(&r->locked, locked = false);
             util_nap_ms(&r->stop, RELAY_LOCK_RETRY_MS);
             continue;
         }
         if (!locked) {
-            locked = s_take_lock(r, &waiting_logged);
+            atomic_store(&r->locked, locked = s_take_lock(r, &waiting_logged));
             if (!locked) {
                 if (db_lost(r->db))
                     continue;
@@ -348,7 +349,7 @@ static void *s_relay_run(void *arg)
         if (!res) {
             /* A lost connection also lost the session lock: take it again. */
             if (db_lost(r->db))
-                locked = false;
+                atomic_store(&r->locked, locked = false);
             else
                 slog_warn("relay: stamping failed: %s", db_error(r->db));
             util_nap_ms(&r->stop, 100);
@@ -394,6 +395,7 @@ relay_t *relay_new(void *zctx, const char *inproc_endpoint, const char *conninfo
     atomic_init(&r->stop, false);
     atomic_init(&r->head, 0);
     atomic_init(&r->complete_ms, 1);   /* true of any stream: nothing known yet */
+    atomic_init(&r->locked, false);
     r->noted_mono_ms = util_mono_ms() - RELAY_NOTE_MS;
     r->metrics = m;
     r->schema = strdup(schema);
@@ -436,7 +438,12 @@ uint64_t relay_head(relay_t *relay)
 
 int64_t relay_complete(relay_t *relay)
 {
-    return relay ? atomic_load(&relay->complete_ms) : 0;
+    if (!relay)
+        return 0;
+    /* one that lost the lock (its connection went: the cluster may have
+     * failed over, or another instance numbers now) knows nothing until it
+     * holds it again */
+    return atomic_load(&relay->locked) ? atomic_load(&relay->complete_ms) : 1;
 }
 
 void relay_destroy(relay_t **p)

@@ -38,8 +38,10 @@ uint64_t relay_head(relay_t *relay);
 
 /* A time (this host's clock, ms since the epoch) before which every event
  * committed is stamped: at or below relay_head read after it; 1 while
- * nothing is known (a relay that does not number the stream, or has not
- * looked yet), 0 without a relay. For the heartbeat. */
+ * nothing is known (a relay that does not number the stream: it has not
+ * looked yet, another instance holds the stream's lock, or it lost the lock
+ * with its connection and has not taken it again), 0 without a relay. For
+ * the heartbeat. */
 int64_t relay_complete(relay_t *relay);
 
 /* Stops and joins the relay thread, closes its connection. Accepts NULL. */

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <libpq-fe.h>
 #include <zmq.h>
 
 #include "check.h"
@@ -92,6 +93,67 @@ static status_t s_replay(client_t *client, uint64_t after, uint32_t max_bytes,
 static int s_strcmp(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The lowest and highest complete_before_ms of the sink's heartbeats over
+ * `ms`; 0 and 0 if none came. */
+static void s_heartbeats(void *sub, int ms, int64_t *lo, int64_t *hi)
+{
+    int64_t end = util_mono_ms() + ms;
+
+    *lo = *hi = 0;
+    while (util_mono_ms() < end) {
+        char topic[128];
+        uint8_t body[4096];
+        int tl = zmq_recv(sub, topic, sizeof topic - 1, 0);
+        if (tl < 0)
+            continue;
+        topic[tl < (int)sizeof topic ? tl : (int)sizeof topic - 1] = '\0';
+        int bl = zmq_recv(sub, body, sizeof body, 0);
+        if (bl < 0 || bl > (int)sizeof body || strcmp(topic, "shop.common.v1.Heartbeat") != 0)
+            continue;
+        Shop__Common__V1__Heartbeat *hb = shop__common__v1__heartbeat__unpack(NULL, (size_t)bl, body);
+        if (hb && strcmp(hb->source, "sink") == 0) {
+            if (!*lo || hb->complete_before_ms < *lo)
+                *lo = hb->complete_before_ms;
+            if (hb->complete_before_ms > *hi)
+                *hi = hb->complete_before_ms;
+        }
+        shop__common__v1__heartbeat__free_unpacked(hb, NULL);
+    }
+}
+
+/* A relay that lost its lock with its connection (the cluster failed over
+ * to a standby, or another instance took the stream over) says nothing of
+ * the stream being complete until it holds the lock again: its heartbeats
+ * carry 1, not the time it knew before. Here its connection is ended and
+ * the lock taken by this test meanwhile, then given back. */
+static void s_lock_lost(void *sub, const char *admin)
+{
+    PGconn *c = PQconnectdb(admin);
+    int64_t lo, hi;
+
+    CHECK(PQstatus(c) == CONNECTION_OK);
+    s_heartbeats(sub, 600, &lo, &hi);
+    CHECK(lo > 1);   /* it numbers, and says up to when */
+    CHECK_INT(harness_sql(c, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                             "WHERE application_name = 'sink-relay'"), 1);
+    long long got = 0;
+    for (int i = 0; i < 1500 && got != 1; i++) {   /* before the relay takes it again */
+        got = harness_sql(c, "SELECT pg_try_advisory_lock(hashtext('sink.relay'))::int");
+        if (got != 1)
+            util_sleep_ms(2);
+    }
+    CHECK_INT(got, 1);
+    util_sleep_ms(500);   /* the relay has found its connection gone */
+    s_heartbeats(sub, 1000, &lo, &hi);
+    CHECK_INT(lo, 1);
+    CHECK_INT(hi, 1);
+    CHECK_INT(harness_sql(c, "SELECT pg_advisory_unlock(hashtext('sink.relay'))::int"), 1);
+    for (int i = 0; i < 10 && lo <= 1; i++)   /* its own again */
+        s_heartbeats(sub, 500, &lo, &hi);
+    CHECK(lo > 1);
+    PQfinish(c);
 }
 
 int main(void)
@@ -247,6 +309,10 @@ int main(void)
                 payloads_ok = false;
     }
     CHECK(payloads_ok);
+
+    char *superuser = harness_conninfo("test_events", "postgres");
+    s_lock_lost(sub, superuser);
+    free(superuser);
 
     for (size_t i = 0; i < n_replayed; i++)
         free(replayed[i]);
