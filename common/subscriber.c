@@ -81,9 +81,7 @@ struct sub {
      * heartbeat said all committed before then was at or below a head the
      * cursor has reached since. `wait_head`/`wait_ms`: the oldest heartbeat
      * whose head it has not reached yet (0 = none); `stored_ms`: what
-     * consumer_cursor says; `tells_complete`: a heartbeat of the stream
-     * carried complete_before_ms. */
-    bool tells_complete;
+     * consumer_cursor says. */
     bool heard, heard_stored;   /* a heartbeat of the stream; consumer_cursor says so */
     int64_t reached_ms;
     uint64_t wait_head;
@@ -319,8 +317,7 @@ static int s_catch_up(sub_t *s)
 }
 
 /* A heartbeat: every event committed before the publisher's time `at_ms`
- * is at or below `head` (its complete_before_ms; sent_at_ms from an older
- * publisher, which was only true while no transaction stayed open long).
+ * is at or below `head` (its complete_before_ms).
  * One below the highest head known (s->head, from Replay and heartbeats)
  * comes from an instance that does not number the stream (another holds
  * its relay's lock, or it is starting): it says nothing about what is
@@ -410,18 +407,12 @@ static int s_recv(sub_t *s, Shop__Common__V1__Envelope **env)
         if (hb) {
             if (strcmp(hb->source, s->stream_name) == 0) {
                 s->heard = true;
-                /* 1: a publisher that does not know yet (it waits for the
-                 * relay's lock, or just started); 0: one older than the
-                 * field, whose sent_at_ms serves until a newer one has
-                 * been heard saying more (then, in a rolling deploy, the
-                 * older ones say nothing of the time) */
-                int64_t at = hb->complete_before_ms;
-                if (at > 1)
-                    s->tells_complete = true;
-                else
-                    at = at == 0 && !s->tells_complete ? hb->sent_at_ms : 0;
-                if (at)
-                    s_heard(s, hb->head_sequence, at);
+                /* 1: a publisher that does not know (it does not hold
+                 * the relay's lock, or just started); 0: one older than
+                 * the field, which does not know either (its sent_at_ms
+                 * was only true while no transaction stayed open long) */
+                if (hb->complete_before_ms > 1)
+                    s_heard(s, hb->head_sequence, hb->complete_before_ms);
                 if (hb->head_sequence > s->head)
                     s->head = hb->head_sequence;
             }
