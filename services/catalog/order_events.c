@@ -1,8 +1,10 @@
 /* order_events: what the catalog does with the orders service's events,
  * applied by the runtime's subscriber exactly once and in order.
  * - OrderPaid: the held stock is sold (the reservation is confirmed);
- * - OrderCancelled, OrderAbandoned: held stock goes back to available, and
- *   stock sold to an order cancelled after payment goes back on hand;
+ * - OrderCancelled, OrderAbandoned: held stock goes back to available;
+ *   stock sold to an order cancelled after payment goes back on hand, while
+ *   a sold reservation of an abandoned placement (never placed, so never
+ *   paid) is reported as an anomaly and left as it is;
  * - ReviewPosted: the product's rating aggregate.
  * A paid order whose reservation is gone (it expired, or was never made)
  * cannot be repaired here: it is reported as an anomaly. */
@@ -88,9 +90,9 @@ static int s_paid(db_t *db, const char *order_id)
     } else if (rc > 0) {
         rc = s_state(db, order_id, state, sizeof state);
         if (rc == 0 && strcmp(state, "confirmed") != 0)
-            server_anomaly("paid_reservation_lost",
-                           "order %s is paid but its reservation is %s: its stock was not taken",
-                           order_id, state[0] ? state : "missing");
+            rc = server_anomaly_on_commit(db, "paid_reservation_lost", "order %s is paid but its "
+                                          "reservation is %s: its stock was not taken", order_id,
+                                          state[0] ? state : "missing");
     }
     if (l.oom)
         rc = -1;
@@ -98,8 +100,9 @@ static int s_paid(db_t *db, const char *order_id)
     return rc;
 }
 
-/* Held stock back to available; sold stock back on hand. `abandoned`: the
- * placement was given up, and may have reserved nothing yet. */
+/* Held stock back to available; sold stock back on hand (a cancelled
+ * order's). `abandoned`: the placement was given up, and may have reserved
+ * nothing yet. */
 static int s_give_back(db_t *db, const char *order_id, const char *why, bool abandoned)
 {
     lines_t l = {0};

@@ -937,21 +937,23 @@ int orders_sweep_orphans(db_t *db, const orders_settings_t *set)
             pages[n_pages] = NULL;
             break;   /* what was listed is swept; the rest of the tick goes on */
         }
-        s_quiet = false;
         free(msg);
         const Shop__Catalog__V1__ListHeldReservationsResponse *r = (const void *)pages[n_pages++];
         bool odd = r->n_reservations > SWEEP_PAGE;
         for (size_t i = 0; i < r->n_reservations && !odd; i++)
             /* too young: a catalog that ignores created_before_ms (older
              * than the field) */
-            odd = r->reservations[i]->created_at_ms >= req.created_before_ms;
+            odd = r->reservations[i]->created_at_ms > req.created_before_ms;   /* (ms rounded) */
         if (odd) {
-            slog_warn("orders: the catalog's ListHeldReservations answers more than it was asked "
-                      "for; holds of stopped placements wait");
+            if (!s_quiet)
+                slog_warn("orders: the catalog's ListHeldReservations answers more than it was "
+                          "asked for; holds of stopped placements wait");
+            s_quiet = true;
             n = 0;
             snprintf(token, sizeof token, "%s", s_token);
             break;
         }
+        s_quiet = false;
         for (size_t i = 0; i < r->n_reservations; i++)
             if (s_our_id(r->reservations[i]->order_id))
                 ids[n++] = r->reservations[i]->order_id;
