@@ -95,6 +95,18 @@ static int s_strcmp(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* One [topic, body] message (within the socket's receive time-out): the
+ * body's length, or -1 if none came or it did not fit. */
+static int s_recv(void *sub, char *topic, size_t topic_cap, uint8_t *body, size_t body_cap)
+{
+    int tl = zmq_recv(sub, topic, topic_cap - 1, 0);
+    if (tl < 0)
+        return -1;
+    topic[tl < (int)topic_cap ? tl : (int)topic_cap - 1] = '\0';
+    int bl = zmq_recv(sub, body, body_cap, 0);
+    return bl < 0 || bl > (int)body_cap ? -1 : bl;
+}
+
 /* The lowest and highest complete_before_ms of the sink's heartbeats over
  * `ms`; 0 and 0 if none came. */
 static void s_heartbeats(void *sub, int ms, int64_t *lo, int64_t *hi)
@@ -105,12 +117,8 @@ static void s_heartbeats(void *sub, int ms, int64_t *lo, int64_t *hi)
     while (util_mono_ms() < end) {
         char topic[128];
         uint8_t body[4096];
-        int tl = zmq_recv(sub, topic, sizeof topic - 1, 0);
-        if (tl < 0)
-            continue;
-        topic[tl < (int)sizeof topic ? tl : (int)sizeof topic - 1] = '\0';
-        int bl = zmq_recv(sub, body, sizeof body, 0);
-        if (bl < 0 || bl > (int)sizeof body || strcmp(topic, "shop.common.v1.Heartbeat") != 0)
+        int bl = s_recv(sub, topic, sizeof topic, body, sizeof body);
+        if (bl < 0 || strcmp(topic, "shop.common.v1.Heartbeat") != 0)
             continue;
         Shop__Common__V1__Heartbeat *hb = shop__common__v1__heartbeat__unpack(NULL, (size_t)bl, body);
         if (hb && strcmp(hb->source, "sink") == 0) {
@@ -227,12 +235,8 @@ int main(void)
            (expect <= s_n_committed || hb_head != s_n_committed || hb_complete < all_committed_ms)) {
         char topic[128];
         uint8_t body[4096];
-        int tl = zmq_recv(sub, topic, sizeof topic - 1, 0);
-        if (tl < 0)
-            continue;
-        topic[tl < (int)sizeof topic ? tl : (int)sizeof topic - 1] = '\0';
-        int bl = zmq_recv(sub, body, sizeof body, 0);
-        if (bl < 0 || bl > (int)sizeof body)
+        int bl = s_recv(sub, topic, sizeof topic, body, sizeof body);
+        if (bl < 0)
             continue;
         if (strcmp(topic, "shop.common.v1.Heartbeat") == 0) {
             Shop__Common__V1__Heartbeat *hb = shop__common__v1__heartbeat__unpack(NULL, (size_t)bl, body);
