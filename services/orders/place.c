@@ -17,10 +17,12 @@
  * exactly one attempt finish it. A placement that cannot finish is written
  * 'failed' with OrderAbandoned, which the catalog and promotions apply by
  * giving back what steps 2 and 3 took. One that nobody finishes (the
- * service stopped in between, and no retry came) is given back when its
- * holds expire, after ORDERS_PENDING_TIMEOUT_S + ORDERS_UNPAID_TIMEOUT_S +
- * 600 s. No stock row lock or transaction is held across a call to another
- * service. */
+ * service stopped in between, and no retry came) is given back by the
+ * maintenance tick's sweep once its reservation is twice
+ * ORDERS_PENDING_TIMEOUT_S old (orders_sweep_orphans, at the end), or
+ * failing that when its holds expire, after ORDERS_PENDING_TIMEOUT_S +
+ * ORDERS_UNPAID_TIMEOUT_S + 600 s. No stock row lock or transaction is held
+ * across a call to another service. */
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
