@@ -165,6 +165,8 @@ intake_t *intake_new(void *zctx, const char *endpoints, const char *topic, const
     in->method = method;
     in->max_bytes = max_bytes;
     in->metrics = metrics;
+    if (metrics)
+        metrics_intake_on(metrics);   /* before the thread, and the admin loop, start */
     if (!(in->sub = zmq_socket(zctx, ZMQ_SUB)))
         goto fail;
     zmq_setsockopt(in->sub, ZMQ_LINGER, &linger, sizeof linger);

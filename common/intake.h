@@ -22,7 +22,8 @@ typedef struct intake intake_t;
  * `endpoints`, subscribed to `topic`; each message [topic, body] is unpacked
  * as `method`'s input (at most `max_bytes`) and called on `self` (an
  * endpoint of the service's own ROUTER) as `full_method`. What it drops is
- * counted in `metrics` (may be NULL). NULL on failure (logged). */
+ * counted in `metrics` (may be NULL; its drop counters are shown from
+ * then on). NULL on failure (logged). */
 intake_t *intake_new(void *zctx, const char *endpoints, const char *topic, const char *self,
                      const ProtobufCMethodDescriptor *method, const char *full_method,
                      size_t max_bytes, metrics_t *metrics);

@@ -1326,7 +1326,6 @@ static int s_start_intake(server_t *srv)
             continue;
         char full[256];
         snprintf(full, sizeof full, "%s/%s", def->service->name, srv->mdesc[i]->name);
-        metrics_intake_on(srv->metrics);
         srv->intake = intake_new(srv->zctx, endpoints, def->intake_topic, srv->self_endpoint,
                                  srv->mdesc[i], full, (size_t)srv->cfg.max_message_bytes,
                                  srv->metrics);

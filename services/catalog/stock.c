@@ -164,7 +164,7 @@ static void s_lines_text(const store_line_t *lines, size_t n, char *buf, size_t 
 static Shop__Catalog__V1__Reservation *s_reservation(call_t *call, const char *order_id,
                                                      Shop__Catalog__V1__ReservationState state,
                                                      const store_line_t *lines, size_t n,
-                                                     int64_t expires_ms)
+                                                     int64_t expires_ms, int64_t created_ms)
 {
     Shop__Catalog__V1__Reservation *r = call_alloc(call, sizeof *r);
 
@@ -172,6 +172,7 @@ static Shop__Catalog__V1__Reservation *s_reservation(call_t *call, const char *o
     r->order_id = call_strdup(call, order_id);
     r->state = state;
     r->expires_at_ms = expires_ms;
+    r->created_at_ms = created_ms;
     r->lines = call_alloc(call, (n ? n : 1) * sizeof *r->lines);
     for (size_t i = 0; i < n; i++) {
         line_t *l = call_alloc(call, sizeof *l);
@@ -203,21 +204,18 @@ static status_t s_existing(call_t *call, const char *order_id, const char *state
         st != SHOP__CATALOG__V1__RESERVATION_STATE__RESERVATION_STATE_CONFIRMED) {
         /* its state (not its lines), for a caller that tells an ended
          * reservation from other refusals */
-        resp->reservation = s_reservation(call, order_id, st, NULL, 0, expires_ms);
-        resp->reservation->created_at_ms = created_ms;
+        resp->reservation = s_reservation(call, order_id, st, NULL, 0, expires_ms, created_ms);
         return call_fail(call, STATUS_FAILED_PRECONDITION, "the reservation of order %s was %s",
                          order_id, state);
     }
     if (strcmp(stored, wanted) != 0) {
         /* the other reservation's state and end, for a caller that decides
          * whether to wait for it (not its lines: they are not this call's) */
-        resp->reservation = s_reservation(call, order_id, st, NULL, 0, expires_ms);
-        resp->reservation->created_at_ms = created_ms;
+        resp->reservation = s_reservation(call, order_id, st, NULL, 0, expires_ms, created_ms);
         return call_fail(call, STATUS_ALREADY_EXISTS,
                          "order %s already has a reservation with other lines", order_id);
     }
-    resp->reservation = s_reservation(call, order_id, st, lines, n, expires_ms);
-    resp->reservation->created_at_ms = created_ms;
+    resp->reservation = s_reservation(call, order_id, st, lines, n, expires_ms, created_ms);
     return STATUS_OK;
 }
 
@@ -328,8 +326,8 @@ status_t catalog_reserve_stock(call_t *call, const ProtobufCMessage *request,
     }
     resp->reservation = s_reservation(call, req->order_id,
                                       SHOP__CATALOG__V1__RESERVATION_STATE__RESERVATION_STATE_HELD,
-                                      lines, n, expires_ms);
-    resp->reservation->created_at_ms = expires_ms - (int64_t)ttl * 1000;   /* expires = made + ttl */
+                                      lines, n, expires_ms,
+                                      expires_ms - (int64_t)ttl * 1000);   /* expires = made + ttl */
     Shop__Catalog__V1__StockReserved ev = SHOP__CATALOG__V1__STOCK_RESERVED__INIT;
     ev.order_id = req->order_id;
     ev.lines = resp->reservation->lines;
@@ -394,10 +392,7 @@ static status_t s_finish(call_t *call, const char *order_id, const char *state, 
                                   NULL) != 0)
             return call_db_fail(call, "read reservation");
         if (strcmp(cur, state) == 0 || (!confirm && strcmp(cur, "expired") == 0)) {
-            c.r->state = confirm ? SHOP__CATALOG__V1__RESERVATION_STATE__RESERVATION_STATE_CONFIRMED
-                                 : strcmp(cur, "expired") == 0
-                                       ? SHOP__CATALOG__V1__RESERVATION_STATE__RESERVATION_STATE_EXPIRED
-                                       : SHOP__CATALOG__V1__RESERVATION_STATE__RESERVATION_STATE_RELEASED;
+            c.r->state = s_state_of(cur);
             *out = c.r;
             return STATUS_OK;   /* already done: idempotent */
         }
@@ -477,15 +472,13 @@ typedef struct {
     int64_t *expires_us;   /* each one's paging key */
 } held_t;
 
-static void s_held_row(void *arg, const char *order_id, int64_t created_ms, int64_t expires_ms,
-                       int64_t expires_us)
+static void s_held_row(void *arg, const char *order_id, int64_t created_ms, int64_t expires_us)
 {
     held_t *h = arg;
     Shop__Catalog__V1__Reservation *r = s_reservation(
         h->call, order_id, SHOP__CATALOG__V1__RESERVATION_STATE__RESERVATION_STATE_HELD, NULL, 0,
-        expires_ms);
+        (expires_us + 500) / 1000, created_ms);   /* to the nearest ms, as elsewhere */
 
-    r->created_at_ms = created_ms;
     h->expires_us[h->resp->n_reservations] = expires_us;
     h->resp->reservations[h->resp->n_reservations++] = r;
 }

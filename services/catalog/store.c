@@ -442,7 +442,6 @@ int store_expired(db_t *db, int limit, store_id_fn fn, void *arg)
 static const db_stmt_t s_held = {
     "cat_held",
     "SELECT order_id, (extract(epoch FROM created_at) * 1000)::bigint, "
-    "       (extract(epoch FROM expires_at) * 1000)::bigint, "
     "       (extract(epoch FROM expires_at) * 1000000)::bigint "
     "FROM reservation WHERE state = 'held' "
     "AND ($1::bigint = 0 OR expires_at < 'epoch'::timestamptz + $1::bigint * interval '1 us') "
@@ -466,7 +465,7 @@ int store_held(db_t *db, int64_t before_us, int64_t created_before_us, int64_t a
         return -1;
     for (int i = 0; i < PQntuples(r); i++)
         fn(arg, PQgetvalue(r, i, 0), strtoll(PQgetvalue(r, i, 1), NULL, 10),
-           strtoll(PQgetvalue(r, i, 2), NULL, 10), strtoll(PQgetvalue(r, i, 3), NULL, 10));
+           strtoll(PQgetvalue(r, i, 2), NULL, 10));
     PQclear(r);
     return 0;
 }

@@ -91,9 +91,9 @@ int store_expired(db_t *db, int limit, store_id_fn fn, void *arg) __attribute__(
 /* Held reservations expiring before `before_us` and made before
  * `created_before_us` (Unix µs; 0 = any), after (`after_us`, `after_id`) in
  * (expires_at, order_id) order, up to `limit`: each with its creation (ms)
- * and expiry (ms and µs, the paging key). */
+ * and expiry (µs, the paging key). */
 typedef void (*store_held_fn)(void *arg, const char *order_id, int64_t created_ms,
-                              int64_t expires_ms, int64_t expires_us);
+                              int64_t expires_us);
 int store_held(db_t *db, int64_t before_us, int64_t created_before_us, int64_t after_us,
                const char *after_id, int limit, store_held_fn fn, void *arg)
     __attribute__((warn_unused_result));

@@ -100,10 +100,12 @@ static bool s_finished(const order_t *o)
     return o->state != SHOP__ORDERS__V1__ORDER_STATE__ORDER_STATE_UNSPECIFIED;
 }
 
+/* Crockford's base32, the digits of an order id. */
+static const char s_digits[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
 /* "O" and 20 characters of Crockford's base32 (100 bits) of `bytes`. */
 static void s_id_from(char *id, size_t len, const uint8_t *bytes)
 {
-    static const char digits[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
     if (len < 22)
         return;
@@ -111,7 +113,7 @@ static void s_id_from(char *id, size_t len, const uint8_t *bytes)
     for (int i = 0; i < 20; i++) {
         int bit = i * 5;
         unsigned v = ((unsigned)bytes[bit / 8] << 8 | bytes[bit / 8 + 1]) >> (11 - bit % 8);
-        id[1 + i] = digits[v & 31];
+        id[1 + i] = s_digits[v & 31];
     }
     id[21] = '\0';
 }
@@ -859,14 +861,13 @@ static bool s_our_id(const char *id)
     if (id[0] != 'O' || strlen(id) != 21)
         return false;
     for (int i = 1; i < 21; i++)
-        if (!strchr("0123456789ABCDEFGHJKMNPQRSTVWXYZ", id[i]))
+        if (!strchr(s_digits, id[i]))
             return false;
     return true;
 }
 
 typedef struct {
     db_t *db;
-    int n;   /* given back */
     int rc;
 } orphans_t;
 
@@ -881,8 +882,6 @@ static void s_on_orphan(void *arg, const char *id)
         server_anomaly_on_commit(o->db, "placement_orphaned", "order %s: %s; its stock and "
                                  "coupons are given back", id, why) != 0)
         o->rc = -1;
-    else
-        o->n++;
 }
 
 /* The maintenance thread's: where the last page given back ended (moved
@@ -964,7 +963,7 @@ int orders_sweep_orphans(db_t *db, const orders_settings_t *set)
         if (r->n_reservations < SWEEP_PAGE)
             break;
     }
-    orphans_t o = {db, 0, 0};
+    orphans_t o = {db, 0};
     if (n && store_unknown_ids(db, ids, n, s_on_orphan, &o) != 0)
         rc = -1;
     if (rc == 0 && o.rc != 0)
